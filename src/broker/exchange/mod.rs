@@ -1,0 +1,253 @@
+//! Exchanges are data, not tasks (design rule 6): an `Exchange` holds its bindings behind a
+//! short-lived std `RwLock` and `route` appends the destinations a message goes to, with no
+//! await and no lock held beyond the call. The vhost follows exchange-to-exchange bindings.
+
+pub mod headers;
+pub mod topic;
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use amq_protocol::types::FieldTable;
+
+use topic::TopicPattern;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExchangeKind {
+    Direct,
+    Fanout,
+    Topic,
+    Headers,
+}
+
+impl ExchangeKind {
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "direct" => Some(Self::Direct),
+            "fanout" => Some(Self::Fanout),
+            "topic" => Some(Self::Topic),
+            "headers" => Some(Self::Headers),
+            _ => None,
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Direct => "direct",
+            Self::Fanout => "fanout",
+            Self::Topic => "topic",
+            Self::Headers => "headers",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Destination {
+    Queue(Arc<str>),
+    Exchange(Arc<str>),
+}
+
+#[derive(Debug, Clone)]
+pub struct Binding {
+    pub destination: Destination,
+    pub routing_key: String,
+    pub arguments: FieldTable,
+    topic: Option<TopicPattern>,
+}
+
+impl Binding {
+    fn same(&self, destination: &Destination, routing_key: &str, arguments: &FieldTable) -> bool {
+        &self.destination == destination && self.routing_key == routing_key && &self.arguments == arguments
+    }
+}
+
+#[derive(Debug, Default)]
+struct Bindings {
+    all: Vec<Binding>,
+    /// Direct exchanges: routing key -> indexes into `all`.
+    by_key: HashMap<String, Vec<usize>>,
+}
+
+impl Bindings {
+    fn reindex(&mut self) {
+        self.by_key.clear();
+        for (i, b) in self.all.iter().enumerate() {
+            self.by_key.entry(b.routing_key.clone()).or_default().push(i);
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Exchange {
+    pub name: Arc<str>,
+    pub kind: ExchangeKind,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub internal: bool,
+    pub arguments: FieldTable,
+    bindings: RwLock<Bindings>,
+}
+
+impl Exchange {
+    pub fn new(
+        name: &str,
+        kind: ExchangeKind,
+        durable: bool,
+        auto_delete: bool,
+        internal: bool,
+        arguments: FieldTable,
+    ) -> Self {
+        Self {
+            name: name.into(),
+            kind,
+            durable,
+            auto_delete,
+            internal,
+            arguments,
+            bindings: RwLock::default(),
+        }
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Bindings> {
+        self.bindings.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn write(&self) -> std::sync::RwLockWriteGuard<'_, Bindings> {
+        self.bindings.write().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Add a binding; false when the identical binding already existed.
+    pub fn bind(&self, destination: Destination, routing_key: &str, arguments: FieldTable) -> bool {
+        let mut b = self.write();
+        if b.all.iter().any(|x| x.same(&destination, routing_key, &arguments)) {
+            return false;
+        }
+        let topic = (self.kind == ExchangeKind::Topic).then(|| TopicPattern::new(routing_key));
+        b.all.push(Binding {
+            destination,
+            routing_key: routing_key.to_owned(),
+            arguments,
+            topic,
+        });
+        b.reindex();
+        true
+    }
+
+    /// Remove a binding; false when it did not exist (unbind is idempotent anyway).
+    pub fn unbind(&self, destination: &Destination, routing_key: &str, arguments: &FieldTable) -> bool {
+        let mut b = self.write();
+        let before = b.all.len();
+        b.all.retain(|x| !x.same(destination, routing_key, arguments));
+        let removed = b.all.len() != before;
+        if removed {
+            b.reindex();
+        }
+        removed
+    }
+
+    /// Drop every binding to `destination`; returns how many went.
+    pub fn unbind_destination(&self, destination: &Destination) -> usize {
+        let mut b = self.write();
+        let before = b.all.len();
+        b.all.retain(|x| &x.destination != destination);
+        let removed = before - b.all.len();
+        if removed > 0 {
+            b.reindex();
+        }
+        removed
+    }
+
+    pub fn has_bindings(&self) -> bool {
+        !self.read().all.is_empty()
+    }
+
+    pub fn has_binding(&self, destination: &Destination, routing_key: &str, arguments: &FieldTable) -> bool {
+        self.read().all.iter().any(|x| x.same(destination, routing_key, arguments))
+    }
+
+    pub fn bindings(&self) -> Vec<Binding> {
+        self.read().all.clone()
+    }
+
+    /// Append where a message with this routing key (and headers, decoded only if a headers
+    /// exchange asks) goes from this exchange.
+    pub fn route(
+        &self,
+        routing_key: &str,
+        headers: &mut dyn FnMut() -> Option<FieldTable>,
+        out: &mut Vec<Destination>,
+    ) {
+        let b = self.read();
+        match self.kind {
+            ExchangeKind::Direct => {
+                if let Some(ix) = b.by_key.get(routing_key) {
+                    out.extend(ix.iter().map(|i| b.all[*i].destination.clone()));
+                }
+            }
+            ExchangeKind::Fanout => out.extend(b.all.iter().map(|x| x.destination.clone())),
+            ExchangeKind::Topic => out.extend(
+                b.all
+                    .iter()
+                    .filter(|x| x.topic.as_ref().is_some_and(|t| t.matches(routing_key)))
+                    .map(|x| x.destination.clone()),
+            ),
+            ExchangeKind::Headers => {
+                if b.all.is_empty() {
+                    return;
+                }
+                let table = headers();
+                out.extend(
+                    b.all
+                        .iter()
+                        .filter(|x| headers::matches(&x.arguments, table.as_ref()))
+                        .map(|x| x.destination.clone()),
+                );
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn q(name: &str) -> Destination {
+        Destination::Queue(name.into())
+    }
+
+    fn route(x: &Exchange, key: &str) -> Vec<Destination> {
+        let mut out = vec![];
+        x.route(key, &mut || None, &mut out);
+        out
+    }
+
+    #[test]
+    fn direct_routes_to_every_queue_bound_with_the_key() {
+        let x = Exchange::new("d", ExchangeKind::Direct, false, false, false, FieldTable::default());
+        x.bind(q("a"), "k", FieldTable::default());
+        x.bind(q("b"), "k", FieldTable::default());
+        x.bind(q("c"), "other", FieldTable::default());
+        assert_eq!(route(&x, "k"), vec![q("a"), q("b")]);
+        assert!(route(&x, "nope").is_empty());
+    }
+
+    #[test]
+    fn duplicate_bind_is_a_no_op_and_unbind_is_idempotent() {
+        let x = Exchange::new("f", ExchangeKind::Fanout, false, false, false, FieldTable::default());
+        assert!(x.bind(q("a"), "", FieldTable::default()));
+        assert!(!x.bind(q("a"), "", FieldTable::default()));
+        assert_eq!(route(&x, "anything").len(), 1);
+        assert!(x.unbind(&q("a"), "", &FieldTable::default()));
+        assert!(!x.unbind(&q("a"), "", &FieldTable::default()));
+        assert!(!x.has_bindings());
+    }
+
+    #[test]
+    fn topic_routes_by_pattern() {
+        let x = Exchange::new("t", ExchangeKind::Topic, false, false, false, FieldTable::default());
+        x.bind(q("all"), "#", FieldTable::default());
+        x.bind(q("orange"), "*.orange.*", FieldTable::default());
+        assert_eq!(route(&x, "quick.orange.fox"), vec![q("all"), q("orange")]);
+        assert_eq!(route(&x, "lazy"), vec![q("all")]);
+    }
+}

@@ -1,0 +1,26 @@
+//! `Message`: what a publisher sent, shared by every queue it was routed to. Properties and
+//! body stay the `Bytes` that came off the socket; nothing here ever re-encodes them.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+#[derive(Debug)]
+pub struct Message {
+    pub exchange: Arc<str>,
+    pub routing_key: Arc<str>,
+    /// Raw basic property list (flags and values) as the publisher sent it.
+    pub properties: Bytes,
+    pub body: Bytes,
+    /// delivery_mode = 2; only meaningful together with a durable queue.
+    pub persistent: bool,
+}
+
+/// A message as one queue holds it: the queue's own sequence id gives requeued
+/// messages their original place back.
+#[derive(Debug, Clone)]
+pub struct QueuedMessage {
+    pub id: u64,
+    pub message: Arc<Message>,
+    pub redelivered: bool,
+}

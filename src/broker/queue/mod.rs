@@ -1,0 +1,122 @@
+//! Queues. A queue is owned by one task, its `QueueActor`; everyone else holds a
+//! `QueueHandle` (name, declared properties, mailbox) and talks to it with `QueueCmd`s.
+//! Publishers await a slot in the bounded mailbox, which is how a full queue slows its
+//! publishers down (TCP backpressure, design rule 3).
+
+pub mod actor;
+pub mod args;
+
+use std::sync::{Arc, Weak};
+
+use amq_protocol::types::FieldTable;
+use tokio::sync::{mpsc, oneshot};
+
+use super::consumer::ConsumerLink;
+use super::message::{Message, QueuedMessage};
+use super::vhost::VHost;
+use crate::protocol::AmqpError;
+
+pub use args::QueueArgs;
+
+/// Mailbox size: filled by publishers and channels, drained by the actor. When full, the
+/// publishing connection stops reading its socket until there is room.
+pub const MAILBOX: usize = 4096;
+
+#[derive(Debug)]
+pub struct QueueHandle {
+    pub name: Arc<str>,
+    pub durable: bool,
+    pub auto_delete: bool,
+    /// Connection id owning an exclusive queue.
+    pub exclusive_owner: Option<u64>,
+    pub arguments: FieldTable,
+    pub args: QueueArgs,
+    pub tx: mpsc::Sender<QueueCmd>,
+}
+
+impl QueueHandle {
+    /// A command for the actor; false when the queue has gone (deleted meanwhile).
+    pub async fn send(&self, cmd: QueueCmd) -> bool {
+        self.tx.send(cmd).await.is_ok()
+    }
+
+    /// A request with a reply; `None` when the queue went away before answering.
+    pub async fn ask<T>(&self, make: impl FnOnce(oneshot::Sender<T>) -> QueueCmd) -> Option<T> {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(make(tx)).await.is_err() {
+            return None;
+        }
+        rx.await.ok()
+    }
+}
+
+/// Message counts reported by queue.declare-ok.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueStats {
+    pub messages: u32,
+    pub consumers: u32,
+}
+
+#[derive(Debug)]
+pub enum QueueCmd {
+    Publish(Arc<Message>),
+    Consume {
+        consumer: ConsumerLink,
+        reply: oneshot::Sender<Result<(), AmqpError>>,
+    },
+    /// Remove a consumer; the reply says it is gone (basic.cancel-ok may follow).
+    Cancel {
+        epoch: u64,
+        tag: Arc<str>,
+        reply: Option<oneshot::Sender<()>>,
+    },
+    /// basic.get: the message and how many remain.
+    Get {
+        no_ack: bool,
+        reply: oneshot::Sender<Option<(QueuedMessage, u32)>>,
+    },
+    /// Settle delivered messages for good (ack, or reject/nack without requeue).
+    Settle(Vec<u64>),
+    /// Put delivered messages back in their original place, marked redelivered.
+    Requeue(Vec<u64>),
+    /// Deliveries that never reached their consumer: back in place, flags unchanged.
+    Reinsert(Vec<QueuedMessage>),
+    Purge {
+        reply: oneshot::Sender<u32>,
+    },
+    Stats {
+        reply: oneshot::Sender<QueueStats>,
+    },
+    Delete {
+        if_unused: bool,
+        if_empty: bool,
+        reply: oneshot::Sender<Result<u32, AmqpError>>,
+    },
+    /// Credit became available somewhere: try delivering again.
+    Kick,
+}
+
+/// Start a queue's actor and return its handle.
+pub fn spawn(
+    name: Arc<str>,
+    durable: bool,
+    auto_delete: bool,
+    exclusive_owner: Option<u64>,
+    arguments: FieldTable,
+    args: QueueArgs,
+    vhost: Weak<VHost>,
+) -> Arc<QueueHandle> {
+    let (tx, rx) = mpsc::channel(MAILBOX);
+    let handle = Arc::new(QueueHandle {
+        name,
+        durable,
+        auto_delete,
+        exclusive_owner,
+        arguments,
+        args,
+        tx,
+    });
+    let actor = actor::QueueActor::new(Arc::downgrade(&handle), handle.name.clone(), auto_delete, vhost);
+    tokio::spawn(actor.run(rx));
+    handle
+}

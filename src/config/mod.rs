@@ -1,0 +1,270 @@
+//! Typed configuration. Every setting has one key, used alike in the TOML file, as a
+//! `WARREN_<KEY>` environment variable and (for some) as a flag; precedence is
+//! defaults < file < environment < flags. An unknown key or a bad value is an error that
+//! names it; start-up stops. `config/warren.toml` documents every key with its default.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum ConfigError {
+    #[error("unknown configuration key '{key}' (from {origin})")]
+    UnknownKey { key: String, origin: String },
+    #[error("bad value for '{key}' (from {origin}): {why}")]
+    BadValue { key: String, origin: String, why: String },
+    #[error("cannot read config file {path}: {why}")]
+    File { path: String, why: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    /// Plain AMQP listeners.
+    pub amqp_listen: Vec<SocketAddr>,
+    pub data_dir: PathBuf,
+    pub log_level: String,
+    pub default_user: String,
+    pub default_pass: String,
+    pub default_vhost: String,
+    /// Users that may only log in from a loopback address.
+    pub loopback_users: Vec<String>,
+    pub channel_max: u16,
+    pub frame_max: u32,
+    /// Seconds; 0 disables heartbeats unless the client asks for them.
+    pub heartbeat: u16,
+    pub max_message_size: u64,
+    /// Milliseconds a new socket has to complete the AMQP handshake.
+    pub handshake_timeout: u64,
+    /// The `product` and `version` server properties. Clients (kombu, amqplib) read them
+    /// to pick RabbitMQ-specific behaviour, so the defaults name RabbitMQ's.
+    pub product: String,
+    pub product_version: String,
+    pub cluster_name: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            amqp_listen: vec!["0.0.0.0:5672".parse().expect("literal"), "[::]:5672".parse().expect("literal")],
+            data_dir: PathBuf::from("./warren-data"),
+            log_level: "info".into(),
+            default_user: "guest".into(),
+            default_pass: "guest".into(),
+            default_vhost: "/".into(),
+            loopback_users: vec!["guest".into()],
+            channel_max: 2047,
+            frame_max: 131_072,
+            heartbeat: 60,
+            max_message_size: 134_217_728,
+            handshake_timeout: 10_000,
+            product: "RabbitMQ".into(),
+            product_version: "3.13.7".into(),
+            cluster_name: "warren".into(),
+        }
+    }
+}
+
+/// Every key `set` understands, for `--help`-style listings and env scanning.
+pub const KEYS: &[&str] = &[
+    "amqp_listen",
+    "data_dir",
+    "log_level",
+    "default_user",
+    "default_pass",
+    "default_vhost",
+    "loopback_users",
+    "channel_max",
+    "frame_max",
+    "heartbeat",
+    "max_message_size",
+    "handshake_timeout",
+    "product",
+    "product_version",
+    "cluster_name",
+];
+
+fn list(value: &str) -> Vec<String> {
+    value
+        .split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+impl Config {
+    /// Set one key from its textual form (lists are comma-separated).
+    pub fn set(&mut self, key: &str, value: &str, source: &str) -> Result<(), ConfigError> {
+        let bad = |why: String| ConfigError::BadValue {
+            key: key.to_owned(),
+            origin: source.to_owned(),
+            why,
+        };
+        fn num<T: std::str::FromStr>(v: &str) -> Result<T, String>
+        where
+            T::Err: std::fmt::Display,
+        {
+            v.trim().parse::<T>().map_err(|e| format!("'{v}': {e}"))
+        }
+        match key {
+            "amqp_listen" => {
+                self.amqp_listen = list(value)
+                    .iter()
+                    .map(|a| a.parse::<SocketAddr>().map_err(|e| bad(format!("'{a}': {e}"))))
+                    .collect::<Result<_, _>>()?
+            }
+            "data_dir" => self.data_dir = PathBuf::from(value),
+            "log_level" => {
+                let v = value.to_ascii_lowercase();
+                if !["error", "warn", "info", "debug", "trace"].contains(&v.as_str()) {
+                    return Err(bad(format!("'{value}' is not one of error, warn, info, debug, trace")));
+                }
+                self.log_level = v;
+            }
+            "default_user" => self.default_user = value.to_owned(),
+            "default_pass" => self.default_pass = value.to_owned(),
+            "default_vhost" => self.default_vhost = value.to_owned(),
+            "loopback_users" => self.loopback_users = list(value),
+            "channel_max" => {
+                let n: u16 = num(value).map_err(bad)?;
+                if n == 0 {
+                    return Err(bad("must be between 1 and 65535".into()));
+                }
+                self.channel_max = n;
+            }
+            "frame_max" => {
+                let n: u32 = num(value).map_err(bad)?;
+                if n < 4096 {
+                    return Err(bad(format!("{n} is below the AMQP minimum of 4096")));
+                }
+                self.frame_max = n;
+            }
+            "heartbeat" => self.heartbeat = num(value).map_err(bad)?,
+            "max_message_size" => {
+                let n: u64 = num(value).map_err(bad)?;
+                if n == 0 || n > 536_870_912 {
+                    return Err(bad(format!("{n} is outside 1..=536870912 (512 MiB, RabbitMQ's ceiling)")));
+                }
+                self.max_message_size = n;
+            }
+            "handshake_timeout" => self.handshake_timeout = num(value).map_err(bad)?,
+            "product" => self.product = value.to_owned(),
+            "product_version" => self.product_version = value.to_owned(),
+            "cluster_name" => self.cluster_name = value.to_owned(),
+            _ => {
+                return Err(ConfigError::UnknownKey {
+                    key: key.to_owned(),
+                    origin: source.to_owned(),
+                })
+            }
+        }
+        Ok(())
+    }
+
+    /// Apply a TOML document (flat table of keys).
+    pub fn apply_toml(&mut self, text: &str, source: &str) -> Result<(), ConfigError> {
+        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::File {
+            path: source.to_owned(),
+            why: e.to_string(),
+        })?;
+        for (key, value) in table {
+            let text = match &value {
+                toml::Value::String(s) => s.clone(),
+                toml::Value::Integer(n) => n.to_string(),
+                toml::Value::Boolean(b) => b.to_string(),
+                toml::Value::Array(items) => items
+                    .iter()
+                    .map(|v| match v {
+                        toml::Value::String(s) => Ok(s.clone()),
+                        other => Err(ConfigError::BadValue {
+                            key: key.clone(),
+                            origin: source.to_owned(),
+                            why: format!("list items must be strings, got {other}"),
+                        }),
+                    })
+                    .collect::<Result<Vec<_>, _>>()?
+                    .join(","),
+                other => {
+                    return Err(ConfigError::BadValue {
+                        key: key.clone(),
+                        origin: source.to_owned(),
+                        why: format!("unsupported value {other}"),
+                    })
+                }
+            };
+            self.set(&key, &text, source)?;
+        }
+        Ok(())
+    }
+
+    pub fn apply_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
+            path: path.display().to_string(),
+            why: e.to_string(),
+        })?;
+        self.apply_toml(&text, &path.display().to_string())
+    }
+
+    /// Apply every `WARREN_*` variable; an unknown one is an error like an unknown key.
+    pub fn apply_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
+        for (name, value) in vars {
+            if let Some(key) = name.strip_prefix("WARREN_") {
+                self.set(&key.to_ascii_lowercase(), &value, &format!("environment variable {name}"))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_then_env_then_flags_override_in_order() {
+        let mut c = Config::default();
+        c.apply_toml("heartbeat = 30\nframe_max = 8192\namqp_listen = [\"127.0.0.1:1\"]", "t.toml")
+            .unwrap();
+        assert_eq!((c.heartbeat, c.frame_max), (30, 8192));
+        c.apply_env([("WARREN_HEARTBEAT".to_string(), "10".to_string())]).unwrap();
+        assert_eq!(c.heartbeat, 10);
+        c.set("heartbeat", "5", "flag").unwrap();
+        assert_eq!(c.heartbeat, 5);
+        assert_eq!(c.amqp_listen, vec!["127.0.0.1:1".parse().unwrap()]);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_name_themselves() {
+        let mut c = Config::default();
+        let e = c.apply_toml("hearbeat = 3", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("hearbeat"), "{e}");
+        let e = c.apply_toml("frame_max = 100", "t.toml").unwrap_err();
+        assert!(e.to_string().contains("frame_max"), "{e}");
+        let e = c
+            .apply_env([("WARREN_NOPE".to_string(), "1".to_string())])
+            .unwrap_err();
+        assert!(e.to_string().contains("WARREN_NOPE"), "{e}");
+        assert!(c.set("amqp_listen", "nonsense", "flag").is_err());
+    }
+
+    #[test]
+    fn the_example_config_file_is_the_default() {
+        let mut c = Config::default();
+        let text = include_str!("../../config/warren.toml");
+        c.apply_toml(text, "config/warren.toml").unwrap();
+        assert_eq!(c, Config::default());
+    }
+
+    #[test]
+    fn every_key_is_settable() {
+        for key in KEYS {
+            let mut c = Config::default();
+            let value = match *key {
+                "amqp_listen" => "127.0.0.1:5672",
+                "log_level" => "debug",
+                "channel_max" | "frame_max" | "heartbeat" | "max_message_size" | "handshake_timeout" => "8192",
+                _ => "x",
+            };
+            c.set(key, value, "test").unwrap();
+        }
+    }
+}

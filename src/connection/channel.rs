@@ -1,0 +1,186 @@
+//! `ChannelState`: everything one AMQP channel remembers between frames: the publish being
+//! assembled from method + header + body frames, confirm sequence numbers, the transaction
+//! buffer, delivered-but-unacked messages by delivery tag, and its consumers. Owned by the
+//! connection task; queues reach the channel only through its `ChannelLink`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::broker::consumer::{ChannelLink, ConsumerLink, Credit};
+use crate::broker::message::Message;
+use crate::broker::queue::QueueHandle;
+use crate::protocol::content::ContentHeader;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Open,
+    /// We sent channel.close and wait for close-ok; everything else is dropped.
+    Closing,
+}
+
+/// A basic.publish waiting for its header and body frames.
+#[derive(Debug)]
+pub struct PendingPublish {
+    pub exchange: String,
+    pub routing_key: String,
+    pub mandatory: bool,
+    pub header: Option<ContentHeader>,
+    pub body: BodyParts,
+}
+
+/// Body frames so far; a single frame stays the `Bytes` it arrived in.
+#[derive(Debug, Default)]
+pub enum BodyParts {
+    #[default]
+    Empty,
+    One(Bytes),
+    Many(BytesMut),
+}
+
+impl BodyParts {
+    pub fn len(&self) -> usize {
+        match self {
+            BodyParts::Empty => 0,
+            BodyParts::One(b) => b.len(),
+            BodyParts::Many(b) => b.len(),
+        }
+    }
+
+    pub fn push(&mut self, part: Bytes) {
+        *self = match std::mem::take(self) {
+            BodyParts::Empty => BodyParts::One(part),
+            BodyParts::One(first) => {
+                let mut all = BytesMut::with_capacity(first.len() + part.len());
+                all.extend_from_slice(&first);
+                all.extend_from_slice(&part);
+                BodyParts::Many(all)
+            }
+            BodyParts::Many(mut all) => {
+                all.extend_from_slice(&part);
+                BodyParts::Many(all)
+            }
+        }
+    }
+
+    pub fn into_bytes(self) -> Bytes {
+        match self {
+            BodyParts::Empty => Bytes::new(),
+            BodyParts::One(b) => b,
+            BodyParts::Many(b) => b.freeze(),
+        }
+    }
+}
+
+/// A delivered message awaiting ack, by delivery tag.
+#[derive(Debug, Clone)]
+pub struct Unacked {
+    pub queue: Arc<QueueHandle>,
+    pub message_id: u64,
+    /// The consumer's prefetch credit (None for basic.get).
+    pub consumer_credit: Option<Arc<Credit>>,
+}
+
+#[derive(Debug)]
+pub struct ConsumerEntry {
+    pub queue: Arc<QueueHandle>,
+    pub link: ConsumerLink,
+}
+
+/// What an ack/nack/reject does to the messages it names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settle {
+    Ack,
+    Requeue,
+    Discard,
+}
+
+/// Work held back by tx.select until tx.commit.
+#[derive(Debug, Default)]
+pub struct TxBuffer {
+    pub publishes: Vec<(Arc<Message>, bool)>,
+    pub settles: Vec<(u64, bool, Settle)>,
+}
+
+#[derive(Debug)]
+pub struct ChannelState {
+    pub phase: Phase,
+    pub link: Arc<ChannelLink>,
+    pub pending: Option<PendingPublish>,
+    /// Some(next publish sequence number) once confirm.select was seen.
+    pub confirm_next: Option<u64>,
+    /// Highest sequence number confirmed to the client so far.
+    pub confirmed_upto: u64,
+    pub tx: Option<TxBuffer>,
+    pub unacked: BTreeMap<u64, Unacked>,
+    pub next_delivery_tag: u64,
+    pub consumers: HashMap<Arc<str>, ConsumerEntry>,
+    /// basic.qos(global=false) prefetch for consumers started after it.
+    pub consumer_prefetch: u16,
+    /// The last queue declared on this channel, for RabbitMQ's empty-name shorthand.
+    pub last_queue: Option<String>,
+}
+
+impl ChannelState {
+    pub fn new(link: Arc<ChannelLink>) -> Self {
+        Self {
+            phase: Phase::Open,
+            link,
+            pending: None,
+            confirm_next: None,
+            confirmed_upto: 0,
+            tx: None,
+            unacked: BTreeMap::new(),
+            next_delivery_tag: 1,
+            consumers: HashMap::new(),
+            consumer_prefetch: 0,
+            last_queue: None,
+        }
+    }
+
+    pub fn take_delivery_tag(&mut self) -> u64 {
+        let tag = self.next_delivery_tag;
+        self.next_delivery_tag += 1;
+        tag
+    }
+
+    /// The distinct queues this channel consumes from.
+    pub fn consumed_queues(&self) -> Vec<Arc<QueueHandle>> {
+        let mut out: Vec<Arc<QueueHandle>> = Vec::new();
+        for c in self.consumers.values() {
+            if !out.iter().any(|q| Arc::ptr_eq(q, &c.queue)) {
+                out.push(c.queue.clone());
+            }
+        }
+        out
+    }
+}
+
+/// Group message ids by the queue that holds them.
+pub fn group_by_queue(entries: impl IntoIterator<Item = Unacked>) -> Vec<(Arc<QueueHandle>, Vec<u64>)> {
+    let mut groups: Vec<(Arc<QueueHandle>, Vec<u64>)> = Vec::new();
+    for e in entries {
+        match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &e.queue)) {
+            Some((_, ids)) => ids.push(e.message_id),
+            None => groups.push((e.queue, vec![e.message_id])),
+        }
+    }
+    groups
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_body_frame_stays_zero_copy_and_several_concatenate() {
+        let mut b = BodyParts::default();
+        let part = Bytes::from_static(b"abc");
+        b.push(part.clone());
+        assert!(matches!(&b, BodyParts::One(x) if x.as_ptr() == part.as_ptr()));
+        b.push(Bytes::from_static(b"de"));
+        assert_eq!(b.len(), 5);
+        assert_eq!(&b.into_bytes()[..], b"abcde");
+    }
+}

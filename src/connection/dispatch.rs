@@ -1,0 +1,282 @@
+//! The one place frames meet channel state: `handle_frame` checks which frames may arrive
+//! in which state (RabbitMQ's 503/504/505/530 rules), hands methods to the per-class
+//! handlers, and turns every `AmqpError` into `channel.close` or `connection.close`.
+//! Events from queues (deliveries, cancellations) are applied here too.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use amq_protocol::protocol::{basic, channel, connection, AMQPClass};
+use bytes::Bytes;
+
+use super::channel::{group_by_queue, ChannelState, Phase, Unacked};
+use super::Connection;
+use crate::broker::consumer::{ChannelLink, ConnEvent, Credit};
+use crate::broker::queue::QueueCmd;
+use crate::protocol::content::encode_content;
+use crate::protocol::frame::{RawFrame, FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD};
+use crate::protocol::{method, AmqpError, Scope};
+
+impl Connection {
+    pub(super) async fn handle_frame(&mut self, f: RawFrame) {
+        if self.closing.is_some() {
+            self.while_closing(f);
+            return;
+        }
+        let ch = f.channel;
+        let result = match f.kind {
+            FRAME_HEARTBEAT if ch == 0 => Ok(()),
+            FRAME_HEARTBEAT => Err(AmqpError::frame_error(format!("heartbeat frame on channel {ch}, expected channel 0"))),
+            FRAME_METHOD => self.handle_method_frame(ch, f.payload).await,
+            FRAME_HEADER => self.handle_header(ch, f.payload).await,
+            FRAME_BODY => self.handle_body(ch, f.payload).await,
+            other => Err(AmqpError::frame_error(format!("unknown frame type {other}"))),
+        };
+        if let Err(e) = result {
+            self.fail(ch, e).await;
+        }
+    }
+
+    /// After we sent connection.close only close-ok (or a crossing close) matters.
+    fn while_closing(&mut self, f: RawFrame) {
+        if f.kind != FRAME_METHOD || f.channel != 0 {
+            return;
+        }
+        match method::decode(&f.payload) {
+            Ok(AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))) => self.done = true,
+            Ok(AMQPClass::Connection(connection::AMQPMethod::Close(_))) => {
+                self.send_method(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})));
+                self.done = true;
+            }
+            _ => {}
+        }
+    }
+
+    pub(super) fn send_method(&mut self, channel: u16, m: AMQPClass) {
+        method::encode(&mut self.out, channel, &m);
+    }
+
+    async fn handle_method_frame(&mut self, ch: u16, payload: Bytes) -> Result<(), AmqpError> {
+        let (class_id, method_id) = method::ids(&payload);
+        let m = method::decode(&payload)?;
+        if ch == 0 {
+            return self
+                .connection_method(m)
+                .map_err(|e| e.caused_by(class_id, method_id).on_connection());
+        }
+        if ch > self.channel_max {
+            return Err(AmqpError::not_allowed(format!(
+                "channel id {ch} is above the negotiated channel_max {}",
+                self.channel_max
+            ))
+            .caused_by(class_id, method_id));
+        }
+        let phase = self.channels.get(&ch).map(|c| (c.phase, c.pending.is_some()));
+        match phase {
+            None => match m {
+                AMQPClass::Channel(channel::AMQPMethod::Open(_)) => {
+                    self.open_channel(ch);
+                    Ok(())
+                }
+                _ => Err(AmqpError::channel_error("expected 'channel.open'").caused_by(class_id, method_id)),
+            },
+            Some((Phase::Closing, _)) => {
+                match m {
+                    AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => {
+                        self.channels.remove(&ch);
+                    }
+                    AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
+                        self.send_method(ch, AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})));
+                        self.channels.remove(&ch);
+                    }
+                    _ => {} // dropped, as the spec asks while a close is in flight
+                }
+                Ok(())
+            }
+            Some((Phase::Open, true)) => Err(AmqpError::unexpected_frame(format!(
+                "expected content header for class 60, got non content header frame instead ({})",
+                method::method_name(class_id, method_id)
+            ))
+            .caused_by(class_id, method_id)),
+            Some((Phase::Open, false)) => {
+                let qos_size = (class_id, method_id) == (60, 10) && method::qos_prefetch_size(&payload) != 0;
+                if qos_size {
+                    return Err(AmqpError::not_implemented(format!(
+                        "prefetch_size!=0 ({})",
+                        method::qos_prefetch_size(&payload)
+                    ))
+                    .caused_by(class_id, method_id));
+                }
+                self.channel_method(ch, m).await.map_err(|e| e.caused_by(class_id, method_id))
+            }
+        }
+    }
+
+    fn connection_method(&mut self, m: AMQPClass) -> Result<(), AmqpError> {
+        match m {
+            AMQPClass::Connection(connection::AMQPMethod::Close(c)) => {
+                tracing::debug!(code = c.reply_code, text = %c.reply_text, "client closed the connection");
+                self.send_method(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})));
+                self.done = true;
+                Ok(())
+            }
+            AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => {
+                self.done = true;
+                Ok(())
+            }
+            AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(_)) => {
+                self.send_method(
+                    0,
+                    AMQPClass::Connection(connection::AMQPMethod::UpdateSecretOk(connection::UpdateSecretOk {})),
+                );
+                Ok(())
+            }
+            // A client may send these only to a client; RabbitMQ ignores them.
+            AMQPClass::Connection(connection::AMQPMethod::Blocked(_) | connection::AMQPMethod::Unblocked(_)) => Ok(()),
+            AMQPClass::Connection(_) => Err(AmqpError::command_invalid("connection already open")),
+            _ => Err(AmqpError::command_invalid("non-connection method on channel 0")),
+        }
+    }
+
+    fn open_channel(&mut self, ch: u16) {
+        let link = Arc::new(ChannelLink {
+            channel_id: ch,
+            epoch: self.broker.next_id(),
+            connection_id: self.id,
+            events: self.events_tx.clone(),
+            prefetch: Credit::new(0, None),
+            flow_active: std::sync::atomic::AtomicBool::new(true),
+        });
+        self.channels.insert(ch, ChannelState::new(link));
+        self.send_method(
+            ch,
+            AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})),
+        );
+    }
+
+    /// Report `e`: channel errors close the channel, the rest the connection.
+    pub(super) async fn fail(&mut self, ch: u16, e: AmqpError) {
+        if e.scope == Scope::Connection || ch == 0 {
+            self.begin_close(&e);
+            return;
+        }
+        tracing::info!(channel = ch, code = e.code, "closing channel: {}", e.text);
+        let Some(state) = self.channels.remove(&ch) else {
+            return;
+        };
+        if state.phase == Phase::Closing {
+            self.channels.insert(ch, state);
+            return;
+        }
+        self.send_method(
+            ch,
+            AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
+                reply_code: e.code,
+                reply_text: method::short(&e.text),
+                class_id: e.class_id,
+                method_id: e.method_id,
+            })),
+        );
+        let link = state.link.clone();
+        self.teardown_channel(state).await;
+        let mut closing = ChannelState::new(link);
+        closing.phase = Phase::Closing;
+        self.channels.insert(ch, closing);
+    }
+
+    /// A channel ends: its consumers are cancelled, then its unacked messages requeued.
+    pub(super) async fn teardown_channel(&mut self, ch: ChannelState) {
+        ch.link.flow_active.store(false, Ordering::Release);
+        for (tag, c) in ch.consumers {
+            c.queue
+                .send(QueueCmd::Cancel {
+                    epoch: ch.link.epoch,
+                    tag,
+                    reply: None,
+                })
+                .await;
+        }
+        for (q, ids) in group_by_queue(ch.unacked.into_values()) {
+            q.send(QueueCmd::Requeue(ids)).await;
+        }
+    }
+
+    pub(super) async fn handle_event(&mut self, ev: ConnEvent) {
+        match ev {
+            ConnEvent::Deliver {
+                channel_id,
+                epoch,
+                consumer_tag,
+                queue,
+                message,
+                no_ack,
+            } => {
+                let frame_max = self.frame_max;
+                let live = self
+                    .channels
+                    .get_mut(&channel_id)
+                    .filter(|c| c.link.epoch == epoch && c.phase == Phase::Open);
+                let Some(ch) = live else {
+                    queue.send(QueueCmd::Reinsert(vec![message])).await;
+                    return;
+                };
+                let Some(consumer) = ch.consumers.get(&consumer_tag) else {
+                    // Cancelled while this delivery was on its way: it goes back.
+                    if !no_ack {
+                        ch.link.prefetch.release(1);
+                    }
+                    queue.send(QueueCmd::Reinsert(vec![message])).await;
+                    return;
+                };
+                let credit = consumer.link.credit.clone();
+                let tag = ch.take_delivery_tag();
+                let m = &message.message;
+                method::encode_deliver(
+                    &mut self.out,
+                    channel_id,
+                    &consumer_tag,
+                    tag,
+                    message.redelivered,
+                    &m.exchange,
+                    &m.routing_key,
+                );
+                encode_content(&mut self.out, channel_id, &m.properties, &m.body, frame_max);
+                if no_ack {
+                    self.releases.push((credit, 1));
+                } else {
+                    ch.unacked.insert(
+                        tag,
+                        Unacked {
+                            queue,
+                            message_id: message.id,
+                            consumer_credit: Some(credit),
+                        },
+                    );
+                }
+            }
+            ConnEvent::ConsumerCancelled {
+                channel_id,
+                epoch,
+                consumer_tag,
+            } => {
+                let notify = self.consumer_cancel_notify;
+                let Some(ch) = self
+                    .channels
+                    .get_mut(&channel_id)
+                    .filter(|c| c.link.epoch == epoch && c.phase == Phase::Open)
+                else {
+                    return;
+                };
+                if ch.consumers.remove(&consumer_tag).is_some() && notify {
+                    self.send_method(
+                        channel_id,
+                        method::basic(basic::AMQPMethod::Cancel(basic::Cancel {
+                            consumer_tag: consumer_tag.as_ref().into(),
+                            nowait: true,
+                        })),
+                    );
+                }
+            }
+        }
+    }
+}

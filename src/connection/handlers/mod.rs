@@ -1,0 +1,66 @@
+//! Per-class method handlers, one file per AMQP class, all `impl Connection`. Each returns
+//! `AmqpError` and leaves sending the close to the dispatcher.
+
+mod basic;
+mod channel;
+mod confirm_tx;
+mod exchange;
+mod publish;
+mod queue;
+
+use amq_protocol::protocol::{access, basic as b, channel as c, confirm, exchange as e, queue as q, tx, AMQPClass};
+
+use super::Connection;
+use crate::protocol::AmqpError;
+
+impl Connection {
+    pub(super) async fn channel_method(&mut self, ch: u16, m: AMQPClass) -> Result<(), AmqpError> {
+        match m {
+            AMQPClass::Channel(c::AMQPMethod::Open(_)) => {
+                Err(AmqpError::channel_error("second 'channel.open' seen"))
+            }
+            AMQPClass::Channel(c::AMQPMethod::Flow(f)) => self.channel_flow(ch, f.active).await,
+            AMQPClass::Channel(c::AMQPMethod::FlowOk(_)) => Ok(()),
+            AMQPClass::Channel(c::AMQPMethod::Close(_)) => self.channel_close(ch).await,
+            AMQPClass::Channel(c::AMQPMethod::CloseOk(_)) => Ok(()),
+            AMQPClass::Access(access::AMQPMethod::Request(_)) => {
+                self.send_method(ch, AMQPClass::Access(access::AMQPMethod::RequestOk(access::RequestOk {})));
+                Ok(())
+            }
+            AMQPClass::Exchange(e::AMQPMethod::Declare(d)) => self.exchange_declare(ch, d),
+            AMQPClass::Exchange(e::AMQPMethod::Delete(d)) => self.exchange_delete(ch, d),
+            AMQPClass::Exchange(e::AMQPMethod::Bind(d)) => self.exchange_bind(ch, d),
+            AMQPClass::Exchange(e::AMQPMethod::Unbind(d)) => self.exchange_unbind(ch, d),
+            AMQPClass::Queue(q::AMQPMethod::Declare(d)) => self.queue_declare(ch, d).await,
+            AMQPClass::Queue(q::AMQPMethod::Bind(d)) => self.queue_bind(ch, d),
+            AMQPClass::Queue(q::AMQPMethod::Unbind(d)) => self.queue_unbind(ch, d),
+            AMQPClass::Queue(q::AMQPMethod::Purge(d)) => self.queue_purge(ch, d).await,
+            AMQPClass::Queue(q::AMQPMethod::Delete(d)) => self.queue_delete(ch, d).await,
+            AMQPClass::Basic(b::AMQPMethod::Qos(d)) => self.basic_qos(ch, d).await,
+            AMQPClass::Basic(b::AMQPMethod::Consume(d)) => self.basic_consume(ch, d).await,
+            AMQPClass::Basic(b::AMQPMethod::Cancel(d)) => self.basic_cancel(ch, d).await,
+            AMQPClass::Basic(b::AMQPMethod::Publish(d)) => self.basic_publish(ch, d),
+            AMQPClass::Basic(b::AMQPMethod::Get(d)) => self.basic_get(ch, d).await,
+            AMQPClass::Basic(b::AMQPMethod::Ack(d)) => self.basic_settle(ch, d.delivery_tag, d.multiple, super::channel::Settle::Ack).await,
+            AMQPClass::Basic(b::AMQPMethod::Nack(d)) => {
+                let how = if d.requeue { super::channel::Settle::Requeue } else { super::channel::Settle::Discard };
+                self.basic_settle(ch, d.delivery_tag, d.multiple, how).await
+            }
+            AMQPClass::Basic(b::AMQPMethod::Reject(d)) => {
+                let how = if d.requeue { super::channel::Settle::Requeue } else { super::channel::Settle::Discard };
+                self.basic_settle(ch, d.delivery_tag, false, how).await
+            }
+            AMQPClass::Basic(b::AMQPMethod::Recover(d)) => self.basic_recover(ch, d.requeue, true).await,
+            AMQPClass::Basic(b::AMQPMethod::RecoverAsync(d)) => self.basic_recover(ch, d.requeue, false).await,
+            AMQPClass::Confirm(confirm::AMQPMethod::Select(d)) => self.confirm_select(ch, d.nowait),
+            AMQPClass::Tx(tx::AMQPMethod::Select(_)) => self.tx_select(ch),
+            AMQPClass::Tx(tx::AMQPMethod::Commit(_)) => self.tx_commit(ch).await,
+            AMQPClass::Tx(tx::AMQPMethod::Rollback(_)) => self.tx_rollback(ch),
+            AMQPClass::Connection(_) => Err(AmqpError::command_invalid("connection method on a non-zero channel")),
+            other => Err(AmqpError::command_invalid(format!(
+                "method {} is sent by servers, not clients",
+                crate::protocol::method::method_name(other.get_amqp_class_id(), 0)
+            ))),
+        }
+    }
+}

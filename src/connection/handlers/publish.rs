@@ -1,0 +1,190 @@
+//! basic.publish: the method, content header and body frames are assembled into a `Message`,
+//! routed through the vhost without locks or awaits, and handed to each target queue's
+//! bounded mailbox (awaited: a full queue slows this publisher down). Unroutable mandatory
+//! messages come back as basic.return; in confirm mode each publish is then confirmed, and in
+//! tx mode it waits in the transaction buffer for tx.commit.
+
+use std::sync::Arc;
+
+use amq_protocol::protocol::basic;
+use bytes::Bytes;
+
+use crate::broker::message::Message;
+use crate::broker::queue::{QueueCmd, QueueHandle};
+use crate::connection::channel::{BodyParts, Phase, PendingPublish};
+use crate::connection::Connection;
+use crate::protocol::content::{decode_headers, encode_content, parse_header, peek_properties};
+use crate::protocol::{method, reply, AmqpError};
+
+impl Connection {
+    pub(in crate::connection) fn basic_publish(&mut self, ch: u16, d: basic::Publish) -> Result<(), AmqpError> {
+        if d.immediate {
+            return Err(AmqpError::not_implemented("immediate=true"));
+        }
+        if let Some(state) = self.channels.get_mut(&ch) {
+            state.pending = Some(PendingPublish {
+                exchange: d.exchange.as_str().to_owned(),
+                routing_key: d.routing_key.as_str().to_owned(),
+                mandatory: d.mandatory,
+                header: None,
+                body: BodyParts::Empty,
+            });
+        }
+        Ok(())
+    }
+
+    /// Check that a content frame may arrive on `ch` now; None means drop it silently
+    /// (the channel is closing).
+    fn content_channel(&mut self, ch: u16) -> Result<Option<&mut PendingPublish>, AmqpError> {
+        let Some(state) = self.channels.get_mut(&ch) else {
+            return Err(if ch == 0 {
+                AmqpError::command_invalid("content frame on channel 0")
+            } else {
+                AmqpError::channel_error("expected 'channel.open'")
+            });
+        };
+        if state.phase == Phase::Closing {
+            return Ok(None);
+        }
+        match state.pending.as_mut() {
+            Some(p) => Ok(Some(p)),
+            None => Err(AmqpError::unexpected_frame("expected method frame, got non method frame instead")),
+        }
+    }
+
+    pub(in crate::connection) async fn handle_header(&mut self, ch: u16, payload: Bytes) -> Result<(), AmqpError> {
+        let max = self.broker.config.max_message_size;
+        let Some(pending) = self.content_channel(ch)? else {
+            return Ok(());
+        };
+        if pending.header.is_some() {
+            return Err(AmqpError::unexpected_frame(
+                "expected content body, got non content body frame instead",
+            ));
+        }
+        let header = parse_header(payload)?;
+        if header.class_id != 60 {
+            return Err(AmqpError::unexpected_frame(format!(
+                "expected content header for class 60, got class {}",
+                header.class_id
+            )));
+        }
+        peek_properties(&header.properties)?;
+        if header.body_size > max {
+            let size = header.body_size;
+            if let Some(state) = self.channels.get_mut(&ch) {
+                state.pending = None;
+            }
+            return Err(AmqpError::precondition_failed(format!(
+                "message size {size} is larger than configured max size {max}"
+            ))
+            .caused_by(60, 40));
+        }
+        let complete = header.body_size == 0;
+        pending.header = Some(header);
+        if complete {
+            self.complete_publish(ch).await?;
+        }
+        Ok(())
+    }
+
+    pub(in crate::connection) async fn handle_body(&mut self, ch: u16, payload: Bytes) -> Result<(), AmqpError> {
+        let Some(pending) = self.content_channel(ch)? else {
+            return Ok(());
+        };
+        let Some(header) = pending.header.as_ref() else {
+            return Err(AmqpError::unexpected_frame(
+                "expected content header for class 60, got non content header frame instead",
+            ));
+        };
+        let expected = header.body_size;
+        pending.body.push(payload);
+        let have = pending.body.len() as u64;
+        if have > expected {
+            return Err(AmqpError::frame_error(format!(
+                "content body is {have} bytes, longer than the {expected} its header announced"
+            )));
+        }
+        if have == expected {
+            self.complete_publish(ch).await?;
+        }
+        Ok(())
+    }
+
+    async fn complete_publish(&mut self, ch: u16) -> Result<(), AmqpError> {
+        let Some(state) = self.channels.get_mut(&ch) else {
+            return Ok(());
+        };
+        let Some(p) = state.pending.take() else {
+            return Ok(());
+        };
+        let Some(header) = p.header else {
+            return Ok(());
+        };
+        let err = |e: AmqpError| e.caused_by(60, 40);
+        if !p.exchange.is_empty() {
+            let x = self.vhost.exchange(&p.exchange).map_err(err)?;
+            if x.internal {
+                return Err(err(AmqpError::access_refused(format!(
+                    "cannot publish to internal exchange '{}' in vhost '{}'",
+                    p.exchange, self.vhost.name
+                ))));
+            }
+        }
+        let persistent = peek_properties(&header.properties)?.persistent();
+        let message = Arc::new(Message {
+            exchange: p.exchange.into(),
+            routing_key: p.routing_key.into(),
+            properties: header.properties,
+            body: p.body.into_bytes(),
+            persistent,
+        });
+        let Some(state) = self.channels.get_mut(&ch) else {
+            return Ok(());
+        };
+        if let Some(next) = state.confirm_next.as_mut() {
+            *next += 1;
+            if !self.confirm_dirty.contains(&ch) {
+                self.confirm_dirty.push(ch);
+            }
+        }
+        if let Some(tx) = state.tx.as_mut() {
+            tx.publishes.push((message, p.mandatory));
+            return Ok(());
+        }
+        self.route_and_enqueue(ch, message, p.mandatory).await;
+        Ok(())
+    }
+
+    /// Route and enqueue; an unroutable mandatory message is returned (312 NO_ROUTE).
+    pub(in crate::connection) async fn route_and_enqueue(&mut self, ch: u16, message: Arc<Message>, mandatory: bool) {
+        let mut targets: Vec<Arc<QueueHandle>> = Vec::new();
+        if message.exchange.is_empty() {
+            targets.extend(self.vhost.route_default(&message.routing_key));
+        } else if let Ok(x) = self.vhost.exchange(&message.exchange) {
+            let props = &message.properties;
+            let mut headers = || {
+                let range = peek_properties(props).ok()?.headers?;
+                decode_headers(props, range).ok()
+            };
+            self.vhost.route(&x, &message.routing_key, &mut headers, &mut targets);
+        }
+        if targets.is_empty() {
+            if mandatory {
+                method::encode_return(
+                    &mut self.out,
+                    ch,
+                    reply::NO_ROUTE,
+                    "NO_ROUTE",
+                    &message.exchange,
+                    &message.routing_key,
+                );
+                encode_content(&mut self.out, ch, &message.properties, &message.body, self.frame_max);
+            }
+            return;
+        }
+        for q in targets {
+            q.send(QueueCmd::Publish(message.clone())).await;
+        }
+    }
+}

@@ -1,0 +1,241 @@
+//! The opening of a connection: protocol header, connection.start / start-ok (PLAIN or
+//! AMQPLAIN), tune / tune-ok and open. Everything here happens before the connection task's
+//! main loop exists, under the handshake timeout; a failure sends what RabbitMQ sends (our
+//! protocol header for a bad header, connection.close 403 or 530 otherwise) and ends.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use amq_protocol::protocol::{connection, AMQPClass};
+use amq_protocol::types::{AMQPValue, FieldTable, LongString};
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt};
+
+use super::writer::{Out, WriterTx};
+use crate::broker::vhost::VHost;
+use crate::broker::BrokerState;
+use crate::protocol::frame::{self, RawFrame, FRAME_HEARTBEAT, FRAME_METHOD, PROTOCOL_HEADER};
+use crate::protocol::{method, reply, sasl, AmqpError};
+
+/// What the client and the broker agreed on.
+#[derive(Debug)]
+pub struct Negotiated {
+    pub channel_max: u16,
+    pub frame_max: u32,
+    pub heartbeat: u16,
+    pub vhost: Arc<VHost>,
+    pub user: String,
+    pub consumer_cancel_notify: bool,
+}
+
+/// Why a handshake ended without a connection.
+#[derive(Debug)]
+pub enum HandshakeEnd {
+    /// The socket closed or failed, or a bad header was answered: nothing more to say.
+    Gone,
+    /// A protocol error to report with connection.close before closing.
+    Refused(AmqpError),
+}
+
+impl From<AmqpError> for HandshakeEnd {
+    fn from(e: AmqpError) -> Self {
+        HandshakeEnd::Refused(e.on_connection())
+    }
+}
+
+pub fn server_properties(broker: &BrokerState) -> FieldTable {
+    let c = &broker.config;
+    let mut caps = FieldTable::default();
+    for cap in [
+        "publisher_confirms",
+        "exchange_exchange_bindings",
+        "basic.nack",
+        "consumer_cancel_notify",
+        "connection.blocked",
+        "authentication_failure_close",
+        "per_consumer_qos",
+    ] {
+        caps.insert(cap.into(), AMQPValue::Boolean(true));
+    }
+    let mut props = FieldTable::default();
+    let s = |v: &str| AMQPValue::LongString(LongString::from(v));
+    props.insert("capabilities".into(), AMQPValue::FieldTable(caps));
+    props.insert("product".into(), s(&c.product));
+    props.insert("version".into(), s(&c.product_version));
+    props.insert("cluster_name".into(), s(&c.cluster_name));
+    props.insert("platform".into(), s(&format!("Rust (Warren {})", env!("CARGO_PKG_VERSION"))));
+    props.insert("copyright".into(), s("Warren contributors, Apache-2.0"));
+    props.insert(
+        "information".into(),
+        s(&format!(
+            "Warren {}, an AMQP 0-9-1 broker compatible with RabbitMQ",
+            env!("CARGO_PKG_VERSION")
+        )),
+    );
+    props
+}
+
+fn send(writer: &WriterTx, channel: u16, m: &AMQPClass) {
+    let mut out = BytesMut::new();
+    method::encode(&mut out, channel, m);
+    let _ = writer.send(Out::Data(out.freeze()));
+}
+
+/// Read until one frame is complete.
+pub async fn read_frame<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    rbuf: &mut BytesMut,
+    frame_max: u32,
+) -> Result<RawFrame, HandshakeEnd> {
+    loop {
+        if let Some(f) = frame::split(rbuf, frame_max)? {
+            return Ok(f);
+        }
+        match reader.read_buf(rbuf).await {
+            Ok(0) | Err(_) => return Err(HandshakeEnd::Gone),
+            Ok(_) => {}
+        }
+    }
+}
+
+/// Next method frame on channel 0, skipping heartbeats.
+async fn read_method<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    rbuf: &mut BytesMut,
+    frame_max: u32,
+) -> Result<AMQPClass, HandshakeEnd> {
+    loop {
+        let f = read_frame(reader, rbuf, frame_max).await?;
+        match f.kind {
+            FRAME_HEARTBEAT => continue,
+            FRAME_METHOD if f.channel == 0 => return Ok(method::decode(&f.payload)?),
+            _ => {
+                return Err(AmqpError::command_invalid("connection handshake expects a method on channel 0").into())
+            }
+        }
+    }
+}
+
+fn negotiate(client: u32, server: u32) -> u32 {
+    if client == 0 {
+        server
+    } else {
+        client.min(server)
+    }
+}
+
+pub async fn handshake<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    rbuf: &mut BytesMut,
+    writer: &WriterTx,
+    broker: &BrokerState,
+    peer: SocketAddr,
+) -> Result<Negotiated, HandshakeEnd> {
+    let config = &broker.config;
+    while rbuf.len() < 8 {
+        match reader.read_buf(rbuf).await {
+            Ok(0) | Err(_) => return Err(HandshakeEnd::Gone),
+            Ok(_) => {}
+        }
+    }
+    if &rbuf[..8] != PROTOCOL_HEADER {
+        let _ = writer.send(Out::Data(bytes::Bytes::from_static(PROTOCOL_HEADER)));
+        return Err(HandshakeEnd::Gone);
+    }
+    let _ = rbuf.split_to(8);
+
+    send(
+        writer,
+        0,
+        &AMQPClass::Connection(connection::AMQPMethod::Start(connection::Start {
+            version_major: 0,
+            version_minor: 9,
+            server_properties: server_properties(broker),
+            mechanisms: LongString::from(sasl::MECHANISMS),
+            locales: LongString::from("en_US"),
+        })),
+    );
+    let limit = config.frame_max;
+    let start_ok = match read_method(reader, rbuf, limit).await? {
+        AMQPClass::Connection(connection::AMQPMethod::StartOk(s)) => s,
+        _ => return Err(AmqpError::command_invalid("expected 'connection.start_ok'").into()),
+    };
+    let mechanism = start_ok.mechanism.as_str().to_owned();
+    let consumer_cancel_notify = client_capability(&start_ok.client_properties, "consumer_cancel_notify");
+    let refused = |why: &str| {
+        tracing::warn!(%peer, mechanism = %mechanism, "login refused: {why}");
+        HandshakeEnd::Refused(
+            AmqpError::access_refused(format!(
+                "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
+            ))
+            .on_connection()
+            .caused_by(10, 11),
+        )
+    };
+    let Some(creds) = sasl::parse_response(&mechanism, start_ok.response.as_bytes()) else {
+        return Err(refused("unsupported mechanism or malformed response"));
+    };
+    if !broker.users.check(&creds.username, &creds.password) {
+        return Err(refused(&format!("bad credentials for user '{}'", creds.username)));
+    }
+    if config.loopback_users.contains(&creds.username) && !peer.ip().is_loopback() {
+        tracing::warn!(%peer, user = %creds.username, "login refused: user may only connect via localhost");
+        return Err(HandshakeEnd::Refused(
+            AmqpError::access_refused(format!("user '{}' can only connect via localhost", creds.username))
+                .on_connection()
+                .caused_by(10, 11),
+        ));
+    }
+
+    send(
+        writer,
+        0,
+        &AMQPClass::Connection(connection::AMQPMethod::Tune(connection::Tune {
+            channel_max: config.channel_max,
+            frame_max: config.frame_max,
+            heartbeat: config.heartbeat,
+        })),
+    );
+    let tune_ok = match read_method(reader, rbuf, limit).await? {
+        AMQPClass::Connection(connection::AMQPMethod::TuneOk(t)) => t,
+        _ => return Err(AmqpError::command_invalid("expected 'connection.tune_ok'").into()),
+    };
+    let frame_max = negotiate(tune_ok.frame_max, config.frame_max);
+    if frame_max < 4096 {
+        return Err(AmqpError::not_allowed(format!("frame_max={frame_max} < 4096 min size")).into());
+    }
+    let channel_max = negotiate(tune_ok.channel_max as u32, config.channel_max as u32) as u16;
+    // RabbitMQ takes the client's heartbeat from tune-ok as is (0 disables).
+    let heartbeat = tune_ok.heartbeat;
+
+    let open = match read_method(reader, rbuf, frame_max).await? {
+        AMQPClass::Connection(connection::AMQPMethod::Open(o)) => o,
+        _ => return Err(AmqpError::command_invalid("expected 'connection.open'").into()),
+    };
+    let vhost_name = open.virtual_host.as_str();
+    let Some(vhost) = broker.vhost(vhost_name) else {
+        return Err(AmqpError::new(reply::NOT_ALLOWED, format!("vhost {vhost_name} not found"))
+            .caused_by(10, 40)
+            .into());
+    };
+    send(
+        writer,
+        0,
+        &AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {})),
+    );
+    Ok(Negotiated {
+        channel_max,
+        frame_max,
+        heartbeat,
+        vhost,
+        user: creds.username,
+        consumer_cancel_notify,
+    })
+}
+
+fn client_capability(props: &FieldTable, name: &str) -> bool {
+    match props.inner().get("capabilities") {
+        Some(AMQPValue::FieldTable(caps)) => matches!(caps.inner().get(name), Some(AMQPValue::Boolean(true))),
+        _ => false,
+    }
+}

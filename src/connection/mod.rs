@@ -1,0 +1,274 @@
+//! One client connection: a reader task (this module's `Connection`) and a writer task.
+//!
+//! The connection task owns every channel's state. Its loop waits on the socket, on
+//! deliveries and cancellations from queues, on the heartbeat timer and on broker shutdown;
+//! whatever it produces during one wake-up goes to the writer as one buffer. It awaits
+//! queue mailboxes (bounded, so a full queue slows this publisher) but never the writer,
+//! and it never writes to the socket itself.
+
+mod channel;
+mod dispatch;
+mod handlers;
+mod handshake;
+mod writer;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use amq_protocol::protocol::{connection, AMQPClass};
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tracing::Instrument;
+
+use crate::broker::consumer::{ConnEvent, Credit};
+use crate::broker::queue::QueueHandle;
+use crate::broker::vhost::VHost;
+use crate::broker::BrokerState;
+use crate::protocol::{frame, method, reply, AmqpError};
+use channel::ChannelState;
+use handshake::{HandshakeEnd, Negotiated};
+use writer::{Out, WriterTx};
+
+/// How long we wait for connection.close-ok after sending connection.close.
+const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
+
+pub struct Connection {
+    pub id: u64,
+    broker: Arc<BrokerState>,
+    vhost: Arc<VHost>,
+    #[allow(dead_code)] // used by access control (permissions) next
+    user: String,
+    channel_max: u16,
+    frame_max: u32,
+    heartbeat: u16,
+    consumer_cancel_notify: bool,
+    /// Frames produced during the current wake-up, flushed to the writer at its end.
+    out: BytesMut,
+    /// No-ack credit to give back once `out` is on the socket.
+    releases: Vec<(Arc<Credit>, u32)>,
+    writer: WriterTx,
+    events_tx: mpsc::UnboundedSender<ConnEvent>,
+    channels: HashMap<u16, ChannelState>,
+    /// Channels with publisher confirms to send at the end of this wake-up.
+    confirm_dirty: Vec<u16>,
+    exclusive_queues: Vec<Arc<QueueHandle>>,
+    /// Set once we sent connection.close: the deadline for close-ok.
+    closing: Option<Instant>,
+    /// The connection is finished; the loop ends after flushing.
+    done: bool,
+}
+
+/// Serve one accepted socket until it closes.
+pub async fn serve<S>(stream: S, peer: SocketAddr, broker: Arc<BrokerState>)
+where
+    S: AsyncRead + AsyncWrite + Send + 'static,
+{
+    let id = broker.next_id();
+    let span = tracing::info_span!("connection", id, %peer);
+    async move {
+        broker.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let (mut reader, write_half) = tokio::io::split(stream);
+        let (writer, writer_task) = writer::spawn(write_half);
+        let mut rbuf = BytesMut::with_capacity(64 * 1024);
+        let timeout = Duration::from_millis(broker.config.handshake_timeout);
+        let negotiated = tokio::time::timeout(
+            timeout,
+            handshake::handshake(&mut reader, &mut rbuf, &writer, &broker, peer),
+        )
+        .await;
+        match negotiated {
+            Ok(Ok(n)) => {
+                tracing::debug!(user = %n.user, vhost = %n.vhost.name, "connection open");
+                let conn = Connection::new(id, broker.clone(), n, writer.clone());
+                conn.run(reader, rbuf).await;
+            }
+            Ok(Err(HandshakeEnd::Refused(e))) => send_close_now(&writer, &e),
+            Ok(Err(HandshakeEnd::Gone)) => {}
+            Err(_) => tracing::info!("closing: handshake not completed within {timeout:?}"),
+        }
+        drop(writer);
+        let _ = tokio::time::timeout(Duration::from_secs(5), writer_task).await;
+        broker.connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+    .instrument(span)
+    .await
+}
+
+fn close_method(e: &AmqpError) -> AMQPClass {
+    AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+        reply_code: e.code,
+        reply_text: method::short(&e.text),
+        class_id: e.class_id,
+        method_id: e.method_id,
+    }))
+}
+
+fn send_close_now(writer: &WriterTx, e: &AmqpError) {
+    let mut out = BytesMut::new();
+    method::encode(&mut out, 0, &close_method(e));
+    let _ = writer.send(Out::Data(out.freeze()));
+}
+
+impl Connection {
+    fn new(id: u64, broker: Arc<BrokerState>, n: Negotiated, writer: WriterTx) -> Self {
+        let (events_tx, _) = mpsc::unbounded_channel();
+        Self {
+            id,
+            broker,
+            vhost: n.vhost,
+            user: n.user,
+            channel_max: n.channel_max,
+            frame_max: n.frame_max,
+            heartbeat: n.heartbeat,
+            consumer_cancel_notify: n.consumer_cancel_notify,
+            out: BytesMut::with_capacity(64 * 1024),
+            releases: Vec::new(),
+            writer,
+            events_tx,
+            channels: HashMap::new(),
+            confirm_dirty: Vec::new(),
+            exclusive_queues: Vec::new(),
+            closing: None,
+            done: false,
+        }
+    }
+
+    async fn run<R: AsyncRead + Unpin>(mut self, mut reader: R, mut rbuf: BytesMut) {
+        let (events_tx, mut events_rx) = mpsc::unbounded_channel();
+        self.events_tx = events_tx;
+        let mut shutdown = self.broker.shutdown.subscribe();
+        let hb = self.heartbeat;
+        let tick_every = if hb == 0 {
+            Duration::from_secs(3600)
+        } else {
+            Duration::from_millis(hb as u64 * 500)
+        };
+        let mut ticker = tokio::time::interval_at(Instant::now() + tick_every, tick_every);
+        let mut last_recv = Instant::now();
+        let mut last_sent = Instant::now();
+        let mut reader_open = true;
+
+        while !self.done {
+            let close_deadline = self.closing.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            tokio::select! {
+                read = reader.read_buf(&mut rbuf), if reader_open => {
+                    match read {
+                        Ok(0) | Err(_) => { reader_open = false; self.done = true; }
+                        Ok(_) => {
+                            last_recv = Instant::now();
+                            self.handle_input(&mut rbuf).await;
+                        }
+                    }
+                }
+                Some(ev) = events_rx.recv() => {
+                    self.handle_event(ev).await;
+                    for _ in 0..255 {
+                        match events_rx.try_recv() {
+                            Ok(ev) => self.handle_event(ev).await,
+                            Err(_) => break,
+                        }
+                    }
+                }
+                _ = ticker.tick() => {
+                    if hb != 0 {
+                        let now = Instant::now();
+                        if now.duration_since(last_recv) > Duration::from_secs(hb as u64 * 2) {
+                            tracing::warn!("missed heartbeats from client, timeout: {hb}s");
+                            self.done = true;
+                        } else if now.duration_since(last_sent) >= tick_every {
+                            frame::write_heartbeat(&mut self.out);
+                        }
+                    }
+                }
+                _ = shutdown.changed() => {
+                    if self.closing.is_none() {
+                        let e = AmqpError::new(reply::CONNECTION_FORCED,
+                            "broker forced connection closure with reason 'shutdown'");
+                        self.begin_close(&e);
+                    }
+                }
+                _ = tokio::time::sleep_until(close_deadline), if self.closing.is_some() => {
+                    self.done = true;
+                }
+            }
+            if self.flush() {
+                last_sent = Instant::now();
+            }
+        }
+        self.teardown().await;
+        self.flush();
+    }
+
+    /// Split and handle every complete frame in the read buffer.
+    async fn handle_input(&mut self, rbuf: &mut BytesMut) {
+        while !self.done {
+            let frame = match frame::split(rbuf, self.frame_max) {
+                Ok(Some(f)) => f,
+                Ok(None) => break,
+                Err(e) => {
+                    self.fail(0, e).await;
+                    // A framing error leaves the stream unparseable: stop reading it.
+                    rbuf.clear();
+                    break;
+                }
+            };
+            self.handle_frame(frame).await;
+        }
+    }
+
+    /// Send what this wake-up produced; true when anything was sent.
+    fn flush(&mut self) -> bool {
+        self.emit_confirms();
+        if self.out.is_empty() {
+            return false;
+        }
+        let _ = self.writer.send(Out::Data(self.out.split().freeze()));
+        for (credit, n) in self.releases.drain(..) {
+            let _ = self.writer.send(Out::Release(credit, n));
+        }
+        true
+    }
+
+    /// One basic.ack per channel for everything confirmed during this wake-up.
+    fn emit_confirms(&mut self) {
+        for ch_id in std::mem::take(&mut self.confirm_dirty) {
+            let Some(ch) = self.channels.get_mut(&ch_id) else {
+                continue;
+            };
+            let Some(next) = ch.confirm_next else { continue };
+            let upto = next - 1;
+            if upto > ch.confirmed_upto {
+                let multiple = upto - ch.confirmed_upto > 1;
+                method::encode_confirm(&mut self.out, ch_id, upto, multiple, true);
+                ch.confirmed_upto = upto;
+            }
+        }
+    }
+
+    /// Send connection.close for `e` and wait (bounded) for close-ok.
+    fn begin_close(&mut self, e: &AmqpError) {
+        if self.closing.is_some() {
+            return;
+        }
+        tracing::info!(code = e.code, "closing connection: {}", e.text);
+        method::encode(&mut self.out, 0, &close_method(e));
+        self.closing = Some(Instant::now() + CLOSE_OK_TIMEOUT);
+    }
+
+    /// Everything the connection held goes back: channels torn down, exclusive queues deleted.
+    async fn teardown(&mut self) {
+        let ids: Vec<u16> = self.channels.keys().copied().collect();
+        for id in ids {
+            if let Some(ch) = self.channels.remove(&id) {
+                self.teardown_channel(ch).await;
+            }
+        }
+        for q in std::mem::take(&mut self.exclusive_queues) {
+            let _ = self.vhost.delete_queue(&q, false, false).await;
+        }
+    }
+}

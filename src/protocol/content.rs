@@ -1,0 +1,201 @@
+//! Content headers and bodies. The property list stays as the raw bytes the publisher sent
+//! (flags included) and is forwarded to consumers untouched, so every property and nested
+//! header table arrives byte-identical. `PropertyPeek` walks the list once to find only what
+//! the broker itself needs (delivery mode, priority, headers, expiration) and to refuse a
+//! property list whose lengths lie.
+
+use std::ops::Range;
+
+use amq_protocol::types::{parsing::parse_field_table, FieldTable};
+use bytes::{BufMut, Bytes, BytesMut};
+
+use super::error::AmqpError;
+use super::frame::{write_frame, FRAME_BODY, FRAME_HEADER, FRAME_OVERHEAD};
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ContentHeader {
+    pub class_id: u16,
+    pub body_size: u64,
+    /// Property flags followed by the property values, exactly as received.
+    pub properties: Bytes,
+}
+
+pub fn parse_header(payload: Bytes) -> Result<ContentHeader, AmqpError> {
+    if payload.len() < 14 {
+        return Err(AmqpError::frame_error("content header frame shorter than 14 octets"));
+    }
+    let class_id = u16::from_be_bytes([payload[0], payload[1]]);
+    let body_size = u64::from_be_bytes([
+        payload[4], payload[5], payload[6], payload[7], payload[8], payload[9], payload[10],
+        payload[11],
+    ]);
+    Ok(ContentHeader {
+        class_id,
+        body_size,
+        properties: payload.slice(12..),
+    })
+}
+
+/// What the broker reads out of a basic property list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PropertyPeek {
+    pub delivery_mode: Option<u8>,
+    pub priority: Option<u8>,
+    /// Byte range of the headers table (with its length prefix) inside the property bytes.
+    pub headers: Option<Range<usize>>,
+    pub expiration: Option<Range<usize>>,
+}
+
+impl PropertyPeek {
+    pub fn persistent(&self) -> bool {
+        self.delivery_mode == Some(2)
+    }
+}
+
+/// Walk a basic-class property list, checking every length against the bytes present.
+pub fn peek_properties(props: &[u8]) -> Result<PropertyPeek, AmqpError> {
+    let bad = || AmqpError::frame_error("content header property list is malformed");
+    if props.len() < 2 {
+        return Err(bad());
+    }
+    let flags = u16::from_be_bytes([props[0], props[1]]);
+    if flags & 1 != 0 {
+        // Basic properties fit in one flag word; a continuation bit is a lie.
+        return Err(bad());
+    }
+    let mut at = 2usize;
+    let mut peek = PropertyPeek::default();
+    let take = |at: &mut usize, n: usize| -> Result<Range<usize>, AmqpError> {
+        if *at + n > props.len() {
+            return Err(bad());
+        }
+        let r = *at..*at + n;
+        *at += n;
+        Ok(r)
+    };
+    let short_str = |at: &mut usize| -> Result<Range<usize>, AmqpError> {
+        let len = *props.get(*at).ok_or_else(bad)? as usize;
+        *at += 1;
+        take(at, len)
+    };
+    for bit in (2..=15).rev() {
+        if flags & (1 << bit) == 0 {
+            continue;
+        }
+        match bit {
+            15 | 14 | 10 | 9 | 7 | 5 | 4 | 3 | 2 => {
+                short_str(&mut at)?;
+            }
+            8 => peek.expiration = Some(short_str(&mut at)?),
+            13 => {
+                let len_at = take(&mut at, 4)?;
+                let len = u32::from_be_bytes([
+                    props[len_at.start],
+                    props[len_at.start + 1],
+                    props[len_at.start + 2],
+                    props[len_at.start + 3],
+                ]) as usize;
+                take(&mut at, len)?;
+                peek.headers = Some(len_at.start..at);
+            }
+            12 => peek.delivery_mode = Some(props[take(&mut at, 1)?.start]),
+            11 => peek.priority = Some(props[take(&mut at, 1)?.start]),
+            6 => {
+                take(&mut at, 8)?;
+            }
+            _ => unreachable!("bits 2..=15 are all matched above"),
+        }
+    }
+    if at != props.len() {
+        return Err(bad());
+    }
+    Ok(peek)
+}
+
+/// Decode the headers table found by `peek_properties`.
+pub fn decode_headers(props: &[u8], range: Range<usize>) -> Result<FieldTable, AmqpError> {
+    match parse_field_table(&props[range]) {
+        Ok((_, table)) => Ok(table),
+        Err(_) => Err(AmqpError::frame_error("content header: headers table is malformed")),
+    }
+}
+
+/// Append the content header frame and as many body frames as `frame_max` requires.
+pub fn encode_content(out: &mut BytesMut, channel: u16, properties: &[u8], body: &[u8], frame_max: u32) {
+    write_frame(out, FRAME_HEADER, channel, |b| {
+        b.put_u16(60);
+        b.put_u16(0);
+        b.put_u64(body.len() as u64);
+        b.extend_from_slice(properties);
+    });
+    let chunk = (frame_max as usize).saturating_sub(FRAME_OVERHEAD).max(1);
+    for part in body.chunks(chunk) {
+        write_frame(out, FRAME_BODY, channel, |b| b.extend_from_slice(part));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::frame::split;
+
+    /// content-type "text/plain", headers {a: 'S' "b"}, delivery-mode 2, timestamp.
+    fn sample_props() -> Vec<u8> {
+        let mut p = vec![];
+        let flags: u16 = (1 << 15) | (1 << 13) | (1 << 12) | (1 << 6);
+        p.extend_from_slice(&flags.to_be_bytes());
+        p.push(10);
+        p.extend_from_slice(b"text/plain");
+        let table = [1u8, b'a', b'S', 0, 0, 0, 1, b'b'];
+        p.extend_from_slice(&(table.len() as u32).to_be_bytes());
+        p.extend_from_slice(&table);
+        p.push(2);
+        p.extend_from_slice(&7u64.to_be_bytes());
+        p
+    }
+
+    #[test]
+    fn peek_finds_delivery_mode_and_headers() {
+        let p = sample_props();
+        let peek = peek_properties(&p).unwrap();
+        assert!(peek.persistent());
+        let headers = decode_headers(&p, peek.headers.unwrap()).unwrap();
+        assert!(headers.inner().contains_key("a"));
+    }
+
+    #[test]
+    fn lying_lengths_are_refused() {
+        let mut p = sample_props();
+        p.truncate(p.len() - 3);
+        assert_eq!(peek_properties(&p).unwrap_err().code, 501);
+        let mut p = sample_props();
+        p.push(0);
+        assert!(peek_properties(&p).is_err());
+    }
+
+    #[test]
+    fn empty_property_list_is_fine() {
+        assert_eq!(peek_properties(&[0, 0]).unwrap(), PropertyPeek::default());
+    }
+
+    #[test]
+    fn large_bodies_are_split_by_frame_max() {
+        let mut out = BytesMut::new();
+        encode_content(&mut out, 1, &[0, 0], &[7u8; 25], 18);
+        let h = split(&mut out, 0).unwrap().unwrap();
+        assert_eq!(parse_header(h.payload).unwrap().body_size, 25);
+        let mut sizes = vec![];
+        while let Some(f) = split(&mut out, 0).unwrap() {
+            sizes.push(f.payload.len());
+        }
+        assert_eq!(sizes, vec![10, 10, 5]);
+    }
+
+    #[test]
+    fn zero_length_body_has_no_body_frame() {
+        let mut out = BytesMut::new();
+        encode_content(&mut out, 1, &[0, 0], &[], 4096);
+        split(&mut out, 0).unwrap().unwrap();
+        assert!(out.is_empty());
+    }
+}
