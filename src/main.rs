@@ -9,7 +9,11 @@ use clap::Parser;
 use warren::{Broker, Config};
 
 #[derive(Parser, Debug)]
-#[command(name = "warren", version, about = "An AMQP 0-9-1 message broker, a drop-in replacement for RabbitMQ")]
+#[command(
+    name = "warren",
+    version,
+    about = "An AMQP 0-9-1 message broker, a drop-in replacement for RabbitMQ"
+)]
 struct Cli {
     /// AMQP listener address, e.g. 127.0.0.1:5672 or [::1]:5672 (repeatable).
     #[arg(long = "amqp-listen", value_name = "ADDR")]
@@ -47,7 +51,10 @@ async fn wait_for_signal() {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) else {
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
             let _ = tokio::signal::ctrl_c().await;
             return;
         };
@@ -70,7 +77,10 @@ fn main() -> ExitCode {
         }
     };
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(format!("warren={}", config.log_level)))
+        .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
+            "warren={}",
+            config.log_level
+        )))
         .with_target(false)
         .init();
     let runtime = match tokio::runtime::Runtime::new() {
@@ -89,7 +99,11 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let addrs: Vec<String> = broker.local_addrs().iter().map(SocketAddr::to_string).collect();
+        let addrs: Vec<String> = broker
+            .local_addrs()
+            .iter()
+            .map(SocketAddr::to_string)
+            .collect();
         tracing::info!(
             "Warren {} listening for AMQP on {} (data dir {})",
             env!("CARGO_PKG_VERSION"),
@@ -97,7 +111,10 @@ fn main() -> ExitCode {
             data_dir.display()
         );
         wait_for_signal().await;
-        tracing::info!("shutting down: closing {} connection(s)", broker.connection_count());
+        tracing::info!(
+            "shutting down: closing {} connection(s)",
+            broker.connection_count()
+        );
         broker.shutdown().await;
         ExitCode::SUCCESS
     })

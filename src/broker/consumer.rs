@@ -52,7 +52,9 @@ impl Credit {
         }
         let prev = self
             .used
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| Some(u.saturating_sub(n)))
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |u| {
+                Some(u.saturating_sub(n))
+            })
             .unwrap_or(0);
         let limit = self.limit.load(Ordering::Acquire);
         let was_full = limit != 0 && prev >= limit;

@@ -14,6 +14,10 @@ pub struct Message {
     pub body: Bytes,
     /// delivery_mode = 2; only meaningful together with a durable queue.
     pub persistent: bool,
+    /// The priority property (0 when absent); used by queues with x-max-priority.
+    pub priority: u8,
+    /// Per-message TTL in milliseconds from the expiration property.
+    pub expiration: Option<u64>,
 }
 
 /// A message as one queue holds it: the queue's own sequence id gives requeued
@@ -23,4 +27,6 @@ pub struct QueuedMessage {
     pub id: u64,
     pub message: Arc<Message>,
     pub redelivered: bool,
+    /// When this copy expires: the lower of the message's and the queue's TTL.
+    pub expires_at: Option<tokio::time::Instant>,
 }

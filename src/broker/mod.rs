@@ -35,7 +35,10 @@ impl BrokerState {
         let users = Users::default();
         users.add(&config.default_user, &config.default_pass);
         let vhosts = DashMap::new();
-        vhosts.insert(config.default_vhost.clone(), VHost::new(&config.default_vhost));
+        vhosts.insert(
+            config.default_vhost.clone(),
+            VHost::new(&config.default_vhost),
+        );
         let (shutdown, _) = watch::channel(false);
         Arc::new(Self {
             config: Arc::new(config),

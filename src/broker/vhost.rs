@@ -70,7 +70,14 @@ impl VHost {
         for (name, kind) in PREDECLARED {
             vhost.exchanges.insert(
                 (*name).to_owned(),
-                Arc::new(Exchange::new(name, *kind, true, false, false, FieldTable::default())),
+                Arc::new(Exchange::new(
+                    name,
+                    *kind,
+                    true,
+                    false,
+                    false,
+                    FieldTable::default(),
+                )),
             );
         }
         vhost
@@ -96,7 +103,10 @@ impl VHost {
     }
 
     pub fn queue(&self, name: &str) -> Result<Arc<QueueHandle>, AmqpError> {
-        self.queues.get(name).map(|q| q.clone()).ok_or_else(|| self.no_queue(name))
+        self.queues
+            .get(name)
+            .map(|q| q.clone())
+            .ok_or_else(|| self.no_queue(name))
     }
 
     /// A queue that connection `connection_id` may use (405 for another's exclusive queue).
@@ -134,7 +144,10 @@ impl VHost {
             )));
         }
         let Some(kind) = ExchangeKind::parse(&spec.kind) else {
-            return Err(AmqpError::command_invalid(format!("unknown exchange type '{}'", spec.kind)));
+            return Err(AmqpError::command_invalid(format!(
+                "unknown exchange type '{}'",
+                spec.kind
+            )));
         };
         let existing = self
             .exchanges
@@ -160,13 +173,25 @@ impl VHost {
             return Err(inequivalent("type", kind.as_str(), existing.kind.as_str()));
         }
         if existing.durable != spec.durable {
-            return Err(inequivalent("durable", same(spec.durable), same(existing.durable)));
+            return Err(inequivalent(
+                "durable",
+                same(spec.durable),
+                same(existing.durable),
+            ));
         }
         if existing.auto_delete != spec.auto_delete {
-            return Err(inequivalent("auto_delete", same(spec.auto_delete), same(existing.auto_delete)));
+            return Err(inequivalent(
+                "auto_delete",
+                same(spec.auto_delete),
+                same(existing.auto_delete),
+            ));
         }
         if existing.internal != spec.internal {
-            return Err(inequivalent("internal", same(spec.internal), same(existing.internal)));
+            return Err(inequivalent(
+                "internal",
+                same(spec.internal),
+                same(existing.internal),
+            ));
         }
         Ok(())
     }
@@ -229,11 +254,17 @@ impl VHost {
         Ok(())
     }
 
-    fn binding_ends(&self, source: &str, destination: &Destination) -> Result<(Arc<Exchange>, ()), AmqpError> {
+    fn binding_ends(
+        &self,
+        source: &str,
+        destination: &Destination,
+    ) -> Result<(Arc<Exchange>, ()), AmqpError> {
         let dest_name = match destination {
             Destination::Queue(q) | Destination::Exchange(q) => q,
         };
-        if source.is_empty() || (matches!(destination, Destination::Exchange(_)) && dest_name.is_empty()) {
+        if source.is_empty()
+            || (matches!(destination, Destination::Exchange(_)) && dest_name.is_empty())
+        {
             return Err(Self::default_exchange_refused());
         }
         match destination {
@@ -265,7 +296,11 @@ impl VHost {
     }
 
     /// Declare (or find) a queue. Returns the handle and whether it was created now.
-    pub fn declare_queue(&self, spec: QueueSpec, connection_id: u64) -> Result<(Arc<QueueHandle>, bool), AmqpError> {
+    pub fn declare_queue(
+        &self,
+        spec: QueueSpec,
+        connection_id: u64,
+    ) -> Result<(Arc<QueueHandle>, bool), AmqpError> {
         if let Some(q) = self.queues.get(&spec.name).map(|q| q.clone()) {
             self.check_exclusive(&q, connection_id)?;
             self.check_queue_equivalent(&q, &spec)?;
@@ -310,7 +345,11 @@ impl VHost {
             return Err(inequivalent("durable", spec.durable, q.durable));
         }
         if q.exclusive_owner.is_some() != spec.exclusive {
-            return Err(inequivalent("exclusive", spec.exclusive, q.exclusive_owner.is_some()));
+            return Err(inequivalent(
+                "exclusive",
+                spec.exclusive,
+                q.exclusive_owner.is_some(),
+            ));
         }
         if q.auto_delete != spec.auto_delete {
             return Err(inequivalent("auto_delete", spec.auto_delete, q.auto_delete));
@@ -319,11 +358,18 @@ impl VHost {
     }
 
     pub async fn queue_stats(&self, q: &QueueHandle) -> QueueStats {
-        q.ask(|reply| QueueCmd::Stats { reply }).await.unwrap_or_default()
+        q.ask(|reply| QueueCmd::Stats { reply })
+            .await
+            .unwrap_or_default()
     }
 
     /// queue.delete: the actor checks if-unused/if-empty, tells its consumers, and stops.
-    pub async fn delete_queue(&self, q: &Arc<QueueHandle>, if_unused: bool, if_empty: bool) -> Result<u32, AmqpError> {
+    pub async fn delete_queue(
+        &self,
+        q: &Arc<QueueHandle>,
+        if_unused: bool,
+        if_empty: bool,
+    ) -> Result<u32, AmqpError> {
         let result = q
             .ask(|reply| QueueCmd::Delete {
                 if_unused,

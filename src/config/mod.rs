@@ -11,7 +11,11 @@ pub enum ConfigError {
     #[error("unknown configuration key '{key}' (from {origin})")]
     UnknownKey { key: String, origin: String },
     #[error("bad value for '{key}' (from {origin}): {why}")]
-    BadValue { key: String, origin: String, why: String },
+    BadValue {
+        key: String,
+        origin: String,
+        why: String,
+    },
     #[error("cannot read config file {path}: {why}")]
     File { path: String, why: String },
 }
@@ -44,7 +48,10 @@ pub struct Config {
 impl Default for Config {
     fn default() -> Self {
         Self {
-            amqp_listen: vec!["0.0.0.0:5672".parse().expect("literal"), "[::]:5672".parse().expect("literal")],
+            amqp_listen: vec![
+                "0.0.0.0:5672".parse().expect("literal"),
+                "[::]:5672".parse().expect("literal"),
+            ],
             data_dir: PathBuf::from("./warren-data"),
             log_level: "info".into(),
             default_user: "guest".into(),
@@ -109,14 +116,19 @@ impl Config {
             "amqp_listen" => {
                 self.amqp_listen = list(value)
                     .iter()
-                    .map(|a| a.parse::<SocketAddr>().map_err(|e| bad(format!("'{a}': {e}"))))
+                    .map(|a| {
+                        a.parse::<SocketAddr>()
+                            .map_err(|e| bad(format!("'{a}': {e}")))
+                    })
                     .collect::<Result<_, _>>()?
             }
             "data_dir" => self.data_dir = PathBuf::from(value),
             "log_level" => {
                 let v = value.to_ascii_lowercase();
                 if !["error", "warn", "info", "debug", "trace"].contains(&v.as_str()) {
-                    return Err(bad(format!("'{value}' is not one of error, warn, info, debug, trace")));
+                    return Err(bad(format!(
+                        "'{value}' is not one of error, warn, info, debug, trace"
+                    )));
                 }
                 self.log_level = v;
             }
@@ -142,7 +154,9 @@ impl Config {
             "max_message_size" => {
                 let n: u64 = num(value).map_err(bad)?;
                 if n == 0 || n > 536_870_912 {
-                    return Err(bad(format!("{n} is outside 1..=536870912 (512 MiB, RabbitMQ's ceiling)")));
+                    return Err(bad(format!(
+                        "{n} is outside 1..=536870912 (512 MiB, RabbitMQ's ceiling)"
+                    )));
                 }
                 self.max_message_size = n;
             }
@@ -162,10 +176,12 @@ impl Config {
 
     /// Apply a TOML document (flat table of keys).
     pub fn apply_toml(&mut self, text: &str, source: &str) -> Result<(), ConfigError> {
-        let table: toml::Table = text.parse().map_err(|e: toml::de::Error| ConfigError::File {
-            path: source.to_owned(),
-            why: e.to_string(),
-        })?;
+        let table: toml::Table = text
+            .parse()
+            .map_err(|e: toml::de::Error| ConfigError::File {
+                path: source.to_owned(),
+                why: e.to_string(),
+            })?;
         for (key, value) in table {
             let text = match &value {
                 toml::Value::String(s) => s.clone(),
@@ -205,10 +221,17 @@ impl Config {
     }
 
     /// Apply every `WARREN_*` variable; an unknown one is an error like an unknown key.
-    pub fn apply_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> Result<(), ConfigError> {
+    pub fn apply_env(
+        &mut self,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<(), ConfigError> {
         for (name, value) in vars {
             if let Some(key) = name.strip_prefix("WARREN_") {
-                self.set(&key.to_ascii_lowercase(), &value, &format!("environment variable {name}"))?;
+                self.set(
+                    &key.to_ascii_lowercase(),
+                    &value,
+                    &format!("environment variable {name}"),
+                )?;
             }
         }
         Ok(())
@@ -222,10 +245,14 @@ mod tests {
     #[test]
     fn file_then_env_then_flags_override_in_order() {
         let mut c = Config::default();
-        c.apply_toml("heartbeat = 30\nframe_max = 8192\namqp_listen = [\"127.0.0.1:1\"]", "t.toml")
-            .unwrap();
+        c.apply_toml(
+            "heartbeat = 30\nframe_max = 8192\namqp_listen = [\"127.0.0.1:1\"]",
+            "t.toml",
+        )
+        .unwrap();
         assert_eq!((c.heartbeat, c.frame_max), (30, 8192));
-        c.apply_env([("WARREN_HEARTBEAT".to_string(), "10".to_string())]).unwrap();
+        c.apply_env([("WARREN_HEARTBEAT".to_string(), "10".to_string())])
+            .unwrap();
         assert_eq!(c.heartbeat, 10);
         c.set("heartbeat", "5", "flag").unwrap();
         assert_eq!(c.heartbeat, 5);
@@ -261,7 +288,8 @@ mod tests {
             let value = match *key {
                 "amqp_listen" => "127.0.0.1:5672",
                 "log_level" => "debug",
-                "channel_max" | "frame_max" | "heartbeat" | "max_message_size" | "handshake_timeout" => "8192",
+                "channel_max" | "frame_max" | "heartbeat" | "max_message_size"
+                | "handshake_timeout" => "8192",
                 _ => "x",
             };
             c.set(key, value, "test").unwrap();

@@ -158,7 +158,9 @@ impl ChannelState {
 }
 
 /// Group message ids by the queue that holds them.
-pub fn group_by_queue(entries: impl IntoIterator<Item = Unacked>) -> Vec<(Arc<QueueHandle>, Vec<u64>)> {
+pub fn group_by_queue(
+    entries: impl IntoIterator<Item = Unacked>,
+) -> Vec<(Arc<QueueHandle>, Vec<u64>)> {
     let mut groups: Vec<(Arc<QueueHandle>, Vec<u64>)> = Vec::new();
     for e in entries {
         match groups.iter_mut().find(|(q, _)| Arc::ptr_eq(q, &e.queue)) {

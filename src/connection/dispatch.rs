@@ -26,11 +26,15 @@ impl Connection {
         let ch = f.channel;
         let result = match f.kind {
             FRAME_HEARTBEAT if ch == 0 => Ok(()),
-            FRAME_HEARTBEAT => Err(AmqpError::frame_error(format!("heartbeat frame on channel {ch}, expected channel 0"))),
+            FRAME_HEARTBEAT => Err(AmqpError::frame_error(format!(
+                "heartbeat frame on channel {ch}, expected channel 0"
+            ))),
             FRAME_METHOD => self.handle_method_frame(ch, f.payload).await,
             FRAME_HEADER => self.handle_header(ch, f.payload).await,
             FRAME_BODY => self.handle_body(ch, f.payload).await,
-            other => Err(AmqpError::frame_error(format!("unknown frame type {other}"))),
+            other => Err(AmqpError::frame_error(format!(
+                "unknown frame type {other}"
+            ))),
         };
         if let Err(e) = result {
             self.fail(ch, e).await;
@@ -39,13 +43,16 @@ impl Connection {
 
     /// After we sent connection.close only close-ok (or a crossing close) matters.
     fn while_closing(&mut self, f: RawFrame) {
-        if f.kind != FRAME_METHOD || f.channel != 0 {
+        if self.client_closed || f.kind != FRAME_METHOD || f.channel != 0 {
             return;
         }
         match method::decode(&f.payload) {
             Ok(AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))) => self.done = true,
             Ok(AMQPClass::Connection(connection::AMQPMethod::Close(_))) => {
-                self.send_method(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})));
+                self.send_method(
+                    0,
+                    AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})),
+                );
                 self.done = true;
             }
             _ => {}
@@ -60,6 +67,19 @@ impl Connection {
         let (class_id, method_id) = method::ids(&payload);
         let m = method::decode(&payload)?;
         if ch == 0 {
+            if let AMQPClass::Connection(connection::AMQPMethod::Close(_)) = m {
+                self.connection_method(m)?;
+                // RabbitMQ closes every channel before answering, then lingers reading
+                // (and discarding) until the client hangs up: clients such as amqplib may
+                // still be flushing publishes queued before their close.
+                self.teardown().await;
+                self.send_method(
+                    0,
+                    AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})),
+                );
+                self.closing = Some(tokio::time::Instant::now() + super::CLOSED_LINGER);
+                return Ok(());
+            }
             return self
                 .connection_method(m)
                 .map_err(|e| e.caused_by(class_id, method_id).on_connection());
@@ -71,14 +91,18 @@ impl Connection {
             ))
             .caused_by(class_id, method_id));
         }
-        let phase = self.channels.get(&ch).map(|c| (c.phase, c.pending.is_some()));
+        let phase = self
+            .channels
+            .get(&ch)
+            .map(|c| (c.phase, c.pending.is_some()));
         match phase {
             None => match m {
                 AMQPClass::Channel(channel::AMQPMethod::Open(_)) => {
                     self.open_channel(ch);
                     Ok(())
                 }
-                _ => Err(AmqpError::channel_error("expected 'channel.open'").caused_by(class_id, method_id)),
+                _ => Err(AmqpError::channel_error("expected 'channel.open'")
+                    .caused_by(class_id, method_id)),
             },
             Some((Phase::Closing, _)) => {
                 match m {
@@ -86,7 +110,10 @@ impl Connection {
                         self.channels.remove(&ch);
                     }
                     AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
-                        self.send_method(ch, AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})));
+                        self.send_method(
+                            ch,
+                            AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
+                        );
                         self.channels.remove(&ch);
                     }
                     _ => {} // dropped, as the spec asks while a close is in flight
@@ -99,7 +126,8 @@ impl Connection {
             ))
             .caused_by(class_id, method_id)),
             Some((Phase::Open, false)) => {
-                let qos_size = (class_id, method_id) == (60, 10) && method::qos_prefetch_size(&payload) != 0;
+                let qos_size =
+                    (class_id, method_id) == (60, 10) && method::qos_prefetch_size(&payload) != 0;
                 if qos_size {
                     return Err(AmqpError::not_implemented(format!(
                         "prefetch_size!=0 ({})",
@@ -107,7 +135,9 @@ impl Connection {
                     ))
                     .caused_by(class_id, method_id));
                 }
-                self.channel_method(ch, m).await.map_err(|e| e.caused_by(class_id, method_id))
+                self.channel_method(ch, m)
+                    .await
+                    .map_err(|e| e.caused_by(class_id, method_id))
             }
         }
     }
@@ -116,8 +146,7 @@ impl Connection {
         match m {
             AMQPClass::Connection(connection::AMQPMethod::Close(c)) => {
                 tracing::debug!(code = c.reply_code, text = %c.reply_text, "client closed the connection");
-                self.send_method(0, AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})));
-                self.done = true;
+                self.client_closed = true;
                 Ok(())
             }
             AMQPClass::Connection(connection::AMQPMethod::CloseOk(_)) => {
@@ -127,14 +156,20 @@ impl Connection {
             AMQPClass::Connection(connection::AMQPMethod::UpdateSecret(_)) => {
                 self.send_method(
                     0,
-                    AMQPClass::Connection(connection::AMQPMethod::UpdateSecretOk(connection::UpdateSecretOk {})),
+                    AMQPClass::Connection(connection::AMQPMethod::UpdateSecretOk(
+                        connection::UpdateSecretOk {},
+                    )),
                 );
                 Ok(())
             }
             // A client may send these only to a client; RabbitMQ ignores them.
-            AMQPClass::Connection(connection::AMQPMethod::Blocked(_) | connection::AMQPMethod::Unblocked(_)) => Ok(()),
+            AMQPClass::Connection(
+                connection::AMQPMethod::Blocked(_) | connection::AMQPMethod::Unblocked(_),
+            ) => Ok(()),
             AMQPClass::Connection(_) => Err(AmqpError::command_invalid("connection already open")),
-            _ => Err(AmqpError::command_invalid("non-connection method on channel 0")),
+            _ => Err(AmqpError::command_invalid(
+                "non-connection method on channel 0",
+            )),
         }
     }
 

@@ -63,7 +63,10 @@ pub fn server_properties(broker: &BrokerState) -> FieldTable {
     props.insert("product".into(), s(&c.product));
     props.insert("version".into(), s(&c.product_version));
     props.insert("cluster_name".into(), s(&c.cluster_name));
-    props.insert("platform".into(), s(&format!("Rust (Warren {})", env!("CARGO_PKG_VERSION"))));
+    props.insert(
+        "platform".into(),
+        s(&format!("Rust (Warren {})", env!("CARGO_PKG_VERSION"))),
+    );
     props.insert("copyright".into(), s("Warren contributors, Apache-2.0"));
     props.insert(
         "information".into(),
@@ -110,7 +113,10 @@ async fn read_method<R: AsyncRead + Unpin>(
             FRAME_HEARTBEAT => continue,
             FRAME_METHOD if f.channel == 0 => return Ok(method::decode(&f.payload)?),
             _ => {
-                return Err(AmqpError::command_invalid("connection handshake expects a method on channel 0").into())
+                return Err(AmqpError::command_invalid(
+                    "connection handshake expects a method on channel 0",
+                )
+                .into())
             }
         }
     }
@@ -161,7 +167,8 @@ pub async fn handshake<R: AsyncRead + Unpin>(
         _ => return Err(AmqpError::command_invalid("expected 'connection.start_ok'").into()),
     };
     let mechanism = start_ok.mechanism.as_str().to_owned();
-    let consumer_cancel_notify = client_capability(&start_ok.client_properties, "consumer_cancel_notify");
+    let consumer_cancel_notify =
+        client_capability(&start_ok.client_properties, "consumer_cancel_notify");
     let refused = |why: &str| {
         tracing::warn!(%peer, mechanism = %mechanism, "login refused: {why}");
         HandshakeEnd::Refused(
@@ -176,14 +183,20 @@ pub async fn handshake<R: AsyncRead + Unpin>(
         return Err(refused("unsupported mechanism or malformed response"));
     };
     if !broker.users.check(&creds.username, &creds.password) {
-        return Err(refused(&format!("bad credentials for user '{}'", creds.username)));
+        return Err(refused(&format!(
+            "bad credentials for user '{}'",
+            creds.username
+        )));
     }
     if config.loopback_users.contains(&creds.username) && !peer.ip().is_loopback() {
         tracing::warn!(%peer, user = %creds.username, "login refused: user may only connect via localhost");
         return Err(HandshakeEnd::Refused(
-            AmqpError::access_refused(format!("user '{}' can only connect via localhost", creds.username))
-                .on_connection()
-                .caused_by(10, 11),
+            AmqpError::access_refused(format!(
+                "user '{}' can only connect via localhost",
+                creds.username
+            ))
+            .on_connection()
+            .caused_by(10, 11),
         ));
     }
 
@@ -202,7 +215,9 @@ pub async fn handshake<R: AsyncRead + Unpin>(
     };
     let frame_max = negotiate(tune_ok.frame_max, config.frame_max);
     if frame_max < 4096 {
-        return Err(AmqpError::not_allowed(format!("frame_max={frame_max} < 4096 min size")).into());
+        return Err(
+            AmqpError::not_allowed(format!("frame_max={frame_max} < 4096 min size")).into(),
+        );
     }
     let channel_max = negotiate(tune_ok.channel_max as u32, config.channel_max as u32) as u16;
     // RabbitMQ takes the client's heartbeat from tune-ok as is (0 disables).
@@ -214,9 +229,11 @@ pub async fn handshake<R: AsyncRead + Unpin>(
     };
     let vhost_name = open.virtual_host.as_str();
     let Some(vhost) = broker.vhost(vhost_name) else {
-        return Err(AmqpError::new(reply::NOT_ALLOWED, format!("vhost {vhost_name} not found"))
-            .caused_by(10, 40)
-            .into());
+        return Err(
+            AmqpError::new(reply::NOT_ALLOWED, format!("vhost {vhost_name} not found"))
+                .caused_by(10, 40)
+                .into(),
+        );
     };
     send(
         writer,
@@ -235,7 +252,9 @@ pub async fn handshake<R: AsyncRead + Unpin>(
 
 fn client_capability(props: &FieldTable, name: &str) -> bool {
     match props.inner().get("capabilities") {
-        Some(AMQPValue::FieldTable(caps)) => matches!(caps.inner().get(name), Some(AMQPValue::Boolean(true))),
+        Some(AMQPValue::FieldTable(caps)) => {
+            matches!(caps.inner().get(name), Some(AMQPValue::Boolean(true)))
+        }
         _ => false,
     }
 }

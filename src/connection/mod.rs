@@ -35,6 +35,8 @@ use writer::{Out, WriterTx};
 
 /// How long we wait for connection.close-ok after sending connection.close.
 const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long we keep reading after close-ok for a client that does not hang up.
+const CLOSED_LINGER: Duration = Duration::from_secs(10);
 
 pub struct Connection {
     pub id: u64,
@@ -60,6 +62,8 @@ pub struct Connection {
     closing: Option<Instant>,
     /// The connection is finished; the loop ends after flushing.
     done: bool,
+    /// The client sent connection.close and we answered: input is discarded until EOF.
+    client_closed: bool,
 }
 
 /// Serve one accepted socket until it closes.
@@ -70,7 +74,9 @@ where
     let id = broker.next_id();
     let span = tracing::info_span!("connection", id, %peer);
     async move {
-        broker.connections.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        broker
+            .connections
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (mut reader, write_half) = tokio::io::split(stream);
         let (writer, writer_task) = writer::spawn(write_half);
         let mut rbuf = BytesMut::with_capacity(64 * 1024);
@@ -92,7 +98,9 @@ where
         }
         drop(writer);
         let _ = tokio::time::timeout(Duration::from_secs(5), writer_task).await;
-        broker.connections.fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        broker
+            .connections
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
     }
     .instrument(span)
     .await
@@ -134,6 +142,7 @@ impl Connection {
             exclusive_queues: Vec::new(),
             closing: None,
             done: false,
+            client_closed: false,
         }
     }
 
@@ -153,7 +162,9 @@ impl Connection {
         let mut reader_open = true;
 
         while !self.done {
-            let close_deadline = self.closing.unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
+            let close_deadline = self
+                .closing
+                .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
                 read = reader.read_buf(&mut rbuf), if reader_open => {
                     match read {
@@ -239,7 +250,9 @@ impl Connection {
             let Some(ch) = self.channels.get_mut(&ch_id) else {
                 continue;
             };
-            let Some(next) = ch.confirm_next else { continue };
+            let Some(next) = ch.confirm_next else {
+                continue;
+            };
             let upto = next - 1;
             if upto > ch.confirmed_upto {
                 let multiple = upto - ch.confirmed_upto > 1;

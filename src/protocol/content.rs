@@ -22,11 +22,19 @@ pub struct ContentHeader {
 
 pub fn parse_header(payload: Bytes) -> Result<ContentHeader, AmqpError> {
     if payload.len() < 14 {
-        return Err(AmqpError::frame_error("content header frame shorter than 14 octets"));
+        return Err(AmqpError::frame_error(
+            "content header frame shorter than 14 octets",
+        ));
     }
     let class_id = u16::from_be_bytes([payload[0], payload[1]]);
     let body_size = u64::from_be_bytes([
-        payload[4], payload[5], payload[6], payload[7], payload[8], payload[9], payload[10],
+        payload[4],
+        payload[5],
+        payload[6],
+        payload[7],
+        payload[8],
+        payload[9],
+        payload[10],
         payload[11],
     ]);
     Ok(ContentHeader {
@@ -116,12 +124,20 @@ pub fn peek_properties(props: &[u8]) -> Result<PropertyPeek, AmqpError> {
 pub fn decode_headers(props: &[u8], range: Range<usize>) -> Result<FieldTable, AmqpError> {
     match parse_field_table(&props[range]) {
         Ok((_, table)) => Ok(table),
-        Err(_) => Err(AmqpError::frame_error("content header: headers table is malformed")),
+        Err(_) => Err(AmqpError::frame_error(
+            "content header: headers table is malformed",
+        )),
     }
 }
 
 /// Append the content header frame and as many body frames as `frame_max` requires.
-pub fn encode_content(out: &mut BytesMut, channel: u16, properties: &[u8], body: &[u8], frame_max: u32) {
+pub fn encode_content(
+    out: &mut BytesMut,
+    channel: u16,
+    properties: &[u8],
+    body: &[u8],
+    frame_max: u32,
+) {
     write_frame(out, FRAME_HEADER, channel, |b| {
         b.put_u16(60);
         b.put_u16(0);

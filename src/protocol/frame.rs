@@ -68,7 +68,12 @@ pub fn split(buf: &mut BytesMut, frame_max: u32) -> Result<Option<RawFrame>, Amq
 }
 
 /// Append a frame with the given payload-writing closure; the size is patched afterwards.
-pub fn write_frame(out: &mut BytesMut, kind: u8, channel: u16, payload: impl FnOnce(&mut BytesMut)) {
+pub fn write_frame(
+    out: &mut BytesMut,
+    kind: u8,
+    channel: u16,
+    payload: impl FnOnce(&mut BytesMut),
+) {
     out.extend_from_slice(&[kind]);
     out.extend_from_slice(&channel.to_be_bytes());
     let size_at = out.len();

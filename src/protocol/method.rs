@@ -27,7 +27,9 @@ pub fn ids(payload: &[u8]) -> (u16, u16) {
 pub fn decode(payload: &[u8]) -> Result<AMQPClass, AmqpError> {
     let (class_id, method_id) = ids(payload);
     if payload.len() < 4 {
-        return Err(AmqpError::frame_error("method frame shorter than its class and method ids"));
+        return Err(AmqpError::frame_error(
+            "method frame shorter than its class and method ids",
+        ));
     }
     if !known_method(class_id, method_id) {
         return Err(AmqpError::not_implemented(format!(
@@ -137,7 +139,9 @@ pub fn encode(out: &mut BytesMut, channel: u16, method: &AMQPClass) {
     write_frame(out, FRAME_METHOD, channel, |b| {
         // Serialising into a growable Vec cannot fail for well-formed values; a
         // ShortString longer than 255 bytes would, so callers build texts with `short`.
-        if let Ok((buf, _)) = cookie_factory::gen(amq_protocol::protocol::gen_class(method), Vec::new()) {
+        if let Ok((buf, _)) =
+            cookie_factory::gen(amq_protocol::protocol::gen_class(method), Vec::new())
+        {
             b.extend_from_slice(&buf);
         }
     });
@@ -219,7 +223,13 @@ pub fn encode_return(
 
 /// basic.ack (positive) or basic.nack (negative, requeue=false) from the broker in
 /// confirm mode.
-pub fn encode_confirm(out: &mut BytesMut, channel: u16, delivery_tag: u64, multiple: bool, ack: bool) {
+pub fn encode_confirm(
+    out: &mut BytesMut,
+    channel: u16,
+    delivery_tag: u64,
+    multiple: bool,
+    ack: bool,
+) {
     write_frame(out, FRAME_METHOD, channel, |b| {
         b.put_u16(60);
         if ack {
@@ -268,11 +278,17 @@ mod tests {
         encode_return(&mut out, 1, 312, "NO_ROUTE", "x", "k");
         encode_confirm(&mut out, 1, 5, true, false);
         let f = split(&mut out, 0).unwrap().unwrap();
-        assert!(matches!(decode(&f.payload).unwrap(), AMQPClass::Basic(basic::AMQPMethod::GetOk(g)) if g.message_count == 9));
+        assert!(
+            matches!(decode(&f.payload).unwrap(), AMQPClass::Basic(basic::AMQPMethod::GetOk(g)) if g.message_count == 9)
+        );
         let f = split(&mut out, 0).unwrap().unwrap();
-        assert!(matches!(decode(&f.payload).unwrap(), AMQPClass::Basic(basic::AMQPMethod::Return(r)) if r.reply_code == 312));
+        assert!(
+            matches!(decode(&f.payload).unwrap(), AMQPClass::Basic(basic::AMQPMethod::Return(r)) if r.reply_code == 312)
+        );
         let f = split(&mut out, 0).unwrap().unwrap();
-        assert!(matches!(decode(&f.payload).unwrap(), AMQPClass::Basic(basic::AMQPMethod::Nack(n)) if n.multiple && n.delivery_tag == 5));
+        assert!(
+            matches!(decode(&f.payload).unwrap(), AMQPClass::Basic(basic::AMQPMethod::Nack(n)) if n.multiple && n.delivery_tag == 5)
+        );
     }
 
     #[test]

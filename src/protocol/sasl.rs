@@ -52,7 +52,10 @@ mod tests {
     #[test]
     fn plain_response() {
         let c = parse_response("PLAIN", b"\0guest\0secret").unwrap();
-        assert_eq!((c.username.as_str(), c.password.as_str()), ("guest", "secret"));
+        assert_eq!(
+            (c.username.as_str(), c.password.as_str()),
+            ("guest", "secret")
+        );
         assert!(parse_response("PLAIN", b"guest").is_none());
     }
 

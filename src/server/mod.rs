@@ -66,10 +66,16 @@ impl BrokerBuilder {
             return Err(StartError::NoListener);
         }
         let data_dir = self.config.data_dir.clone();
-        std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir { path: data_dir, source })?;
+        std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir {
+            path: data_dir,
+            source,
+        })?;
         let mut listeners = Vec::new();
         for addr in &self.config.amqp_listen {
-            let l = bind(*addr).map_err(|source| StartError::Listen { addr: *addr, source })?;
+            let l = bind(*addr).map_err(|source| StartError::Listen {
+                addr: *addr,
+                source,
+            })?;
             listeners.push(l);
         }
         let state = BrokerState::new(self.config);
@@ -153,7 +159,9 @@ impl Broker {
         }
         let _ = self.state.shutdown.send(true);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
-        while self.state.connections.load(Ordering::Relaxed) > 0 && tokio::time::Instant::now() < deadline {
+        while self.state.connections.load(Ordering::Relaxed) > 0
+            && tokio::time::Instant::now() < deadline
+        {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
     }

@@ -18,7 +18,9 @@ pub fn validate(binding_args: &FieldTable) -> Result<(), String> {
         None => Ok(()),
         Some(v) => match text(v).as_deref() {
             Some("all" | "any" | "all-with-x" | "any-with-x") => Ok(()),
-            _ => Err(format!("Invalid x-match field value {v:?}; expected all, any, all-with-x, or any-with-x")),
+            _ => Err(format!(
+                "Invalid x-match field value {v:?}; expected all, any, all-with-x, or any-with-x"
+            )),
         },
     }
 }
@@ -32,7 +34,12 @@ fn text(v: &AMQPValue) -> Option<String> {
 }
 
 fn mode(binding_args: &FieldTable) -> Mode {
-    match binding_args.inner().get("x-match").and_then(text).as_deref() {
+    match binding_args
+        .inner()
+        .get("x-match")
+        .and_then(text)
+        .as_deref()
+    {
         Some("any") => Mode::Any,
         Some("all-with-x") => Mode::AllWithX,
         Some("any-with-x") => Mode::AnyWithX,
@@ -92,11 +99,19 @@ mod tests {
     #[test]
     fn all_needs_every_key_and_any_needs_one() {
         let headers = table(&[("format", s("pdf")), ("type", s("report"))]);
-        let all = table(&[("x-match", s("all")), ("format", s("pdf")), ("type", s("report"))]);
+        let all = table(&[
+            ("x-match", s("all")),
+            ("format", s("pdf")),
+            ("type", s("report")),
+        ]);
         assert!(matches(&all, Some(&headers)));
         let all_miss = table(&[("format", s("pdf")), ("type", s("log"))]);
         assert!(!matches(&all_miss, Some(&headers)));
-        let any = table(&[("x-match", s("any")), ("format", s("zip")), ("type", s("report"))]);
+        let any = table(&[
+            ("x-match", s("any")),
+            ("format", s("zip")),
+            ("type", s("report")),
+        ]);
         assert!(matches(&any, Some(&headers)));
         let any_miss = table(&[("x-match", s("any")), ("format", s("zip"))]);
         assert!(!matches(&any_miss, Some(&headers)));

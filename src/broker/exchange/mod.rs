@@ -57,7 +57,9 @@ pub struct Binding {
 
 impl Binding {
     fn same(&self, destination: &Destination, routing_key: &str, arguments: &FieldTable) -> bool {
-        &self.destination == destination && self.routing_key == routing_key && &self.arguments == arguments
+        &self.destination == destination
+            && self.routing_key == routing_key
+            && &self.arguments == arguments
     }
 }
 
@@ -72,7 +74,10 @@ impl Bindings {
     fn reindex(&mut self) {
         self.by_key.clear();
         for (i, b) in self.all.iter().enumerate() {
-            self.by_key.entry(b.routing_key.clone()).or_default().push(i);
+            self.by_key
+                .entry(b.routing_key.clone())
+                .or_default()
+                .push(i);
         }
     }
 }
@@ -119,7 +124,10 @@ impl Exchange {
     /// Add a binding; false when the identical binding already existed.
     pub fn bind(&self, destination: Destination, routing_key: &str, arguments: FieldTable) -> bool {
         let mut b = self.write();
-        if b.all.iter().any(|x| x.same(&destination, routing_key, &arguments)) {
+        if b.all
+            .iter()
+            .any(|x| x.same(&destination, routing_key, &arguments))
+        {
             return false;
         }
         let topic = (self.kind == ExchangeKind::Topic).then(|| TopicPattern::new(routing_key));
@@ -134,10 +142,16 @@ impl Exchange {
     }
 
     /// Remove a binding; false when it did not exist (unbind is idempotent anyway).
-    pub fn unbind(&self, destination: &Destination, routing_key: &str, arguments: &FieldTable) -> bool {
+    pub fn unbind(
+        &self,
+        destination: &Destination,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) -> bool {
         let mut b = self.write();
         let before = b.all.len();
-        b.all.retain(|x| !x.same(destination, routing_key, arguments));
+        b.all
+            .retain(|x| !x.same(destination, routing_key, arguments));
         let removed = b.all.len() != before;
         if removed {
             b.reindex();
@@ -161,8 +175,16 @@ impl Exchange {
         !self.read().all.is_empty()
     }
 
-    pub fn has_binding(&self, destination: &Destination, routing_key: &str, arguments: &FieldTable) -> bool {
-        self.read().all.iter().any(|x| x.same(destination, routing_key, arguments))
+    pub fn has_binding(
+        &self,
+        destination: &Destination,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) -> bool {
+        self.read()
+            .all
+            .iter()
+            .any(|x| x.same(destination, routing_key, arguments))
     }
 
     pub fn bindings(&self) -> Vec<Binding> {
@@ -223,7 +245,14 @@ mod tests {
 
     #[test]
     fn direct_routes_to_every_queue_bound_with_the_key() {
-        let x = Exchange::new("d", ExchangeKind::Direct, false, false, false, FieldTable::default());
+        let x = Exchange::new(
+            "d",
+            ExchangeKind::Direct,
+            false,
+            false,
+            false,
+            FieldTable::default(),
+        );
         x.bind(q("a"), "k", FieldTable::default());
         x.bind(q("b"), "k", FieldTable::default());
         x.bind(q("c"), "other", FieldTable::default());
@@ -233,7 +262,14 @@ mod tests {
 
     #[test]
     fn duplicate_bind_is_a_no_op_and_unbind_is_idempotent() {
-        let x = Exchange::new("f", ExchangeKind::Fanout, false, false, false, FieldTable::default());
+        let x = Exchange::new(
+            "f",
+            ExchangeKind::Fanout,
+            false,
+            false,
+            false,
+            FieldTable::default(),
+        );
         assert!(x.bind(q("a"), "", FieldTable::default()));
         assert!(!x.bind(q("a"), "", FieldTable::default()));
         assert_eq!(route(&x, "anything").len(), 1);
@@ -244,7 +280,14 @@ mod tests {
 
     #[test]
     fn topic_routes_by_pattern() {
-        let x = Exchange::new("t", ExchangeKind::Topic, false, false, false, FieldTable::default());
+        let x = Exchange::new(
+            "t",
+            ExchangeKind::Topic,
+            false,
+            false,
+            false,
+            FieldTable::default(),
+        );
         x.bind(q("all"), "#", FieldTable::default());
         x.bind(q("orange"), "*.orange.*", FieldTable::default());
         assert_eq!(route(&x, "quick.orange.fox"), vec![q("all"), q("orange")]);

@@ -3,11 +3,14 @@
 //! messages to consumers that have credit (round robin) and never awaits a connection.
 //! Ready messages are kept in id order, so a requeued message goes back to its place.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Weak};
+use std::time::Duration;
 
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 
+use super::ready::ReadyList;
 use super::{QueueCmd, QueueHandle, QueueStats};
 use crate::broker::consumer::{ConnEvent, ConsumerLink};
 use crate::broker::message::{Message, QueuedMessage};
@@ -18,8 +21,10 @@ pub struct QueueActor {
     handle: Weak<QueueHandle>,
     name: Arc<str>,
     auto_delete: bool,
+    /// x-message-ttl in milliseconds.
+    message_ttl: Option<u64>,
     vhost: Weak<VHost>,
-    ready: VecDeque<QueuedMessage>,
+    ready: ReadyList,
     unacked: HashMap<u64, QueuedMessage>,
     consumers: Vec<ConsumerLink>,
     next_id: u64,
@@ -33,13 +38,14 @@ enum Next {
 }
 
 impl QueueActor {
-    pub fn new(handle: Weak<QueueHandle>, name: Arc<str>, auto_delete: bool, vhost: Weak<VHost>) -> Self {
+    pub fn new(weak: Weak<QueueHandle>, handle: &QueueHandle, vhost: Weak<VHost>) -> Self {
         Self {
-            handle,
-            name,
-            auto_delete,
+            handle: weak,
+            name: handle.name.clone(),
+            auto_delete: handle.auto_delete,
+            message_ttl: handle.args.message_ttl,
             vhost,
-            ready: VecDeque::new(),
+            ready: ReadyList::new(handle.args.max_priority),
             unacked: HashMap::new(),
             consumers: Vec::new(),
             next_id: 1,
@@ -49,27 +55,39 @@ impl QueueActor {
     }
 
     pub async fn run(mut self, mut rx: mpsc::Receiver<QueueCmd>) {
-        while let Some(cmd) = rx.recv().await {
-            if let Next::Stop = self.handle_cmd(cmd) {
-                break;
-            }
-            // Drain whatever else is already waiting before delivering, so a burst of
-            // publishes is handed out in one pass.
-            let mut stop = false;
-            for _ in 0..256 {
-                match rx.try_recv() {
-                    Ok(cmd) => {
-                        if let Next::Stop = self.handle_cmd(cmd) {
-                            stop = true;
-                            break;
+        loop {
+            // The actor owns its time-based work: it wakes when the head message expires.
+            let expiry = self.ready.next_expiry();
+            let cmd = tokio::select! {
+                cmd = rx.recv() => match cmd {
+                    Some(cmd) => Some(cmd),
+                    None => break,
+                },
+                _ = sleep_until(expiry), if expiry.is_some() => None,
+            };
+            if let Some(cmd) = cmd {
+                if let Next::Stop = self.handle_cmd(cmd) {
+                    break;
+                }
+                // Drain whatever else is already waiting before delivering, so a burst
+                // of publishes is handed out in one pass.
+                let mut stop = false;
+                for _ in 0..256 {
+                    match rx.try_recv() {
+                        Ok(cmd) => {
+                            if let Next::Stop = self.handle_cmd(cmd) {
+                                stop = true;
+                                break;
+                            }
                         }
+                        Err(_) => break,
                     }
-                    Err(_) => break,
+                }
+                if stop {
+                    break;
                 }
             }
-            if stop {
-                break;
-            }
+            self.ready.drop_expired(Instant::now());
             self.dispatch();
         }
         // Anything still in the mailbox after a delete is dropped with the queue.
@@ -77,7 +95,10 @@ impl QueueActor {
     }
 
     fn vhost_name(&self) -> String {
-        self.vhost.upgrade().map(|v| v.name.clone()).unwrap_or_else(|| "/".into())
+        self.vhost
+            .upgrade()
+            .map(|v| v.name.clone())
+            .unwrap_or_else(|| "/".into())
     }
 
     fn handle_cmd(&mut self, cmd: QueueCmd) -> Next {
@@ -98,7 +119,8 @@ impl QueueActor {
                 }
             }
             QueueCmd::Get { no_ack, reply } => {
-                let got = self.ready.pop_front().map(|m| {
+                self.ready.drop_expired(Instant::now());
+                let got = self.ready.pop().map(|m| {
                     if !no_ack {
                         self.unacked.insert(m.id, m.clone());
                     }
@@ -112,7 +134,10 @@ impl QueueActor {
                 }
             }
             QueueCmd::Requeue(ids) => {
-                let mut back: Vec<QueuedMessage> = ids.iter().filter_map(|id| self.unacked.remove(id)).collect();
+                let mut back: Vec<QueuedMessage> = ids
+                    .iter()
+                    .filter_map(|id| self.unacked.remove(id))
+                    .collect();
                 for m in &mut back {
                     m.redelivered = true;
                 }
@@ -125,11 +150,11 @@ impl QueueActor {
                 self.put_back(messages);
             }
             QueueCmd::Purge { reply } => {
-                let n = self.ready.len() as u32;
-                self.ready.clear();
+                let n = self.ready.clear() as u32;
                 let _ = reply.send(n);
             }
             QueueCmd::Stats { reply } => {
+                self.ready.drop_expired(Instant::now());
                 let _ = reply.send(self.stats());
             }
             QueueCmd::Delete {
@@ -172,23 +197,22 @@ impl QueueActor {
     fn enqueue(&mut self, message: Arc<Message>) {
         let id = self.next_id;
         self.next_id += 1;
-        self.ready.push_back(QueuedMessage {
+        let ttl = match (message.expiration, self.message_ttl) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        self.ready.push(QueuedMessage {
             id,
             message,
             redelivered: false,
+            expires_at: ttl.map(|ms| Instant::now() + Duration::from_millis(ms)),
         });
     }
 
     /// Return messages to the ready list at the place their id gives them.
-    fn put_back(&mut self, mut messages: Vec<QueuedMessage>) {
-        messages.sort_by_key(|m| m.id);
-        for m in messages.into_iter().rev() {
-            if self.ready.front().is_none_or(|f| m.id < f.id) {
-                self.ready.push_front(m);
-            } else {
-                let at = self.ready.partition_point(|x| x.id < m.id);
-                self.ready.insert(at, m);
-            }
+    fn put_back(&mut self, messages: Vec<QueuedMessage>) {
+        for m in messages {
+            self.ready.put_back(m);
         }
     }
 
@@ -221,7 +245,7 @@ impl QueueActor {
                 continue;
             }
             idle = 0;
-            let Some(message) = self.ready.pop_front() else {
+            let Some(message) = self.ready.pop() else {
                 consumer.give_back();
                 break;
             };
@@ -263,5 +287,12 @@ impl QueueActor {
         if let Some(vhost) = self.vhost.upgrade() {
             vhost.forget_queue(&self.name);
         }
+    }
+}
+
+async fn sleep_until(at: Option<Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
     }
 }

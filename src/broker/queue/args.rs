@@ -98,14 +98,14 @@ impl QueueArgs {
                     out.max_priority = Some(n.min(255) as u8);
                 }
                 "x-dead-letter-exchange" => {
-                    out.dead_letter_exchange = Some(
-                        text(v).ok_or_else(|| invalid(k.as_str(), &format!("{{unacceptable_type,{v:?}}}")))?,
-                    )
+                    out.dead_letter_exchange = Some(text(v).ok_or_else(|| {
+                        invalid(k.as_str(), &format!("{{unacceptable_type,{v:?}}}"))
+                    })?)
                 }
                 "x-dead-letter-routing-key" => {
-                    out.dead_letter_routing_key = Some(
-                        text(v).ok_or_else(|| invalid(k.as_str(), &format!("{{unacceptable_type,{v:?}}}")))?,
-                    )
+                    out.dead_letter_routing_key = Some(text(v).ok_or_else(|| {
+                        invalid(k.as_str(), &format!("{{unacceptable_type,{v:?}}}"))
+                    })?)
                 }
                 _ => {}
             }
@@ -115,7 +115,12 @@ impl QueueArgs {
 }
 
 /// RabbitMQ's equivalence check of the arguments of an existing queue against a redeclare.
-pub fn check_equivalent(current: &FieldTable, received: &FieldTable, queue: &str, vhost: &str) -> Result<(), AmqpError> {
+pub fn check_equivalent(
+    current: &FieldTable,
+    received: &FieldTable,
+    queue: &str,
+    vhost: &str,
+) -> Result<(), AmqpError> {
     for key in EQUIVALENCE_KEYS {
         let (c, r) = (current.inner().get(*key), received.inner().get(*key));
         let same = match (c, r) {
@@ -146,11 +151,14 @@ mod tests {
 
     #[test]
     fn typed_arguments_parse_and_wrong_types_are_406() {
-        let a = QueueArgs::parse(&table("x-message-ttl", AMQPValue::LongInt(500)), "q", "/").unwrap();
+        let a =
+            QueueArgs::parse(&table("x-message-ttl", AMQPValue::LongInt(500)), "q", "/").unwrap();
         assert_eq!(a.message_ttl, Some(500));
-        let e = QueueArgs::parse(&table("x-message-ttl", AMQPValue::LongInt(-1)), "q", "/").unwrap_err();
+        let e = QueueArgs::parse(&table("x-message-ttl", AMQPValue::LongInt(-1)), "q", "/")
+            .unwrap_err();
         assert_eq!(e.code, 406);
-        let e = QueueArgs::parse(&table("x-expires", AMQPValue::Boolean(true)), "q", "/").unwrap_err();
+        let e =
+            QueueArgs::parse(&table("x-expires", AMQPValue::Boolean(true)), "q", "/").unwrap_err();
         assert_eq!(e.code, 406);
     }
 
@@ -163,6 +171,12 @@ mod tests {
         assert_eq!(check_equivalent(&a, &c, "q", "/").unwrap_err().code, 406);
         assert!(check_equivalent(&a, &FieldTable::default(), "q", "/").is_err());
         // unknown arguments are not compared, as in RabbitMQ
-        assert!(check_equivalent(&table("foo", AMQPValue::Boolean(true)), &FieldTable::default(), "q", "/").is_ok());
+        assert!(check_equivalent(
+            &table("foo", AMQPValue::Boolean(true)),
+            &FieldTable::default(),
+            "q",
+            "/"
+        )
+        .is_ok());
     }
 }

@@ -5,6 +5,7 @@
 
 pub mod actor;
 pub mod args;
+pub mod ready;
 
 use std::sync::{Arc, Weak};
 
@@ -116,7 +117,7 @@ pub fn spawn(
         args,
         tx,
     });
-    let actor = actor::QueueActor::new(Arc::downgrade(&handle), handle.name.clone(), auto_delete, vhost);
+    let actor = actor::QueueActor::new(Arc::downgrade(&handle), &handle, vhost);
     tokio::spawn(actor.run(rx));
     handle
 }

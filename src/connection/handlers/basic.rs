@@ -17,12 +17,18 @@ use crate::protocol::{method, AmqpError};
 fn consumer_tag() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut rng = rand::thread_rng();
-    let suffix: String = (0..22).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
+    let suffix: String = (0..22)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect();
     format!("amq.ctag-{suffix}")
 }
 
 impl Connection {
-    pub(in crate::connection) async fn basic_qos(&mut self, ch: u16, d: basic::Qos) -> Result<(), AmqpError> {
+    pub(in crate::connection) async fn basic_qos(
+        &mut self,
+        ch: u16,
+        d: basic::Qos,
+    ) -> Result<(), AmqpError> {
         let Some(state) = self.channels.get_mut(&ch) else {
             return Ok(());
         };
@@ -40,7 +46,11 @@ impl Connection {
         Ok(())
     }
 
-    pub(in crate::connection) async fn basic_consume(&mut self, ch: u16, d: basic::Consume) -> Result<(), AmqpError> {
+    pub(in crate::connection) async fn basic_consume(
+        &mut self,
+        ch: u16,
+        d: basic::Consume,
+    ) -> Result<(), AmqpError> {
         let name = match d.queue.as_str() {
             "" => self
                 .channels
@@ -58,7 +68,9 @@ impl Connection {
             t => t.into(),
         };
         if state.consumers.contains_key(&tag) {
-            return Err(AmqpError::not_allowed(format!("attempt to reuse consumer tag '{tag}'")));
+            return Err(AmqpError::not_allowed(format!(
+                "attempt to reuse consumer tag '{tag}'"
+            )));
         }
         let limit = if d.no_ack {
             NO_ACK_WINDOW
@@ -78,7 +90,12 @@ impl Connection {
                 reply,
             })
             .await
-            .unwrap_or_else(|| Err(AmqpError::not_found(format!("no queue '{name}' in vhost '{}'", self.vhost.name))));
+            .unwrap_or_else(|| {
+                Err(AmqpError::not_found(format!(
+                    "no queue '{name}' in vhost '{}'",
+                    self.vhost.name
+                )))
+            });
         added?;
         // The queue may already have sent deliveries, but they are events this task reads
         // only after this handler returns, so consume-ok still goes out first.
@@ -91,12 +108,18 @@ impl Connection {
             );
         }
         if let Some(state) = self.channels.get_mut(&ch) {
-            state.consumers.insert(tag, ConsumerEntry { queue: q, link });
+            state
+                .consumers
+                .insert(tag, ConsumerEntry { queue: q, link });
         }
         Ok(())
     }
 
-    pub(in crate::connection) async fn basic_cancel(&mut self, ch: u16, d: basic::Cancel) -> Result<(), AmqpError> {
+    pub(in crate::connection) async fn basic_cancel(
+        &mut self,
+        ch: u16,
+        d: basic::Cancel,
+    ) -> Result<(), AmqpError> {
         let Some(state) = self.channels.get_mut(&ch) else {
             return Ok(());
         };
@@ -122,7 +145,11 @@ impl Connection {
         Ok(())
     }
 
-    pub(in crate::connection) async fn basic_get(&mut self, ch: u16, d: basic::Get) -> Result<(), AmqpError> {
+    pub(in crate::connection) async fn basic_get(
+        &mut self,
+        ch: u16,
+        d: basic::Get,
+    ) -> Result<(), AmqpError> {
         let name = match d.queue.as_str() {
             "" => self
                 .channels
@@ -132,13 +159,22 @@ impl Connection {
             n => n.to_owned(),
         };
         let q = self.vhost.queue_for(&name, self.id)?;
-        let got = q.ask(|reply| QueueCmd::Get { no_ack: d.no_ack, reply }).await.flatten();
+        let got = q
+            .ask(|reply| QueueCmd::Get {
+                no_ack: d.no_ack,
+                reply,
+            })
+            .await
+            .flatten();
         let frame_max = self.frame_max;
         let Some(state) = self.channels.get_mut(&ch) else {
             return Ok(());
         };
         match got {
-            None => self.send_method(ch, method::basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {}))),
+            None => self.send_method(
+                ch,
+                method::basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
+            ),
             Some((m, remaining)) => {
                 let tag = state.take_delivery_tag();
                 if !d.no_ack {
@@ -152,7 +188,15 @@ impl Connection {
                     );
                 }
                 let msg = &m.message;
-                method::encode_get_ok(&mut self.out, ch, tag, m.redelivered, &msg.exchange, &msg.routing_key, remaining);
+                method::encode_get_ok(
+                    &mut self.out,
+                    ch,
+                    tag,
+                    m.redelivered,
+                    &msg.exchange,
+                    &msg.routing_key,
+                    remaining,
+                );
                 encode_content(&mut self.out, ch, &msg.properties, &msg.body, frame_max);
             }
         }
@@ -170,10 +214,13 @@ impl Connection {
         let Some(state) = self.channels.get_mut(&ch) else {
             return Ok(());
         };
-        let known = (multiple && delivery_tag == 0) || state.unacked.contains_key(&delivery_tag)
+        let known = (multiple && delivery_tag == 0)
+            || state.unacked.contains_key(&delivery_tag)
             || (multiple && state.unacked.range(..=delivery_tag).next().is_some());
         if !known {
-            return Err(AmqpError::precondition_failed(format!("unknown delivery tag {delivery_tag}")));
+            return Err(AmqpError::precondition_failed(format!(
+                "unknown delivery tag {delivery_tag}"
+            )));
         }
         if let Some(tx) = state.tx.as_mut() {
             tx.settles.push((delivery_tag, multiple, how));
@@ -194,14 +241,22 @@ impl Connection {
             return Ok(());
         };
         let entries: Vec<Unacked> = if multiple {
-            let upto = if delivery_tag == 0 { u64::MAX } else { delivery_tag };
+            let upto = if delivery_tag == 0 {
+                u64::MAX
+            } else {
+                delivery_tag
+            };
             let tags: Vec<u64> = state.unacked.range(..=upto).map(|(t, _)| *t).collect();
-            tags.iter().filter_map(|t| state.unacked.remove(t)).collect()
+            tags.iter()
+                .filter_map(|t| state.unacked.remove(t))
+                .collect()
         } else {
             match state.unacked.remove(&delivery_tag) {
                 Some(e) => vec![e],
                 None => {
-                    return Err(AmqpError::precondition_failed(format!("unknown delivery tag {delivery_tag}")))
+                    return Err(AmqpError::precondition_failed(format!(
+                        "unknown delivery tag {delivery_tag}"
+                    )))
                 }
             }
         };
@@ -213,7 +268,11 @@ impl Connection {
             }
         }
         let channel_was_full = state.link.prefetch.release(channel_credit);
-        let kick = if channel_was_full { state.consumed_queues() } else { Vec::new() };
+        let kick = if channel_was_full {
+            state.consumed_queues()
+        } else {
+            Vec::new()
+        };
         for (q, ids) in group_by_queue(entries) {
             let cmd = match how {
                 Settle::Requeue => QueueCmd::Requeue(ids),
@@ -228,13 +287,21 @@ impl Connection {
     }
 
     /// basic.recover / recover-async with requeue=true: every unacked message goes back.
-    pub(in crate::connection) async fn basic_recover(&mut self, ch: u16, requeue: bool, reply: bool) -> Result<(), AmqpError> {
+    pub(in crate::connection) async fn basic_recover(
+        &mut self,
+        ch: u16,
+        requeue: bool,
+        reply: bool,
+    ) -> Result<(), AmqpError> {
         if !requeue {
             return Err(AmqpError::not_implemented("requeue=false"));
         }
         self.apply_settle(ch, 0, true, Settle::Requeue).await?;
         if reply {
-            self.send_method(ch, method::basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})));
+            self.send_method(
+                ch,
+                method::basic(basic::AMQPMethod::RecoverOk(basic::RecoverOk {})),
+            );
         }
         Ok(())
     }

@@ -11,13 +11,24 @@ use crate::protocol::AmqpError;
 impl Connection {
     /// RabbitMQ semantics: flow(active=false) stops deliveries to this channel until
     /// flow(active=true); the broker does not honour it for publishing.
-    pub(in crate::connection) async fn channel_flow(&mut self, ch: u16, active: bool) -> Result<(), AmqpError> {
+    pub(in crate::connection) async fn channel_flow(
+        &mut self,
+        ch: u16,
+        active: bool,
+    ) -> Result<(), AmqpError> {
         let Some(state) = self.channels.get(&ch) else {
             return Ok(());
         };
         state.link.flow_active.store(active, Ordering::Release);
-        let queues = if active { state.consumed_queues() } else { Vec::new() };
-        self.send_method(ch, AMQPClass::Channel(channel::AMQPMethod::FlowOk(channel::FlowOk { active })));
+        let queues = if active {
+            state.consumed_queues()
+        } else {
+            Vec::new()
+        };
+        self.send_method(
+            ch,
+            AMQPClass::Channel(channel::AMQPMethod::FlowOk(channel::FlowOk { active })),
+        );
         for q in queues {
             q.send(QueueCmd::Kick).await;
         }
@@ -28,7 +39,10 @@ impl Connection {
         if let Some(state) = self.channels.remove(&ch) {
             self.teardown_channel(state).await;
         }
-        self.send_method(ch, AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})));
+        self.send_method(
+            ch,
+            AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
+        );
         Ok(())
     }
 }

@@ -9,18 +9,27 @@ use crate::connection::Connection;
 use crate::protocol::AmqpError;
 
 impl Connection {
-    pub(in crate::connection) fn confirm_select(&mut self, ch: u16, nowait: bool) -> Result<(), AmqpError> {
+    pub(in crate::connection) fn confirm_select(
+        &mut self,
+        ch: u16,
+        nowait: bool,
+    ) -> Result<(), AmqpError> {
         let Some(state) = self.channels.get_mut(&ch) else {
             return Ok(());
         };
         if state.tx.is_some() {
-            return Err(AmqpError::precondition_failed("cannot switch from tx to confirm mode"));
+            return Err(AmqpError::precondition_failed(
+                "cannot switch from tx to confirm mode",
+            ));
         }
         if state.confirm_next.is_none() {
             state.confirm_next = Some(1);
         }
         if !nowait {
-            self.send_method(ch, AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {})));
+            self.send_method(
+                ch,
+                AMQPClass::Confirm(confirm::AMQPMethod::SelectOk(confirm::SelectOk {})),
+            );
         }
         Ok(())
     }
@@ -30,7 +39,9 @@ impl Connection {
             return Ok(());
         };
         if state.confirm_next.is_some() {
-            return Err(AmqpError::precondition_failed("cannot switch from confirm to tx mode"));
+            return Err(AmqpError::precondition_failed(
+                "cannot switch from confirm to tx mode",
+            ));
         }
         if state.tx.is_none() {
             state.tx = Some(TxBuffer::default());
@@ -44,7 +55,9 @@ impl Connection {
             return Ok(());
         };
         let Some(buffer) = state.tx.replace(TxBuffer::default()) else {
-            return Err(AmqpError::precondition_failed("channel is not transactional"));
+            return Err(AmqpError::precondition_failed(
+                "channel is not transactional",
+            ));
         };
         for (message, mandatory) in buffer.publishes {
             self.route_and_enqueue(ch, message, mandatory).await;
@@ -61,9 +74,14 @@ impl Connection {
             return Ok(());
         };
         if state.tx.replace(TxBuffer::default()).is_none() {
-            return Err(AmqpError::precondition_failed("channel is not transactional"));
+            return Err(AmqpError::precondition_failed(
+                "channel is not transactional",
+            ));
         }
-        self.send_method(ch, AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})));
+        self.send_method(
+            ch,
+            AMQPClass::Tx(tx::AMQPMethod::RollbackOk(tx::RollbackOk {})),
+        );
         Ok(())
     }
 }

@@ -9,7 +9,11 @@ use crate::connection::Connection;
 use crate::protocol::AmqpError;
 
 impl Connection {
-    pub(in crate::connection) fn exchange_declare(&mut self, ch: u16, d: exchange::Declare) -> Result<(), AmqpError> {
+    pub(in crate::connection) fn exchange_declare(
+        &mut self,
+        ch: u16,
+        d: exchange::Declare,
+    ) -> Result<(), AmqpError> {
         let spec = ExchangeSpec {
             name: d.exchange.as_str().to_owned(),
             kind: d.kind.as_str().to_owned(),
@@ -20,20 +24,35 @@ impl Connection {
         };
         self.vhost.declare_exchange(spec, d.passive)?;
         if !d.nowait {
-            self.send_method(ch, AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {})));
+            self.send_method(
+                ch,
+                AMQPClass::Exchange(exchange::AMQPMethod::DeclareOk(exchange::DeclareOk {})),
+            );
         }
         Ok(())
     }
 
-    pub(in crate::connection) fn exchange_delete(&mut self, ch: u16, d: exchange::Delete) -> Result<(), AmqpError> {
-        self.vhost.delete_exchange(d.exchange.as_str(), d.if_unused)?;
+    pub(in crate::connection) fn exchange_delete(
+        &mut self,
+        ch: u16,
+        d: exchange::Delete,
+    ) -> Result<(), AmqpError> {
+        self.vhost
+            .delete_exchange(d.exchange.as_str(), d.if_unused)?;
         if !d.nowait {
-            self.send_method(ch, AMQPClass::Exchange(exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {})));
+            self.send_method(
+                ch,
+                AMQPClass::Exchange(exchange::AMQPMethod::DeleteOk(exchange::DeleteOk {})),
+            );
         }
         Ok(())
     }
 
-    pub(in crate::connection) fn exchange_bind(&mut self, ch: u16, d: exchange::Bind) -> Result<(), AmqpError> {
+    pub(in crate::connection) fn exchange_bind(
+        &mut self,
+        ch: u16,
+        d: exchange::Bind,
+    ) -> Result<(), AmqpError> {
         self.vhost.bind(
             d.source.as_str(),
             Destination::Exchange(d.destination.as_str().into()),
@@ -41,12 +60,19 @@ impl Connection {
             d.arguments,
         )?;
         if !d.nowait {
-            self.send_method(ch, AMQPClass::Exchange(exchange::AMQPMethod::BindOk(exchange::BindOk {})));
+            self.send_method(
+                ch,
+                AMQPClass::Exchange(exchange::AMQPMethod::BindOk(exchange::BindOk {})),
+            );
         }
         Ok(())
     }
 
-    pub(in crate::connection) fn exchange_unbind(&mut self, ch: u16, d: exchange::Unbind) -> Result<(), AmqpError> {
+    pub(in crate::connection) fn exchange_unbind(
+        &mut self,
+        ch: u16,
+        d: exchange::Unbind,
+    ) -> Result<(), AmqpError> {
         self.vhost.unbind(
             d.source.as_str(),
             Destination::Exchange(d.destination.as_str().into()),
@@ -54,7 +80,10 @@ impl Connection {
             &d.arguments,
         )?;
         if !d.nowait {
-            self.send_method(ch, AMQPClass::Exchange(exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {})));
+            self.send_method(
+                ch,
+                AMQPClass::Exchange(exchange::AMQPMethod::UnbindOk(exchange::UnbindOk {})),
+            );
         }
         Ok(())
     }

@@ -8,7 +8,9 @@ mod exchange;
 mod publish;
 mod queue;
 
-use amq_protocol::protocol::{access, basic as b, channel as c, confirm, exchange as e, queue as q, tx, AMQPClass};
+use amq_protocol::protocol::{
+    access, basic as b, channel as c, confirm, exchange as e, queue as q, tx, AMQPClass,
+};
 
 use super::Connection;
 use crate::protocol::AmqpError;
@@ -24,7 +26,10 @@ impl Connection {
             AMQPClass::Channel(c::AMQPMethod::Close(_)) => self.channel_close(ch).await,
             AMQPClass::Channel(c::AMQPMethod::CloseOk(_)) => Ok(()),
             AMQPClass::Access(access::AMQPMethod::Request(_)) => {
-                self.send_method(ch, AMQPClass::Access(access::AMQPMethod::RequestOk(access::RequestOk {})));
+                self.send_method(
+                    ch,
+                    AMQPClass::Access(access::AMQPMethod::RequestOk(access::RequestOk {})),
+                );
                 Ok(())
             }
             AMQPClass::Exchange(e::AMQPMethod::Declare(d)) => self.exchange_declare(ch, d),
@@ -41,22 +46,39 @@ impl Connection {
             AMQPClass::Basic(b::AMQPMethod::Cancel(d)) => self.basic_cancel(ch, d).await,
             AMQPClass::Basic(b::AMQPMethod::Publish(d)) => self.basic_publish(ch, d),
             AMQPClass::Basic(b::AMQPMethod::Get(d)) => self.basic_get(ch, d).await,
-            AMQPClass::Basic(b::AMQPMethod::Ack(d)) => self.basic_settle(ch, d.delivery_tag, d.multiple, super::channel::Settle::Ack).await,
+            AMQPClass::Basic(b::AMQPMethod::Ack(d)) => {
+                self.basic_settle(ch, d.delivery_tag, d.multiple, super::channel::Settle::Ack)
+                    .await
+            }
             AMQPClass::Basic(b::AMQPMethod::Nack(d)) => {
-                let how = if d.requeue { super::channel::Settle::Requeue } else { super::channel::Settle::Discard };
+                let how = if d.requeue {
+                    super::channel::Settle::Requeue
+                } else {
+                    super::channel::Settle::Discard
+                };
                 self.basic_settle(ch, d.delivery_tag, d.multiple, how).await
             }
             AMQPClass::Basic(b::AMQPMethod::Reject(d)) => {
-                let how = if d.requeue { super::channel::Settle::Requeue } else { super::channel::Settle::Discard };
+                let how = if d.requeue {
+                    super::channel::Settle::Requeue
+                } else {
+                    super::channel::Settle::Discard
+                };
                 self.basic_settle(ch, d.delivery_tag, false, how).await
             }
-            AMQPClass::Basic(b::AMQPMethod::Recover(d)) => self.basic_recover(ch, d.requeue, true).await,
-            AMQPClass::Basic(b::AMQPMethod::RecoverAsync(d)) => self.basic_recover(ch, d.requeue, false).await,
+            AMQPClass::Basic(b::AMQPMethod::Recover(d)) => {
+                self.basic_recover(ch, d.requeue, true).await
+            }
+            AMQPClass::Basic(b::AMQPMethod::RecoverAsync(d)) => {
+                self.basic_recover(ch, d.requeue, false).await
+            }
             AMQPClass::Confirm(confirm::AMQPMethod::Select(d)) => self.confirm_select(ch, d.nowait),
             AMQPClass::Tx(tx::AMQPMethod::Select(_)) => self.tx_select(ch),
             AMQPClass::Tx(tx::AMQPMethod::Commit(_)) => self.tx_commit(ch).await,
             AMQPClass::Tx(tx::AMQPMethod::Rollback(_)) => self.tx_rollback(ch),
-            AMQPClass::Connection(_) => Err(AmqpError::command_invalid("connection method on a non-zero channel")),
+            AMQPClass::Connection(_) => Err(AmqpError::command_invalid(
+                "connection method on a non-zero channel",
+            )),
             other => Err(AmqpError::command_invalid(format!(
                 "method {} is sent by servers, not clients",
                 crate::protocol::method::method_name(other.get_amqp_class_id(), 0)

@@ -11,13 +11,17 @@ use bytes::Bytes;
 
 use crate::broker::message::Message;
 use crate::broker::queue::{QueueCmd, QueueHandle};
-use crate::connection::channel::{BodyParts, Phase, PendingPublish};
+use crate::connection::channel::{BodyParts, PendingPublish, Phase};
 use crate::connection::Connection;
 use crate::protocol::content::{decode_headers, encode_content, parse_header, peek_properties};
 use crate::protocol::{method, reply, AmqpError};
 
 impl Connection {
-    pub(in crate::connection) fn basic_publish(&mut self, ch: u16, d: basic::Publish) -> Result<(), AmqpError> {
+    pub(in crate::connection) fn basic_publish(
+        &mut self,
+        ch: u16,
+        d: basic::Publish,
+    ) -> Result<(), AmqpError> {
         if d.immediate {
             return Err(AmqpError::not_implemented("immediate=true"));
         }
@@ -48,11 +52,17 @@ impl Connection {
         }
         match state.pending.as_mut() {
             Some(p) => Ok(Some(p)),
-            None => Err(AmqpError::unexpected_frame("expected method frame, got non method frame instead")),
+            None => Err(AmqpError::unexpected_frame(
+                "expected method frame, got non method frame instead",
+            )),
         }
     }
 
-    pub(in crate::connection) async fn handle_header(&mut self, ch: u16, payload: Bytes) -> Result<(), AmqpError> {
+    pub(in crate::connection) async fn handle_header(
+        &mut self,
+        ch: u16,
+        payload: Bytes,
+    ) -> Result<(), AmqpError> {
         let max = self.broker.config.max_message_size;
         let Some(pending) = self.content_channel(ch)? else {
             return Ok(());
@@ -88,7 +98,11 @@ impl Connection {
         Ok(())
     }
 
-    pub(in crate::connection) async fn handle_body(&mut self, ch: u16, payload: Bytes) -> Result<(), AmqpError> {
+    pub(in crate::connection) async fn handle_body(
+        &mut self,
+        ch: u16,
+        payload: Bytes,
+    ) -> Result<(), AmqpError> {
         let Some(pending) = self.content_channel(ch)? else {
             return Ok(());
         };
@@ -131,13 +145,30 @@ impl Connection {
                 ))));
             }
         }
-        let persistent = peek_properties(&header.properties)?.persistent();
+        let peek = peek_properties(&header.properties)?;
+        let expiration = match &peek.expiration {
+            None => None,
+            Some(range) => {
+                let text = String::from_utf8_lossy(&header.properties[range.clone()]).into_owned();
+                // RabbitMQ accepts only a non-negative integer of milliseconds.
+                match text.parse::<u64>() {
+                    Ok(ms) if !text.starts_with('+') => Some(ms),
+                    _ => {
+                        return Err(err(AmqpError::precondition_failed(format!(
+                            "invalid expiration '{text}'"
+                        ))))
+                    }
+                }
+            }
+        };
         let message = Arc::new(Message {
+            persistent: peek.persistent(),
+            priority: peek.priority.unwrap_or(0),
+            expiration,
             exchange: p.exchange.into(),
             routing_key: p.routing_key.into(),
             properties: header.properties,
             body: p.body.into_bytes(),
-            persistent,
         });
         let Some(state) = self.channels.get_mut(&ch) else {
             return Ok(());
@@ -157,7 +188,12 @@ impl Connection {
     }
 
     /// Route and enqueue; an unroutable mandatory message is returned (312 NO_ROUTE).
-    pub(in crate::connection) async fn route_and_enqueue(&mut self, ch: u16, message: Arc<Message>, mandatory: bool) {
+    pub(in crate::connection) async fn route_and_enqueue(
+        &mut self,
+        ch: u16,
+        message: Arc<Message>,
+        mandatory: bool,
+    ) {
         let mut targets: Vec<Arc<QueueHandle>> = Vec::new();
         if message.exchange.is_empty() {
             targets.extend(self.vhost.route_default(&message.routing_key));
@@ -167,7 +203,8 @@ impl Connection {
                 let range = peek_properties(props).ok()?.headers?;
                 decode_headers(props, range).ok()
             };
-            self.vhost.route(&x, &message.routing_key, &mut headers, &mut targets);
+            self.vhost
+                .route(&x, &message.routing_key, &mut headers, &mut targets);
         }
         if targets.is_empty() {
             if mandatory {
@@ -179,7 +216,13 @@ impl Connection {
                     &message.exchange,
                     &message.routing_key,
                 );
-                encode_content(&mut self.out, ch, &message.properties, &message.body, self.frame_max);
+                encode_content(
+                    &mut self.out,
+                    ch,
+                    &message.properties,
+                    &message.body,
+                    self.frame_max,
+                );
             }
             return;
         }

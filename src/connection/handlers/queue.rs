@@ -13,7 +13,9 @@ use crate::protocol::AmqpError;
 fn server_named() -> String {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
     let mut rng = rand::thread_rng();
-    let suffix: String = (0..22).map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char).collect();
+    let suffix: String = (0..22)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect();
     format!("amq.gen-{suffix}")
 }
 
@@ -29,7 +31,11 @@ impl Connection {
             .ok_or_else(|| AmqpError::not_found("no previously declared queue"))
     }
 
-    pub(in crate::connection) async fn queue_declare(&mut self, ch: u16, d: queue::Declare) -> Result<(), AmqpError> {
+    pub(in crate::connection) async fn queue_declare(
+        &mut self,
+        ch: u16,
+        d: queue::Declare,
+    ) -> Result<(), AmqpError> {
         let requested = d.queue.as_str();
         let (handle, created) = if d.passive {
             let name = self.queue_name(ch, requested)?;
@@ -76,58 +82,93 @@ impl Connection {
         Ok(())
     }
 
-    pub(in crate::connection) fn queue_bind(&mut self, ch: u16, d: queue::Bind) -> Result<(), AmqpError> {
+    pub(in crate::connection) fn queue_bind(
+        &mut self,
+        ch: u16,
+        d: queue::Bind,
+    ) -> Result<(), AmqpError> {
         let name = self.queue_name(ch, d.queue.as_str())?;
         let q = self.vhost.queue_for(&name, self.id)?;
-        self.vhost
-            .bind(d.exchange.as_str(), Destination::Queue(q.name.clone()), d.routing_key.as_str(), d.arguments)?;
+        self.vhost.bind(
+            d.exchange.as_str(),
+            Destination::Queue(q.name.clone()),
+            d.routing_key.as_str(),
+            d.arguments,
+        )?;
         if !d.nowait {
-            self.send_method(ch, AMQPClass::Queue(queue::AMQPMethod::BindOk(queue::BindOk {})));
+            self.send_method(
+                ch,
+                AMQPClass::Queue(queue::AMQPMethod::BindOk(queue::BindOk {})),
+            );
         }
         Ok(())
     }
 
-    pub(in crate::connection) fn queue_unbind(&mut self, ch: u16, d: queue::Unbind) -> Result<(), AmqpError> {
+    pub(in crate::connection) fn queue_unbind(
+        &mut self,
+        ch: u16,
+        d: queue::Unbind,
+    ) -> Result<(), AmqpError> {
         let name = self.queue_name(ch, d.queue.as_str())?;
         if let Ok(q) = self.vhost.queue(&name) {
             if q.exclusive_owner.is_some_and(|o| o != self.id) {
                 self.vhost.queue_for(&name, self.id)?;
             }
         }
-        self.vhost
-            .unbind(d.exchange.as_str(), Destination::Queue(name.as_str().into()), d.routing_key.as_str(), &d.arguments)?;
-        self.send_method(ch, AMQPClass::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {})));
+        self.vhost.unbind(
+            d.exchange.as_str(),
+            Destination::Queue(name.as_str().into()),
+            d.routing_key.as_str(),
+            &d.arguments,
+        )?;
+        self.send_method(
+            ch,
+            AMQPClass::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {})),
+        );
         Ok(())
     }
 
-    pub(in crate::connection) async fn queue_purge(&mut self, ch: u16, d: queue::Purge) -> Result<(), AmqpError> {
+    pub(in crate::connection) async fn queue_purge(
+        &mut self,
+        ch: u16,
+        d: queue::Purge,
+    ) -> Result<(), AmqpError> {
         let name = self.queue_name(ch, d.queue.as_str())?;
         let q = self.vhost.queue_for(&name, self.id)?;
         let n = q.ask(|reply| QueueCmd::Purge { reply }).await.unwrap_or(0);
         if !d.nowait {
             self.send_method(
                 ch,
-                AMQPClass::Queue(queue::AMQPMethod::PurgeOk(queue::PurgeOk { message_count: n })),
+                AMQPClass::Queue(queue::AMQPMethod::PurgeOk(queue::PurgeOk {
+                    message_count: n,
+                })),
             );
         }
         Ok(())
     }
 
-    pub(in crate::connection) async fn queue_delete(&mut self, ch: u16, d: queue::Delete) -> Result<(), AmqpError> {
+    pub(in crate::connection) async fn queue_delete(
+        &mut self,
+        ch: u16,
+        d: queue::Delete,
+    ) -> Result<(), AmqpError> {
         let name = self.queue_name(ch, d.queue.as_str())?;
         let n = match self.vhost.queue(&name) {
             Err(_) => 0, // idempotent, as RabbitMQ 3.x
             Ok(_) => {
                 let q = self.vhost.queue_for(&name, self.id)?;
                 let n = self.vhost.delete_queue(&q, d.if_unused, d.if_empty).await?;
-                self.exclusive_queues.retain(|x| !std::sync::Arc::ptr_eq(x, &q));
+                self.exclusive_queues
+                    .retain(|x| !std::sync::Arc::ptr_eq(x, &q));
                 n
             }
         };
         if !d.nowait {
             self.send_method(
                 ch,
-                AMQPClass::Queue(queue::AMQPMethod::DeleteOk(queue::DeleteOk { message_count: n })),
+                AMQPClass::Queue(queue::AMQPMethod::DeleteOk(queue::DeleteOk {
+                    message_count: n,
+                })),
             );
         }
         Ok(())
