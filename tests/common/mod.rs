@@ -1,0 +1,75 @@
+//! Shared test harness: a Warren broker in-process on 127.0.0.1:0 with its own temp data
+//! dir, lapin connections to it, and a raw-frame client (`raw`) for protocol edges.
+#![allow(dead_code)]
+
+pub mod raw;
+
+use std::time::Duration;
+
+use lapin::{Connection, ConnectionProperties};
+use warren::{Broker, Config};
+
+pub struct TestBroker {
+    pub broker: Option<Broker>,
+    pub url: String,
+    pub addr: std::net::SocketAddr,
+    _dir: tempfile::TempDir,
+}
+
+pub async fn start() -> TestBroker {
+    start_with(Config::default()).await
+}
+
+pub async fn start_with(config: Config) -> TestBroker {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let broker = Broker::builder()
+        .config(config)
+        .listen("127.0.0.1:0".parse().unwrap())
+        .data_dir(dir.path())
+        .start()
+        .await
+        .expect("broker starts");
+    let addr = broker.local_addr();
+    TestBroker {
+        url: format!("amqp://guest:guest@{addr}/%2f"),
+        addr,
+        broker: Some(broker),
+        _dir: dir,
+    }
+}
+
+impl TestBroker {
+    pub async fn connect(&self) -> Connection {
+        Connection::connect(&self.url, ConnectionProperties::default())
+            .await
+            .expect("lapin connects")
+    }
+
+    pub async fn stop(mut self) {
+        if let Some(b) = self.broker.take() {
+            b.shutdown().await;
+        }
+    }
+}
+
+/// The AMQP reply code carried by a lapin error, if the broker sent one.
+pub fn reply_code(err: &lapin::Error) -> Option<u16> {
+    match err.kind() {
+        lapin::ErrorKind::ProtocolError(e) => Some(e.get_id()),
+        _ => None,
+    }
+}
+
+pub fn reply_text(err: &lapin::Error) -> String {
+    match err.kind() {
+        lapin::ErrorKind::ProtocolError(e) => e.get_message().to_string(),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Bound any wait in a test: a hang is a failure, not a stuck CI.
+pub async fn within<T>(fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(Duration::from_secs(10), fut)
+        .await
+        .expect("timed out after 10 s")
+}

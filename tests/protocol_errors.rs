@@ -1,0 +1,244 @@
+//! Frames no well-behaved client sends, written byte for byte: each gets RabbitMQ's reply
+//! code, and the broker keeps serving other clients.
+
+mod common;
+
+use common::raw::{Raw, Tune};
+use common::start;
+use warren::protocol::method::protocol::*;
+
+async fn opened(addr: std::net::SocketAddr) -> Raw {
+    let (mut raw, _) = Raw::open(addr, Tune::default()).await;
+    raw.open_channel(1).await;
+    raw
+}
+
+fn publish(exchange: &str, routing_key: &str) -> AMQPClass {
+    AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+        exchange: exchange.into(),
+        routing_key: routing_key.into(),
+        mandatory: false,
+        immediate: false,
+    }))
+}
+
+fn content_header(channel: u16, body_size: u64) -> Vec<u8> {
+    let mut payload = vec![0, 60, 0, 0];
+    payload.extend_from_slice(&body_size.to_be_bytes());
+    payload.extend_from_slice(&[0, 0]);
+    let mut f = vec![2];
+    f.extend_from_slice(&channel.to_be_bytes());
+    f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    f.extend_from_slice(&payload);
+    f.push(0xCE);
+    f
+}
+
+fn body_frame(channel: u16, body: &[u8]) -> Vec<u8> {
+    let mut f = vec![3];
+    f.extend_from_slice(&channel.to_be_bytes());
+    f.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    f.extend_from_slice(body);
+    f.push(0xCE);
+    f
+}
+
+/// A second client still does a full round trip.
+async fn broker_still_serves(addr: std::net::SocketAddr) {
+    let mut other = opened(addr).await;
+    other
+        .send(
+            1,
+            AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
+                queue: "".into(),
+                passive: false,
+                durable: false,
+                exclusive: true,
+                auto_delete: false,
+                nowait: false,
+                arguments: Default::default(),
+            })),
+        )
+        .await;
+    let (_, m) = other.recv_method().await;
+    assert!(
+        matches!(m, AMQPClass::Queue(queue::AMQPMethod::DeclareOk(_))),
+        "{m:?}"
+    );
+}
+
+#[tokio::test]
+async fn frame_over_frame_max_is_501_before_its_payload_arrives() {
+    let b = start().await;
+    let mut raw = opened(b.addr).await;
+    // Only the 7-byte header of a 1 MiB body frame: the broker must not wait for the rest.
+    raw.send_bytes(&[3, 0, 1, 0, 0x10, 0, 0]).await;
+    let (code, text, _, _) = raw.expect_connection_close().await;
+    assert_eq!(code, 501, "{text}");
+    broker_still_serves(b.addr).await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn wrong_frame_end_is_501() {
+    let b = start().await;
+    let mut raw = opened(b.addr).await;
+    raw.send_bytes(&[8, 0, 0, 0, 0, 0, 0, 0xAB]).await;
+    assert_eq!(raw.expect_connection_close().await.0, 501);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn method_on_a_channel_that_is_not_open_is_504() {
+    let b = start().await;
+    let mut raw = opened(b.addr).await;
+    raw.send(5, publish("", "q")).await;
+    let (code, text, class, method) = raw.expect_connection_close().await;
+    assert_eq!((code, class, method), (504, 60, 40), "{text}");
+    assert_eq!(text, "CHANNEL_ERROR - expected 'channel.open'");
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn second_channel_open_is_504() {
+    let b = start().await;
+    let mut raw = opened(b.addr).await;
+    raw.send(
+        1,
+        AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+    )
+    .await;
+    assert_eq!(raw.expect_connection_close().await.0, 504);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_class_or_method_is_540() {
+    let b = start().await;
+    let mut raw = opened(b.addr).await;
+    raw.send_bytes(&[1, 0, 1, 0, 0, 0, 4, 0, 99, 0, 1, 0xCE])
+        .await;
+    assert_eq!(raw.expect_connection_close().await.0, 540);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn undecodable_method_arguments_are_502() {
+    let b = start().await;
+    let mut raw = opened(b.addr).await;
+    // queue.declare with its arguments cut off
+    raw.send_bytes(&[1, 0, 1, 0, 0, 0, 5, 0, 50, 0, 10, 0, 0xCE])
+        .await;
+    assert_eq!(raw.expect_connection_close().await.0, 502);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn content_header_without_a_publish_is_505() {
+    let b = start().await;
+    let mut raw = opened(b.addr).await;
+    raw.send_bytes(&content_header(1, 3)).await;
+    assert_eq!(raw.expect_connection_close().await.0, 505);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn method_where_content_was_expected_is_505() {
+    let b = start().await;
+    let mut raw = opened(b.addr).await;
+    raw.send(1, publish("", "q")).await;
+    raw.send(1, publish("", "q")).await;
+    assert_eq!(raw.expect_connection_close().await.0, 505);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn body_longer_than_its_header_announced_is_a_frame_error() {
+    let b = start().await;
+    let mut raw = opened(b.addr).await;
+    raw.send(1, publish("", "q")).await;
+    raw.send_bytes(&content_header(1, 2)).await;
+    raw.send_bytes(&body_frame(1, b"abc")).await;
+    assert_eq!(raw.expect_connection_close().await.0, 501);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn heartbeat_on_a_non_zero_channel_is_501() {
+    let b = start().await;
+    let mut raw = opened(b.addr).await;
+    raw.send_bytes(&[8, 0, 1, 0, 0, 0, 0, 0xCE]).await;
+    assert_eq!(raw.expect_connection_close().await.0, 501);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn publish_on_channel_zero_is_503() {
+    let b = start().await;
+    let mut raw = opened(b.addr).await;
+    raw.send(0, publish("", "q")).await;
+    assert_eq!(raw.expect_connection_close().await.0, 503);
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn immediate_publish_is_540() {
+    let b = start().await;
+    let mut raw = opened(b.addr).await;
+    raw.send(
+        1,
+        AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+            exchange: "".into(),
+            routing_key: "q".into(),
+            mandatory: false,
+            immediate: true,
+        })),
+    )
+    .await;
+    let (code, text, _, _) = raw.expect_connection_close().await;
+    assert_eq!(
+        (code, text.as_str()),
+        (540, "NOT_IMPLEMENTED - immediate=true")
+    );
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn lying_property_lengths_are_refused() {
+    let b = start().await;
+    let mut raw = opened(b.addr).await;
+    raw.send(1, publish("", "q")).await;
+    // content-type flag set, but the short string claims 200 bytes and has none
+    let payload = [0u8, 60, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x80, 0, 200];
+    let mut f = vec![2, 0, 1];
+    f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    f.extend_from_slice(&payload);
+    f.push(0xCE);
+    raw.send_bytes(&f).await;
+    assert_eq!(raw.expect_connection_close().await.0, 501);
+    broker_still_serves(b.addr).await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn closed_channel_id_can_be_opened_again() {
+    let b = start().await;
+    let mut raw = opened(b.addr).await;
+    raw.send(
+        1,
+        AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
+            reply_code: 200,
+            reply_text: "bye".into(),
+            class_id: 0,
+            method_id: 0,
+        })),
+    )
+    .await;
+    let (_, m) = raw.recv_method().await;
+    assert!(matches!(
+        m,
+        AMQPClass::Channel(channel::AMQPMethod::CloseOk(_))
+    ));
+    raw.open_channel(1).await;
+    b.stop().await;
+}
