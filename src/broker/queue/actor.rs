@@ -110,11 +110,15 @@ impl QueueActor {
             }
             QueueCmd::Cancel { epoch, tag, reply } => {
                 self.consumers.retain(|c| !(c.is_on(epoch) && c.tag == tag));
+                // Gone from the vhost before cancel-ok, so a declare right after it misses.
+                let delete = self.auto_delete && self.had_consumer && self.consumers.is_empty();
+                if delete {
+                    self.auto_delete_now();
+                }
                 if let Some(reply) = reply {
                     let _ = reply.send(());
                 }
-                if self.auto_delete && self.had_consumer && self.consumers.is_empty() {
-                    self.auto_delete_now();
+                if delete {
                     return Next::Stop;
                 }
             }
