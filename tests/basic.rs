@@ -562,8 +562,10 @@ async fn bodies_larger_than_frame_max_travel_in_several_frames() {
 
 #[tokio::test]
 async fn message_over_max_message_size_is_refused_406() {
-    let mut config = Config::default();
-    config.max_message_size = 1000;
+    let config = Config {
+        max_message_size: 1000,
+        ..Config::default()
+    };
     let b = start_with(config).await;
     let conn = b.connect().await;
     let ch = conn.create_channel().await.unwrap();

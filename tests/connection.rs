@@ -114,10 +114,12 @@ async fn unknown_vhost_is_530() {
 
 #[tokio::test]
 async fn tune_offers_the_configured_limits_and_the_client_may_lower_them() {
-    let mut config = Config::default();
-    config.channel_max = 100;
-    config.frame_max = 65536;
-    config.heartbeat = 30;
+    let config = Config {
+        channel_max: 100,
+        frame_max: 65536,
+        heartbeat: 30,
+        ..Config::default()
+    };
     let b = start_with(config).await;
     let (mut raw, tune) = Raw::open(
         b.addr,
@@ -182,8 +184,10 @@ async fn silent_client_is_dropped_after_two_missed_heartbeats() {
 
 #[tokio::test]
 async fn client_that_never_finishes_the_handshake_is_closed() {
-    let mut config = Config::default();
-    config.handshake_timeout = 300;
+    let config = Config {
+        handshake_timeout: 300,
+        ..Config::default()
+    };
     let b = start_with(config).await;
     let mut raw = Raw::connect(b.addr).await;
     assert!(raw.closed_by_broker().await);

@@ -15,20 +15,11 @@ pub struct Raw {
     buf: BytesMut,
 }
 
+#[derive(Default)]
 pub struct Tune {
     pub channel_max: u16,
     pub frame_max: u32,
     pub heartbeat: u16,
-}
-
-impl Default for Tune {
-    fn default() -> Self {
-        Self {
-            channel_max: 0,
-            frame_max: 0,
-            heartbeat: 0,
-        }
-    }
 }
 
 impl Raw {

@@ -1,0 +1,82 @@
+// amqplib (promise API) against Warren: the calls a Node shop service makes.
+// The broker URL comes from AMQP_URL (interop/run.sh starts the broker).
+const { test } = require('node:test');
+const assert = require('node:assert');
+const amqp = require('amqplib');
+
+const URL = process.env.AMQP_URL;
+
+async function withChannel(fn, confirm = false) {
+  const conn = await amqp.connect(URL);
+  try {
+    const ch = confirm ? await conn.createConfirmChannel() : await conn.createChannel();
+    return await fn(ch, conn);
+  } finally {
+    await conn.close().catch(() => {});
+  }
+}
+
+test('server properties identify a RabbitMQ-compatible broker', async () => {
+  const conn = await amqp.connect(URL);
+  assert.strictEqual(conn.connection.serverProperties.product, 'RabbitMQ');
+  assert.ok(conn.connection.serverProperties.capabilities.publisher_confirms);
+  await conn.close();
+});
+
+test('publish, consume and ack in order', async () => {
+  await withChannel(async (ch) => {
+    const { queue } = await ch.assertQueue('', { exclusive: true });
+    for (const body of ['a', 'b', 'c']) ch.sendToQueue(queue, Buffer.from(body));
+    const got = await new Promise((resolve) => {
+      const seen = [];
+      ch.consume(queue, (m) => {
+        seen.push(m.content.toString());
+        ch.ack(m);
+        if (seen.length === 3) resolve(seen);
+      });
+    });
+    assert.deepStrictEqual(got, ['a', 'b', 'c']);
+  });
+});
+
+test('confirm channel acks every publish', async () => {
+  await withChannel(async (ch) => {
+    const { queue } = await ch.assertQueue('', { exclusive: true });
+    for (let i = 0; i < 50; i++) ch.sendToQueue(queue, Buffer.from(String(i)));
+    await ch.waitForConfirms();
+    const q = await ch.checkQueue(queue);
+    assert.strictEqual(q.messageCount, 50);
+  }, true);
+});
+
+test('get, nack with requeue and redelivered flag', async () => {
+  await withChannel(async (ch) => {
+    const { queue } = await ch.assertQueue('', { exclusive: true });
+    ch.sendToQueue(queue, Buffer.from('x'));
+    let m;
+    while (!(m = await ch.get(queue))) await new Promise((r) => setTimeout(r, 10));
+    assert.strictEqual(m.fields.redelivered, false);
+    ch.nack(m, false, true);
+    const again = await ch.get(queue);
+    assert.strictEqual(again.fields.redelivered, true);
+    ch.ack(again);
+    assert.strictEqual(await ch.get(queue), false);
+  });
+});
+
+test('unroutable mandatory message is returned', async () => {
+  await withChannel(async (ch) => {
+    const returned = new Promise((resolve) => ch.on('return', resolve));
+    ch.publish('amq.direct', 'nobody-here', Buffer.from('lost'), { mandatory: true });
+    const m = await returned;
+    assert.strictEqual(m.fields.replyCode, 312);
+    assert.strictEqual(m.content.toString(), 'lost');
+  });
+});
+
+test('channel error carries the RabbitMQ reply code', async () => {
+  await withChannel(async (ch) => {
+    ch.on('error', () => {});
+    await assert.rejects(ch.checkExchange('no-such-exchange'), /404/);
+  });
+});

@@ -1,0 +1,53 @@
+#!/usr/bin/env bash
+# Real third-party clients against a built Warren: pika (Python), amqplib (Node) and
+# rabbitmq-c's amqp-tools (C). Installs the clients from their registries on first use.
+# Usage: interop/run.sh [path/to/warren]    (default: target/release/warren)
+# Last line: N passed, N failed
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${1:-$ROOT/target/release/warren}
+CACHE=${WARREN_TEST_CACHE:-$HOME/.cache/warren-tests}
+. "$ROOT/scripts/broker.sh"
+mkdir -p "$CACHE"
+TP=0; TF=0
+count() { # "N passed, N failed" from the last matching line of a log
+  local line
+  line=$(grep -E '[0-9]+ passed' "$1" | tail -1)
+  local p f
+  p=$(echo "$line" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+'); p=${p:-0}
+  f=$(echo "$line" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+'); f=${f:-0}
+  if [ "$2" != 0 ] && [ "$f" = 0 ]; then f=1; fi
+  TP=$((TP+p)); TF=$((TF+f))
+  printf '%-8s %s passed, %s failed\n' "$3" "$p" "$f"
+}
+
+VENV="$CACHE/venv"
+if ! "$VENV/bin/python" -c "import pika, pytest" 2>/dev/null; then
+  python3 -m venv "$VENV" && "$VENV/bin/pip" install -q "pika>=1.3,<2" "pytest>=8" >&2
+fi
+if [ ! -d "$ROOT/interop/node/node_modules/amqplib" ]; then
+  (cd "$ROOT/interop/node" && npm install -q --no-audit --no-fund >&2)
+fi
+
+start_broker "$BIN"
+trap stop_broker EXIT
+LOG="$BROKER_DIR/interop"
+mkdir -p "$LOG"
+
+"$VENV/bin/python" -m pytest -q "$ROOT/interop/python" > "$LOG/pika.log" 2>&1
+rc=$?; cat "$LOG/pika.log" | tail -15 >&2; count "$LOG/pika.log" $rc pika
+
+(cd "$ROOT/interop/node" && node --test --test-reporter=spec amqplib.test.js) > "$LOG/node.log" 2>&1
+rc=$?; tail -12 "$LOG/node.log" >&2
+p=$(grep -E '^ℹ pass' "$LOG/node.log" | grep -oE '[0-9]+'); f=$(grep -E '^ℹ fail' "$LOG/node.log" | grep -oE '[0-9]+')
+echo "${p:-0} passed, ${f:-1} failed" >> "$LOG/node.log"; count "$LOG/node.log" $rc amqplib
+
+if command -v amqp-publish >/dev/null; then
+  "$ROOT/interop/c/amqp_tools.sh" > "$LOG/c.log" 2>&1
+  rc=$?; cat "$LOG/c.log" >&2; count "$LOG/c.log" $rc amqp-tools
+else
+  echo "amqp-tools not installed (apt-get install amqp-tools)" >&2; TF=$((TF+1))
+fi
+
+echo "$TP passed, $TF failed"
+[ $TF = 0 ]

@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Other projects' own broker test suites (../shared/conformance) against a built Warren,
+# each held to at least the pass count RabbitMQ 3.10 reaches (the bar in that README).
+# Usage: scripts/conformance.sh [path/to/warren] [suite...]
+# Last line: N passed, N failed
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BIN=${1:-$ROOT/target/release/warren}; shift || true
+CONF=${CONFORMANCE_DIR:-$ROOT/../shared/conformance}
+. "$ROOT/scripts/broker.sh"
+declare -A BAR=([smoke]=10 [py-amqp]=12 [kombu]=51 [amqplib]=75 [lapin]=17)
+SUITES=("$@"); [ ${#SUITES[@]} = 0 ] && SUITES=(smoke py-amqp kombu amqplib lapin)
+if [ ! -d "$CONF" ]; then
+  echo "no conformance suites at $CONF (set CONFORMANCE_DIR)" >&2
+  echo "0 passed, 1 failed"; exit 1
+fi
+TP=0; TF=0
+for s in "${SUITES[@]}"; do
+  # a fresh broker per suite, as the suites' README advises (leftover durable queues)
+  start_broker "$BIN"
+  log="$BROKER_DIR/$s.log"
+  if [ "$s" = smoke ]; then runner="$CONF/smoke.sh"; else runner="$CONF/$s/run.sh"; fi
+  t0=$(date +%s)
+  bash "$runner" > "$log" 2>&1
+  last=$(tail -n 1 "$log")
+  p=$(echo "$last" | grep -oE '^[0-9]+ passed' | grep -oE '[0-9]+'); p=${p:-0}
+  f=$(echo "$last" | grep -oE '[0-9]+ failed' | grep -oE '[0-9]+'); f=${f:-0}
+  verdict=ok
+  if [ "$p" -lt "${BAR[$s]}" ] || [ "$f" -gt 0 ]; then
+    verdict="BELOW RabbitMQ's ${BAR[$s]}"; TF=$((TF+1))
+    grep -E 'FAIL|Error|error' "$log" | tail -20 >&2
+  else
+    TP=$((TP+1))
+  fi
+  printf '%-8s %-34s (RabbitMQ: %s) %4ss  %s\n' "$s" "$last" "${BAR[$s]}" "$(( $(date +%s) - t0 ))" "$verdict"
+  stop_broker
+done
+echo "$TP passed, $TF failed"
+[ $TF = 0 ]

@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole test suite, from a clean checkout: installs what the tests need (Debian's
+# amqp-tools, pika and pytest from PyPI, amqplib from npm), builds once in release mode,
+# runs the Rust unit and end-to-end tests, the interop clients and the conformance suites.
+# .ci/run calls exactly this. Last line: N passed, N failed
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+cd "$ROOT"
+LOGDIR=$(mktemp -d)
+
+if ! command -v amqp-publish >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    (apt-get update -qq && apt-get install -y -qq amqp-tools) >/dev/null 2>&1
+  else
+    sudo apt-get update -qq && sudo apt-get install -y -qq amqp-tools >/dev/null
+  fi
+fi
+
+# One release build serves the Rust tests, interop and conformance alike.
+cargo test --release 2>&1 | tee "$LOGDIR/cargo.log"
+cargo_rc=${PIPESTATUS[0]}
+RP=$(grep -oE 'test result: [a-zA-Z]+\. [0-9]+ passed' "$LOGDIR/cargo.log" | grep -oE '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
+RF=$(grep -oE '[0-9]+ failed;' "$LOGDIR/cargo.log" | awk '{s+=$1} END {print s+0}')
+RP=${RP:-0}; RF=${RF:-0}
+[ "$cargo_rc" != 0 ] && [ "$RF" = 0 ] && RF=1
+
+echo "== interop: pika, amqplib, amqp-tools"
+interop/run.sh target/release/warren 2>"$LOGDIR/interop.err" | tee "$LOGDIR/interop.log"
+interop_rc=${PIPESTATUS[0]}
+[ "$interop_rc" != 0 ] && cat "$LOGDIR/interop.err"
+
+echo "== conformance: other clients' own broker test suites"
+scripts/conformance.sh target/release/warren 2>"$LOGDIR/conformance.err" | tee "$LOGDIR/conformance.log"
+conf_rc=${PIPESTATUS[0]}
+[ "$conf_rc" != 0 ] && tail -40 "$LOGDIR/conformance.err"
+
+sum() { tail -1 "$1" | grep -oE "[0-9]+ $2" | grep -oE '[0-9]+' || echo 0; }
+TP=$((RP + $(sum "$LOGDIR/interop.log" passed) + $(sum "$LOGDIR/conformance.log" passed)))
+TF=$((RF + $(sum "$LOGDIR/interop.log" failed) + $(sum "$LOGDIR/conformance.log" failed)))
+echo "rust: $RP passed, $RF failed | interop: $(tail -1 "$LOGDIR/interop.log") | conformance suites: $(tail -1 "$LOGDIR/conformance.log")"
+echo "$TP passed, $TF failed"
+[ "$cargo_rc" = 0 ] && [ "$interop_rc" = 0 ] && [ "$conf_rc" = 0 ]

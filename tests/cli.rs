@@ -1,0 +1,144 @@
+//! The `warren` binary as an operator runs it: flags, configuration layering, start-up
+//! errors that name the bad setting, and SIGTERM closing clients with 320.
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+
+use common::raw::{Raw, Tune};
+
+fn warren() -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_warren"));
+    for (k, _) in std::env::vars() {
+        if k.starts_with("WARREN_") {
+            c.env_remove(k);
+        }
+    }
+    c
+}
+
+#[test]
+fn help_lists_the_flags() {
+    let out = warren().arg("--help").output().unwrap();
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--amqp-listen",
+        "--data-dir",
+        "--config",
+        "--log-level",
+        "--version",
+    ] {
+        assert!(text.contains(flag), "{flag} missing from --help");
+    }
+}
+
+#[test]
+fn version_prints_the_crate_version() {
+    let out = warren().arg("--version").output().unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains(env!("CARGO_PKG_VERSION")));
+}
+
+#[test]
+fn unknown_config_key_stops_start_up_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("warren.toml");
+    std::fs::write(&file, "heartbeat = 30\nhearbeat_typo = 1\n").unwrap();
+    let out = warren().arg("--config").arg(&file).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("hearbeat_typo"));
+}
+
+#[test]
+fn bad_environment_value_stops_start_up_naming_it() {
+    let out = warren().env("WARREN_FRAME_MAX", "12").output().unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("frame_max") && err.contains("WARREN_FRAME_MAX"),
+        "{err}"
+    );
+}
+
+#[test]
+fn bad_flag_value_stops_start_up() {
+    let out = warren()
+        .args(["--amqp-listen", "not-an-address"])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("amqp_listen"));
+}
+
+/// Start the binary on a free port; returns the child and its address from the log line.
+fn spawn(
+    extra: &[&str],
+    env: &[(&str, &str)],
+) -> (std::process::Child, std::net::SocketAddr, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cmd = warren();
+    cmd.args(["--amqp-listen", "127.0.0.1:0", "--data-dir"])
+        .arg(dir.path())
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut line = String::new();
+    BufReader::new(stdout).read_line(&mut line).unwrap();
+    assert!(line.contains("listening for AMQP on"), "{line}");
+    let addr = line
+        .split("listening for AMQP on ")
+        .nth(1)
+        .and_then(|s| s.split([' ', ',']).next())
+        .unwrap()
+        .parse()
+        .unwrap();
+    (child, addr, dir)
+}
+
+#[tokio::test]
+async fn sigterm_closes_connections_with_320_and_exits_zero() {
+    let (mut child, addr, _dir) = spawn(&[], &[]);
+    let (mut raw, _) = Raw::open(addr, Tune::default()).await;
+    let pid = child.id().to_string();
+    assert!(Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let (code, _, _, _) = raw.expect_connection_close().await;
+    assert_eq!(code, 320);
+    let status = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status}");
+}
+
+#[tokio::test]
+async fn environment_overrides_the_file_and_flags_override_both() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("warren.toml");
+    std::fs::write(
+        &file,
+        "heartbeat = 10\nchannel_max = 10\nframe_max = 8192\n",
+    )
+    .unwrap();
+    let (mut child, addr, _d) = spawn(
+        &["--config", file.to_str().unwrap()],
+        &[("WARREN_CHANNEL_MAX", "20"), ("WARREN_HEARTBEAT", "7")],
+    );
+    let (_raw, tune) = Raw::open(addr, Tune::default()).await;
+    assert_eq!(
+        (tune.heartbeat, tune.channel_max, tune.frame_max),
+        (7, 20, 8192)
+    );
+    child.kill().unwrap();
+    child.wait().unwrap();
+}
