@@ -86,6 +86,13 @@ pub enum ConnEvent {
         message: QueuedMessage,
         no_ack: bool,
     },
+    /// A publish is durable (or failed): its confirm may be sent.
+    Confirmed {
+        channel_id: u16,
+        epoch: u64,
+        seq: u64,
+        ack: bool,
+    },
     /// The queue went away under the consumer (consumer_cancel_notify).
     ConsumerCancelled {
         channel_id: u16,

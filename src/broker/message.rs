@@ -18,6 +18,9 @@ pub struct Message {
     pub priority: u8,
     /// Per-message TTL in milliseconds from the expiration property.
     pub expiration: Option<u64>,
+    /// Identity in the store when persistent (0 = never stored); one per publish, however
+    /// many durable queues hold it.
+    pub store_id: u64,
 }
 
 /// A message as one queue holds it: the queue's own sequence id gives requeued

@@ -1,7 +1,8 @@
 //! `VHost`: one virtual host's exchanges, queues and bindings. Channels call it to declare,
 //! delete, bind and route; `route` follows exchange-to-exchange bindings and never awaits or
-//! holds a lock beyond one exchange's binding read. Queue actors call `forget_queue` when
-//! they auto-delete. It never talks to connections.
+//! holds a lock beyond one exchange's binding read. Changes to durable objects are committed
+//! to the store before the call returns (so declare-ok means durable); queue actors call
+//! `remove_queue` when they go. It never talks to connections.
 
 use std::collections::HashSet;
 use std::sync::{Arc, Weak};
@@ -10,8 +11,11 @@ use amq_protocol::types::FieldTable;
 use dashmap::DashMap;
 
 use super::exchange::{headers, Destination, Exchange, ExchangeKind};
-use super::queue::{self, args, QueueArgs, QueueCmd, QueueHandle, QueueStats};
+use super::message::{Message, QueuedMessage};
+use super::queue::{self, args, QueueArgs, QueueCmd, QueueHandle, QueueInit, QueueStats};
 use crate::protocol::AmqpError;
+use crate::store::codec::{queue_key, Definition};
+use crate::store::{Store, StoreOp};
 
 /// Exchanges every vhost starts with, as in RabbitMQ.
 const PREDECLARED: &[(&str, ExchangeKind)] = &[
@@ -48,6 +52,7 @@ pub struct VHost {
     pub name: String,
     exchanges: DashMap<String, Arc<Exchange>>,
     queues: DashMap<String, Arc<QueueHandle>>,
+    store: Option<Store>,
     me: Weak<VHost>,
 }
 
@@ -60,11 +65,12 @@ fn same(flag: bool) -> &'static str {
 }
 
 impl VHost {
-    pub fn new(name: &str) -> Arc<Self> {
+    pub fn new(name: &str, store: Option<Store>) -> Arc<Self> {
         let vhost = Arc::new_cyclic(|me| VHost {
             name: name.to_owned(),
             exchanges: DashMap::new(),
             queues: DashMap::new(),
+            store,
             me: me.clone(),
         });
         for (name, kind) in PREDECLARED {
@@ -126,7 +132,68 @@ impl VHost {
         }
     }
 
-    pub fn declare_exchange(&self, spec: ExchangeSpec, passive: bool) -> Result<(), AmqpError> {
+    /// Commit definition changes before answering the client.
+    async fn persist(&self, ops: Vec<StoreOp>) {
+        if let (Some(store), false) = (&self.store, ops.is_empty()) {
+            store.commit(ops).await;
+        }
+    }
+
+    fn exchange_definition(&self, x: &Exchange) -> Definition {
+        Definition::Exchange {
+            vhost: self.name.clone(),
+            name: x.name.to_string(),
+            kind: x.kind.as_str().to_owned(),
+            auto_delete: x.auto_delete,
+            internal: x.internal,
+            arguments: x.arguments.clone(),
+        }
+    }
+
+    fn binding_definition(
+        &self,
+        source: &str,
+        destination: &Destination,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) -> Definition {
+        Definition::Binding {
+            vhost: self.name.clone(),
+            source: source.to_owned(),
+            destination: destination.clone(),
+            routing_key: routing_key.to_owned(),
+            arguments: arguments.clone(),
+        }
+    }
+
+    /// A binding is durable when both its ends are.
+    fn durable_destination(&self, destination: &Destination) -> bool {
+        match destination {
+            Destination::Queue(q) => self
+                .queues
+                .get(q.as_ref())
+                .is_some_and(|q| q.store_key.is_some()),
+            Destination::Exchange(x) => self.exchanges.get(x.as_ref()).is_some_and(|x| x.durable),
+        }
+    }
+
+    pub async fn declare_exchange(
+        &self,
+        spec: ExchangeSpec,
+        passive: bool,
+    ) -> Result<(), AmqpError> {
+        let mut ops = Vec::new();
+        self.declare_exchange_now(spec, passive, &mut ops)?;
+        self.persist(ops).await;
+        Ok(())
+    }
+
+    fn declare_exchange_now(
+        &self,
+        spec: ExchangeSpec,
+        passive: bool,
+        ops: &mut Vec<StoreOp>,
+    ) -> Result<(), AmqpError> {
         if spec.name.is_empty() {
             return if passive {
                 Ok(())
@@ -149,10 +216,12 @@ impl VHost {
                 spec.kind
             )));
         };
+        let mut created = false;
         let existing = self
             .exchanges
             .entry(spec.name.clone())
             .or_insert_with(|| {
+                created = true;
                 Arc::new(Exchange::new(
                     &spec.name,
                     kind,
@@ -169,6 +238,9 @@ impl VHost {
                 spec.name, self.name
             ))
         };
+        if created && existing.durable {
+            ops.push(StoreOp::PutDefinition(self.exchange_definition(&existing)));
+        }
         if existing.kind != kind {
             return Err(inequivalent("type", kind.as_str(), existing.kind.as_str()));
         }
@@ -196,7 +268,19 @@ impl VHost {
         Ok(())
     }
 
-    pub fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), AmqpError> {
+    pub async fn delete_exchange(&self, name: &str, if_unused: bool) -> Result<(), AmqpError> {
+        let mut ops = Vec::new();
+        self.delete_exchange_now(name, if_unused, &mut ops)?;
+        self.persist(ops).await;
+        Ok(())
+    }
+
+    fn delete_exchange_now(
+        &self,
+        name: &str,
+        if_unused: bool,
+        ops: &mut Vec<StoreOp>,
+    ) -> Result<(), AmqpError> {
         if name.is_empty() {
             return Err(Self::default_exchange_refused());
         }
@@ -215,12 +299,24 @@ impl VHost {
             )));
         }
         self.exchanges.remove(name);
-        self.remove_destination(&Destination::Exchange(x.name.clone()));
+        if x.durable {
+            ops.push(StoreOp::DeleteDefinition(self.exchange_definition(&x)));
+            // its own bindings go with it
+            for b in x.bindings() {
+                ops.push(StoreOp::DeleteDefinition(self.binding_definition(
+                    &x.name,
+                    &b.destination,
+                    &b.routing_key,
+                    &b.arguments,
+                )));
+            }
+        }
+        self.remove_destination(&Destination::Exchange(x.name.clone()), ops);
         Ok(())
     }
 
     /// Bind `destination` to `source`. Both must exist; the default exchange takes none.
-    pub fn bind(
+    pub async fn bind(
         &self,
         source: &str,
         destination: Destination,
@@ -231,11 +327,15 @@ impl VHost {
         if src.kind == ExchangeKind::Headers {
             headers::validate(&arguments).map_err(AmqpError::precondition_failed)?;
         }
-        src.bind(destination, routing_key, arguments);
+        let durable = src.durable && self.durable_destination(&destination);
+        let definition = self.binding_definition(source, &destination, routing_key, &arguments);
+        if src.bind(destination, routing_key, arguments) && durable {
+            self.persist(vec![StoreOp::PutDefinition(definition)]).await;
+        }
         Ok(())
     }
 
-    pub fn unbind(
+    pub async fn unbind(
         &self,
         source: &str,
         destination: Destination,
@@ -248,9 +348,19 @@ impl VHost {
             Err(e) if e.code == crate::protocol::reply::NOT_FOUND => return Ok(()),
             Err(e) => return Err(e),
         };
+        let mut ops = Vec::new();
         if src.unbind(&destination, routing_key, arguments) {
-            self.maybe_auto_delete_exchange(&src);
+            if src.durable {
+                ops.push(StoreOp::DeleteDefinition(self.binding_definition(
+                    source,
+                    &destination,
+                    routing_key,
+                    arguments,
+                )));
+            }
+            self.maybe_auto_delete_exchange(&src, &mut ops);
         }
+        self.persist(ops).await;
         Ok(())
     }
 
@@ -278,25 +388,62 @@ impl VHost {
         Ok((self.exchange(source)?, ()))
     }
 
-    fn maybe_auto_delete_exchange(&self, x: &Arc<Exchange>) {
+    fn maybe_auto_delete_exchange(&self, x: &Arc<Exchange>, ops: &mut Vec<StoreOp>) {
         if x.auto_delete && !x.has_bindings() {
             self.exchanges.remove(x.name.as_ref());
-            self.remove_destination(&Destination::Exchange(x.name.clone()));
+            if x.durable {
+                ops.push(StoreOp::DeleteDefinition(self.exchange_definition(x)));
+            }
+            self.remove_destination(&Destination::Exchange(x.name.clone()), ops);
         }
     }
 
     /// Drop every binding to `destination`, auto-deleting exchanges left without any.
-    fn remove_destination(&self, destination: &Destination) {
+    fn remove_destination(&self, destination: &Destination, ops: &mut Vec<StoreOp>) {
         let sources: Vec<Arc<Exchange>> = self.exchanges.iter().map(|x| x.clone()).collect();
         for x in sources {
-            if x.unbind_destination(destination) > 0 {
-                self.maybe_auto_delete_exchange(&x);
+            let removed = x.unbind_destination(destination);
+            if removed.is_empty() {
+                continue;
             }
+            if x.durable {
+                for b in &removed {
+                    ops.push(StoreOp::DeleteDefinition(self.binding_definition(
+                        &x.name,
+                        &b.destination,
+                        &b.routing_key,
+                        &b.arguments,
+                    )));
+                }
+            }
+            self.maybe_auto_delete_exchange(&x, ops);
         }
     }
 
     /// Declare (or find) a queue. Returns the handle and whether it was created now.
-    pub fn declare_queue(
+    pub async fn declare_queue(
+        &self,
+        spec: QueueSpec,
+        connection_id: u64,
+    ) -> Result<(Arc<QueueHandle>, bool), AmqpError> {
+        let (q, created) = self.declare_queue_now(spec, connection_id)?;
+        if created && q.store_key.is_some() {
+            self.persist(vec![StoreOp::PutDefinition(self.queue_definition(&q))])
+                .await;
+        }
+        Ok((q, created))
+    }
+
+    fn queue_definition(&self, q: &QueueHandle) -> Definition {
+        Definition::Queue {
+            vhost: self.name.clone(),
+            name: q.name.to_string(),
+            auto_delete: q.auto_delete,
+            arguments: q.arguments.clone(),
+        }
+    }
+
+    fn declare_queue_now(
         &self,
         spec: QueueSpec,
         connection_id: u64,
@@ -313,13 +460,24 @@ impl VHost {
             .entry(spec.name.clone())
             .or_insert_with(|| {
                 created = true;
+                // Exclusive queues die with their connection, so they are never stored.
+                let store = match (&self.store, spec.durable && !spec.exclusive) {
+                    (Some(store), true) => {
+                        Some((store.clone(), queue_key(&self.name, &spec.name).into()))
+                    }
+                    _ => None,
+                };
                 queue::spawn(
-                    spec.name.as_str().into(),
-                    spec.durable,
-                    spec.auto_delete,
-                    spec.exclusive.then_some(connection_id),
-                    spec.arguments.clone(),
-                    parsed,
+                    QueueInit {
+                        name: spec.name.as_str().into(),
+                        durable: spec.durable,
+                        auto_delete: spec.auto_delete,
+                        exclusive_owner: spec.exclusive.then_some(connection_id),
+                        arguments: spec.arguments.clone(),
+                        args: parsed,
+                        store,
+                        recovered: Vec::new(),
+                    },
                     self.me.clone(),
                 )
             })
@@ -363,32 +521,40 @@ impl VHost {
             .unwrap_or_default()
     }
 
-    /// queue.delete: the actor checks if-unused/if-empty, tells its consumers, and stops.
+    /// queue.delete: the actor checks if-unused/if-empty, tells its consumers, leaves the
+    /// vhost and the store, and stops.
     pub async fn delete_queue(
         &self,
         q: &Arc<QueueHandle>,
         if_unused: bool,
         if_empty: bool,
     ) -> Result<u32, AmqpError> {
-        let result = q
-            .ask(|reply| QueueCmd::Delete {
-                if_unused,
-                if_empty,
-                reply,
-            })
-            .await
-            .unwrap_or(Ok(0));
-        if result.is_ok() {
-            self.forget_queue(&q.name);
-        }
-        result
+        q.ask(|reply| QueueCmd::Delete {
+            if_unused,
+            if_empty,
+            reply,
+        })
+        .await
+        .unwrap_or(Ok(0))
     }
 
-    /// Remove a queue from the vhost's tables and its bindings (the actor is stopping).
-    pub fn forget_queue(&self, name: &str) {
-        if let Some((_, q)) = self.queues.remove(name) {
-            self.remove_destination(&Destination::Queue(q.name.clone()));
+    /// Called by a queue's actor as it goes: take it out of the tables (only this very
+    /// queue, not a namesake declared since) and its bindings with it. Returns the store
+    /// changes for its durable definitions, which the actor commits with its own.
+    pub fn remove_queue(&self, q: &Arc<QueueHandle>) -> Vec<StoreOp> {
+        let mut ops = Vec::new();
+        if self
+            .queues
+            .remove_if(q.name.as_ref(), |_, v| Arc::ptr_eq(v, q))
+            .is_none()
+        {
+            return ops;
         }
+        if q.store_key.is_some() {
+            ops.push(StoreOp::DeleteDefinition(self.queue_definition(q)));
+        }
+        self.remove_destination(&Destination::Queue(q.name.clone()), &mut ops);
+        ops
     }
 
     /// Where a message published to `exchange` with `routing_key` goes, following
@@ -430,6 +596,104 @@ impl VHost {
     /// The default exchange: the queue named by the routing key.
     pub fn route_default(&self, routing_key: &str) -> Option<Arc<QueueHandle>> {
         self.queues.get(routing_key).map(|q| q.clone())
+    }
+
+    /// Rebuild this vhost from the store at start: exchanges, queues with their messages
+    /// (in order; delivered ones marked redelivered), then bindings. Nothing is re-stored.
+    pub fn restore(
+        &self,
+        definitions: &[Definition],
+        positions: &mut std::collections::HashMap<String, Vec<(u64, u64, bool)>>,
+        messages: &std::collections::HashMap<u64, Arc<Message>>,
+    ) -> usize {
+        let mut restored = 0;
+        for d in definitions {
+            if let Definition::Exchange {
+                vhost,
+                name,
+                kind,
+                auto_delete,
+                internal,
+                arguments,
+            } = d
+            {
+                let Some(kind) = ExchangeKind::parse(kind).filter(|_| vhost == &self.name) else {
+                    continue;
+                };
+                self.exchanges.insert(
+                    name.clone(),
+                    Arc::new(Exchange::new(
+                        name,
+                        kind,
+                        true,
+                        *auto_delete,
+                        *internal,
+                        arguments.clone(),
+                    )),
+                );
+            }
+        }
+        for d in definitions {
+            if let Definition::Queue {
+                vhost,
+                name,
+                auto_delete,
+                arguments,
+            } = d
+            {
+                if vhost != &self.name {
+                    continue;
+                }
+                let key = queue_key(&self.name, name);
+                let recovered: Vec<QueuedMessage> = positions
+                    .remove(&key)
+                    .unwrap_or_default()
+                    .into_iter()
+                    .filter_map(|(seq, id, delivered)| {
+                        Some(QueuedMessage {
+                            id: seq,
+                            message: messages.get(&id)?.clone(),
+                            redelivered: delivered,
+                            expires_at: None,
+                        })
+                    })
+                    .collect();
+                restored += recovered.len();
+                let args = QueueArgs::parse(arguments, name, &self.name).unwrap_or_default();
+                let handle = queue::spawn(
+                    QueueInit {
+                        name: name.as_str().into(),
+                        durable: true,
+                        auto_delete: *auto_delete,
+                        exclusive_owner: None,
+                        arguments: arguments.clone(),
+                        args,
+                        store: self.store.clone().map(|s| (s, key.into())),
+                        recovered,
+                    },
+                    self.me.clone(),
+                );
+                self.queues.insert(name.clone(), handle);
+            }
+        }
+        for d in definitions {
+            if let Definition::Binding {
+                vhost,
+                source,
+                destination,
+                routing_key,
+                arguments,
+            } = d
+            {
+                if vhost != &self.name {
+                    continue;
+                }
+                if let Some(x) = self.exchanges.get(source.as_str()) {
+                    x.bind(destination.clone(), routing_key, arguments.clone());
+                }
+            }
+        }
+        restored
     }
 
     pub fn queue_names(&self) -> Vec<String> {

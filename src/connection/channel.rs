@@ -3,7 +3,7 @@
 //! buffer, delivered-but-unacked messages by delivery tag, and its consumers. Owned by the
 //! connection task; queues reach the channel only through its `ChannelLink`.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
@@ -110,6 +110,10 @@ pub struct ChannelState {
     pub pending: Option<PendingPublish>,
     /// Some(next publish sequence number) once confirm.select was seen.
     pub confirm_next: Option<u64>,
+    /// Publishes not yet durable; no ack may cover them.
+    pub confirm_pending: BTreeSet<u64>,
+    /// Publishes the store failed to write, to be nacked.
+    pub confirm_nacked: BTreeSet<u64>,
     /// Highest sequence number confirmed to the client so far.
     pub confirmed_upto: u64,
     pub tx: Option<TxBuffer>,
@@ -129,6 +133,8 @@ impl ChannelState {
             link,
             pending: None,
             confirm_next: None,
+            confirm_pending: BTreeSet::new(),
+            confirm_nacked: BTreeSet::new(),
             confirmed_upto: 0,
             tx: None,
             unacked: BTreeMap::new(),

@@ -289,6 +289,20 @@ impl Connection {
                     );
                 }
             }
+            ConnEvent::Confirmed {
+                channel_id,
+                epoch,
+                seq,
+                ack,
+            } => {
+                if self
+                    .channels
+                    .get(&channel_id)
+                    .is_some_and(|c| c.link.epoch == epoch)
+                {
+                    self.confirm_done(channel_id, seq, ack);
+                }
+            }
             ConnEvent::ConsumerCancelled {
                 channel_id,
                 epoch,

@@ -244,7 +244,9 @@ impl Connection {
         true
     }
 
-    /// One basic.ack per channel for everything confirmed during this wake-up.
+    /// One basic.ack per channel for everything confirmed during this wake-up: acks cover
+    /// only publishes below the oldest one still waiting for the store, so they never
+    /// overtake it; a failed publish gets its own basic.nack in sequence.
     fn emit_confirms(&mut self) {
         for ch_id in std::mem::take(&mut self.confirm_dirty) {
             let Some(ch) = self.channels.get_mut(&ch_id) else {
@@ -253,11 +255,39 @@ impl Connection {
             let Some(next) = ch.confirm_next else {
                 continue;
             };
-            let upto = next - 1;
-            if upto > ch.confirmed_upto {
-                let multiple = upto - ch.confirmed_upto > 1;
-                method::encode_confirm(&mut self.out, ch_id, upto, multiple, true);
-                ch.confirmed_upto = upto;
+            let limit = ch
+                .confirm_pending
+                .first()
+                .map_or(next - 1, |oldest| oldest - 1);
+            if limit <= ch.confirmed_upto {
+                continue;
+            }
+            let mut from = ch.confirmed_upto;
+            let nacks: Vec<u64> = ch.confirm_nacked.range(..=limit).copied().collect();
+            for n in nacks {
+                ch.confirm_nacked.remove(&n);
+                if n - 1 > from {
+                    method::encode_confirm(&mut self.out, ch_id, n - 1, n - 1 - from > 1, true);
+                }
+                method::encode_confirm(&mut self.out, ch_id, n, false, false);
+                from = n;
+            }
+            if limit > from {
+                method::encode_confirm(&mut self.out, ch_id, limit, limit - from > 1, true);
+            }
+            ch.confirmed_upto = limit;
+        }
+    }
+
+    /// Publish `seq` on `ch` is durable (or failed).
+    fn confirm_done(&mut self, ch_id: u16, seq: u64, ack: bool) {
+        if let Some(ch) = self.channels.get_mut(&ch_id) {
+            ch.confirm_pending.remove(&seq);
+            if !ack {
+                ch.confirm_nacked.insert(seq);
+            }
+            if !self.confirm_dirty.contains(&ch_id) {
+                self.confirm_dirty.push(ch_id);
             }
         }
     }

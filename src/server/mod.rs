@@ -12,9 +12,10 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-use crate::broker::BrokerState;
+use crate::broker::{BrokerState, RecoveryReport};
 use crate::config::Config;
 use crate::connection;
+use crate::store::{Store, StoreError};
 
 /// Errors that stop the broker from starting, each naming what was wrong.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +26,8 @@ pub enum StartError {
     DataDir { path: PathBuf, source: io::Error },
     #[error("no AMQP listener configured")]
     NoListener,
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// A running broker. Embed it in tests with `Broker::builder().listen("127.0.0.1:0")`.
@@ -32,6 +35,8 @@ pub struct Broker {
     state: Arc<BrokerState>,
     addrs: Vec<SocketAddr>,
     accept_tasks: Vec<JoinHandle<()>>,
+    recovery: RecoveryReport,
+    recovery_time: Duration,
 }
 
 #[derive(Debug, Default)]
@@ -78,7 +83,11 @@ impl BrokerBuilder {
             })?;
             listeners.push(l);
         }
-        let state = BrokerState::new(self.config);
+        // Recover before accepting anyone: clients must find their durable queues full.
+        let started = std::time::Instant::now();
+        let (store, recovered) = Store::open(&self.config.data_dir)?;
+        let (state, recovery) = BrokerState::new(self.config, Some(store), recovered);
+        let recovery_time = started.elapsed();
         let mut addrs = Vec::new();
         let mut accept_tasks = Vec::new();
         for l in listeners {
@@ -93,6 +102,8 @@ impl BrokerBuilder {
             state,
             addrs,
             accept_tasks,
+            recovery,
+            recovery_time,
         })
     }
 }
@@ -140,6 +151,11 @@ impl Broker {
 
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// What start-up restored from the store and how long it took.
+    pub fn recovery(&self) -> (RecoveryReport, Duration) {
+        (self.recovery, self.recovery_time)
     }
 
     pub fn state(&self) -> &Arc<BrokerState> {

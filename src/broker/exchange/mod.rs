@@ -159,16 +159,16 @@ impl Exchange {
         removed
     }
 
-    /// Drop every binding to `destination`; returns how many went.
-    pub fn unbind_destination(&self, destination: &Destination) -> usize {
+    /// Drop every binding to `destination`; returns the ones that went.
+    pub fn unbind_destination(&self, destination: &Destination) -> Vec<Binding> {
         let mut b = self.write();
-        let before = b.all.len();
-        b.all.retain(|x| &x.destination != destination);
-        let removed = before - b.all.len();
-        if removed > 0 {
+        let (gone, kept): (Vec<Binding>, Vec<Binding>) =
+            b.all.drain(..).partition(|x| &x.destination == destination);
+        b.all = kept;
+        if !gone.is_empty() {
             b.reindex();
         }
-        removed
+        gone
     }
 
     pub fn has_bindings(&self) -> bool {

@@ -1,7 +1,9 @@
 //! `QueueActor`: the single owner of one queue's ready messages, delivered-but-unacked
 //! messages and consumers. It receives `QueueCmd`s from channels and publishers, hands
 //! messages to consumers that have credit (round robin) and never awaits a connection.
-//! Ready messages are kept in id order, so a requeued message goes back to its place.
+//! It owns the queue's time-based work (message expiry) and, for a durable queue, tells the
+//! store about every persistent message that enters or leaves it, submitting one batch per
+//! wake-up (awaited: a slow disk slows this queue's publishers, never its consumers' acks).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -11,11 +13,12 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 
 use super::ready::ReadyList;
-use super::{QueueCmd, QueueHandle, QueueStats};
+use super::{QueueCmd, QueueHandle, QueueInit, QueueStats};
 use crate::broker::consumer::{ConnEvent, ConsumerLink};
 use crate::broker::message::{Message, QueuedMessage};
 use crate::broker::vhost::VHost;
 use crate::protocol::AmqpError;
+use crate::store::{ConfirmToken, Store, StoreOp};
 
 pub struct QueueActor {
     handle: Weak<QueueHandle>,
@@ -30,32 +33,58 @@ pub struct QueueActor {
     next_id: u64,
     round_robin: usize,
     had_consumer: bool,
+    store: Option<(Store, Arc<str>)>,
+    /// Store changes made during this wake-up, submitted as one batch.
+    store_ops: Vec<StoreOp>,
+    /// Replies that may only go out once this wake-up's store changes are submitted, so
+    /// nothing the client does next can overtake them in the store's queue.
+    deferred: Vec<Deferred>,
+}
+
+enum Deferred {
+    Cancelled(tokio::sync::oneshot::Sender<()>),
+    Deleted(tokio::sync::oneshot::Sender<Result<u32, AmqpError>>, u32),
 }
 
 enum Next {
     Continue,
+    /// The queue is gone.
     Stop,
 }
 
 impl QueueActor {
-    pub fn new(weak: Weak<QueueHandle>, handle: &QueueHandle, vhost: Weak<VHost>) -> Self {
+    pub fn new(
+        weak: Weak<QueueHandle>,
+        handle: &QueueHandle,
+        vhost: Weak<VHost>,
+        init: QueueInit,
+    ) -> Self {
+        let mut ready = ReadyList::new(handle.args.max_priority);
+        let next_id = init.recovered.last().map_or(1, |m| m.id + 1);
+        for m in init.recovered {
+            ready.push(m);
+        }
         Self {
             handle: weak,
             name: handle.name.clone(),
             auto_delete: handle.auto_delete,
             message_ttl: handle.args.message_ttl,
             vhost,
-            ready: ReadyList::new(handle.args.max_priority),
+            ready,
             unacked: HashMap::new(),
             consumers: Vec::new(),
-            next_id: 1,
+            next_id,
             round_robin: 0,
             had_consumer: false,
+            store: init.store,
+            store_ops: Vec::new(),
+            deferred: Vec::new(),
         }
     }
 
     pub async fn run(mut self, mut rx: mpsc::Receiver<QueueCmd>) {
-        loop {
+        let mut stopped = false;
+        while !stopped {
             // The actor owns its time-based work: it wakes when the head message expires.
             let expiry = self.ready.next_expiry();
             let cmd = tokio::select! {
@@ -66,32 +95,55 @@ impl QueueActor {
                 _ = sleep_until(expiry), if expiry.is_some() => None,
             };
             if let Some(cmd) = cmd {
-                if let Next::Stop = self.handle_cmd(cmd) {
-                    break;
-                }
+                stopped = matches!(self.handle_cmd(cmd), Next::Stop);
                 // Drain whatever else is already waiting before delivering, so a burst
-                // of publishes is handed out in one pass.
-                let mut stop = false;
+                // of publishes is handed out (and stored) in one pass.
                 for _ in 0..256 {
+                    if stopped {
+                        break;
+                    }
                     match rx.try_recv() {
-                        Ok(cmd) => {
-                            if let Next::Stop = self.handle_cmd(cmd) {
-                                stop = true;
-                                break;
-                            }
-                        }
+                        Ok(cmd) => stopped = matches!(self.handle_cmd(cmd), Next::Stop),
                         Err(_) => break,
                     }
                 }
-                if stop {
-                    break;
+            }
+            if !stopped {
+                self.expire(Instant::now());
+                self.dispatch();
+            }
+            if let Some((store, _)) = &self.store {
+                if !self.store_ops.is_empty() {
+                    store.submit(std::mem::take(&mut self.store_ops)).await;
                 }
             }
-            self.ready.drop_expired(Instant::now());
-            self.dispatch();
+            for d in self.deferred.drain(..) {
+                match d {
+                    Deferred::Cancelled(tx) => {
+                        let _ = tx.send(());
+                    }
+                    Deferred::Deleted(tx, n) => {
+                        let _ = tx.send(Ok(n));
+                    }
+                }
+            }
         }
         // Anything still in the mailbox after a delete is dropped with the queue.
         rx.close();
+    }
+
+    /// Leave the vhost (tables, bindings, durable definitions) and the store.
+    fn leave(&mut self) {
+        if let (Some(vhost), Some(handle)) = (self.vhost.upgrade(), self.handle.upgrade()) {
+            let ops = vhost.remove_queue(&handle);
+            if self.store.is_some() {
+                self.store_ops.extend(ops);
+            }
+        }
+        if let Some((_, key)) = &self.store {
+            self.store_ops
+                .push(StoreOp::DeleteQueue { queue: key.clone() });
+        }
     }
 
     fn vhost_name(&self) -> String {
@@ -101,31 +153,50 @@ impl QueueActor {
             .unwrap_or_else(|| "/".into())
     }
 
+    /// Whether this copy of a message lives in the store.
+    fn stored(&self, m: &Message) -> bool {
+        self.store.is_some() && m.persistent
+    }
+
+    /// Record that a message left the queue for good.
+    fn forget_message(&mut self, m: &QueuedMessage) {
+        if let (true, Some((_, key))) = (self.stored(&m.message), &self.store) {
+            self.store_ops.push(StoreOp::Remove {
+                queue: key.clone(),
+                seq: m.id,
+                store_id: m.message.store_id,
+            });
+        }
+    }
+
     fn handle_cmd(&mut self, cmd: QueueCmd) -> Next {
         match cmd {
-            QueueCmd::Publish(message) => self.enqueue(message),
+            QueueCmd::Publish { message, confirm } => self.enqueue(message, confirm),
             QueueCmd::Consume { consumer, reply } => {
                 let result = self.add_consumer(consumer);
                 let _ = reply.send(result);
             }
             QueueCmd::Cancel { epoch, tag, reply } => {
                 self.consumers.retain(|c| !(c.is_on(epoch) && c.tag == tag));
-                // Gone from the vhost before cancel-ok, so a declare right after it misses.
                 let delete = self.auto_delete && self.had_consumer && self.consumers.is_empty();
                 if delete {
-                    self.auto_delete_now();
+                    // Gone before cancel-ok, so a declare right after the cancel misses it.
+                    self.leave();
                 }
                 if let Some(reply) = reply {
-                    let _ = reply.send(());
+                    self.deferred.push(Deferred::Cancelled(reply));
                 }
                 if delete {
                     return Next::Stop;
                 }
             }
             QueueCmd::Get { no_ack, reply } => {
-                self.ready.drop_expired(Instant::now());
+                self.expire(Instant::now());
                 let got = self.ready.pop().map(|m| {
-                    if !no_ack {
+                    if no_ack {
+                        self.forget_message(&m);
+                    } else {
+                        self.mark_delivered(&m);
                         self.unacked.insert(m.id, m.clone());
                     }
                     (m, self.ready.len() as u32)
@@ -134,31 +205,37 @@ impl QueueActor {
             }
             QueueCmd::Settle(ids) => {
                 for id in ids {
-                    self.unacked.remove(&id);
+                    if let Some(m) = self.unacked.remove(&id) {
+                        self.forget_message(&m);
+                    }
                 }
             }
             QueueCmd::Requeue(ids) => {
-                let mut back: Vec<QueuedMessage> = ids
-                    .iter()
-                    .filter_map(|id| self.unacked.remove(id))
-                    .collect();
-                for m in &mut back {
-                    m.redelivered = true;
+                for id in ids {
+                    if let Some(mut m) = self.unacked.remove(&id) {
+                        m.redelivered = true;
+                        self.ready.put_back(m);
+                    }
                 }
-                self.put_back(back);
             }
             QueueCmd::Reinsert(messages) => {
-                for m in &messages {
-                    self.unacked.remove(&m.id);
+                for m in messages {
+                    if self.unacked.remove(&m.id).is_none() {
+                        // A no-ack delivery: it had left the store, so it goes back in.
+                        self.restore(&m);
+                    }
+                    self.ready.put_back(m);
                 }
-                self.put_back(messages);
             }
             QueueCmd::Purge { reply } => {
-                let n = self.ready.clear() as u32;
-                let _ = reply.send(n);
+                let purged = self.ready.drain();
+                for m in &purged {
+                    self.forget_message(m);
+                }
+                let _ = reply.send(purged.len() as u32);
             }
             QueueCmd::Stats { reply } => {
-                self.ready.drop_expired(Instant::now());
+                self.expire(Instant::now());
                 let _ = reply.send(self.stats());
             }
             QueueCmd::Delete {
@@ -183,7 +260,8 @@ impl QueueActor {
                 }
                 let n = self.ready.len() as u32;
                 self.notify_consumers_cancelled();
-                let _ = reply.send(Ok(n));
+                self.leave();
+                self.deferred.push(Deferred::Deleted(reply, n));
                 return Next::Stop;
             }
             QueueCmd::Kick => {}
@@ -198,13 +276,30 @@ impl QueueActor {
         }
     }
 
-    fn enqueue(&mut self, message: Arc<Message>) {
+    fn expire(&mut self, now: Instant) {
+        let mut gone = Vec::new();
+        if self.ready.drop_expired(now, &mut gone) > 0 {
+            for m in &gone {
+                self.forget_message(m);
+            }
+        }
+    }
+
+    fn enqueue(&mut self, message: Arc<Message>, confirm: Option<Arc<ConfirmToken>>) {
         let id = self.next_id;
         self.next_id += 1;
         let ttl = match (message.expiration, self.message_ttl) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        if let (true, Some((_, key))) = (self.stored(&message), &self.store) {
+            self.store_ops.push(StoreOp::Enqueue {
+                queue: key.clone(),
+                seq: id,
+                message: message.clone(),
+                confirm,
+            });
+        }
         self.ready.push(QueuedMessage {
             id,
             message,
@@ -213,10 +308,28 @@ impl QueueActor {
         });
     }
 
-    /// Return messages to the ready list at the place their id gives them.
-    fn put_back(&mut self, messages: Vec<QueuedMessage>) {
-        for m in messages {
-            self.ready.put_back(m);
+    /// Put a message that had left the store back into it, at its old position.
+    fn restore(&mut self, m: &QueuedMessage) {
+        if let (true, Some((_, key))) = (self.stored(&m.message), &self.store) {
+            self.store_ops.push(StoreOp::Enqueue {
+                queue: key.clone(),
+                seq: m.id,
+                message: m.message.clone(),
+                confirm: None,
+            });
+        }
+    }
+
+    /// First delivery of a stored message: after a restart it comes back redelivered.
+    fn mark_delivered(&mut self, m: &QueuedMessage) {
+        if m.redelivered {
+            return;
+        }
+        if let (true, Some((_, key))) = (self.stored(&m.message), &self.store) {
+            self.store_ops.push(StoreOp::MarkDelivered {
+                queue: key.clone(),
+                seq: m.id,
+            });
         }
     }
 
@@ -243,34 +356,40 @@ impl QueueActor {
         while !self.ready.is_empty() && !self.consumers.is_empty() && idle < self.consumers.len() {
             let i = self.round_robin % self.consumers.len();
             self.round_robin = self.round_robin.wrapping_add(1);
-            let consumer = &self.consumers[i];
-            if !consumer.try_take() {
+            if !self.consumers[i].try_take() {
                 idle += 1;
                 continue;
             }
             idle = 0;
             let Some(message) = self.ready.pop() else {
-                consumer.give_back();
+                self.consumers[i].give_back();
                 break;
             };
-            if !consumer.no_ack {
+            let no_ack = self.consumers[i].no_ack;
+            if no_ack {
+                self.forget_message(&message);
+            } else {
+                self.mark_delivered(&message);
                 self.unacked.insert(message.id, message.clone());
             }
+            let consumer = &self.consumers[i];
             let event = ConnEvent::Deliver {
                 channel_id: consumer.channel.channel_id,
                 epoch: consumer.channel.epoch,
                 consumer_tag: consumer.tag.clone(),
                 queue: handle.clone(),
                 message,
-                no_ack: consumer.no_ack,
+                no_ack,
             };
             if let Err(mpsc::error::SendError(event)) = consumer.channel.events.send(event) {
                 // The connection is gone: its consumers go, the message goes back.
                 let epoch = consumer.channel.epoch;
                 consumer.give_back();
                 if let ConnEvent::Deliver { message, .. } = event {
-                    self.unacked.remove(&message.id);
-                    self.put_back(vec![message]);
+                    if self.unacked.remove(&message.id).is_none() {
+                        self.restore(&message);
+                    }
+                    self.ready.put_back(message);
                 }
                 self.consumers.retain(|c| c.channel.epoch != epoch);
             }
@@ -284,12 +403,6 @@ impl QueueActor {
                 epoch: c.channel.epoch,
                 consumer_tag: c.tag.clone(),
             });
-        }
-    }
-
-    fn auto_delete_now(&mut self) {
-        if let Some(vhost) = self.vhost.upgrade() {
-            vhost.forget_queue(&self.name);
         }
     }
 }

@@ -16,6 +16,7 @@ use super::consumer::ConsumerLink;
 use super::message::{Message, QueuedMessage};
 use super::vhost::VHost;
 use crate::protocol::AmqpError;
+use crate::store::{ConfirmToken, Store};
 
 pub use args::QueueArgs;
 
@@ -32,6 +33,9 @@ pub struct QueueHandle {
     pub exclusive_owner: Option<u64>,
     pub arguments: FieldTable,
     pub args: QueueArgs,
+    /// The queue's identity in the store; Some only for durable, non-exclusive queues,
+    /// whose persistent messages are stored.
+    pub store_key: Option<Arc<str>>,
     pub tx: mpsc::Sender<QueueCmd>,
 }
 
@@ -60,7 +64,11 @@ pub struct QueueStats {
 
 #[derive(Debug)]
 pub enum QueueCmd {
-    Publish(Arc<Message>),
+    /// A routed message; `confirm` rides along to the store when this copy is stored.
+    Publish {
+        message: Arc<Message>,
+        confirm: Option<Arc<ConfirmToken>>,
+    },
     Consume {
         consumer: ConsumerLink,
         reply: oneshot::Sender<Result<(), AmqpError>>,
@@ -97,27 +105,35 @@ pub enum QueueCmd {
     Kick,
 }
 
+/// What a queue is declared (or recovered) with.
+#[derive(Debug)]
+pub struct QueueInit {
+    pub name: Arc<str>,
+    pub durable: bool,
+    pub auto_delete: bool,
+    pub exclusive_owner: Option<u64>,
+    pub arguments: FieldTable,
+    pub args: QueueArgs,
+    /// The store, for durable non-exclusive queues.
+    pub store: Option<(Store, Arc<str>)>,
+    /// Messages recovered from the store, in queue order.
+    pub recovered: Vec<QueuedMessage>,
+}
+
 /// Start a queue's actor and return its handle.
-pub fn spawn(
-    name: Arc<str>,
-    durable: bool,
-    auto_delete: bool,
-    exclusive_owner: Option<u64>,
-    arguments: FieldTable,
-    args: QueueArgs,
-    vhost: Weak<VHost>,
-) -> Arc<QueueHandle> {
+pub fn spawn(init: QueueInit, vhost: Weak<VHost>) -> Arc<QueueHandle> {
     let (tx, rx) = mpsc::channel(MAILBOX);
     let handle = Arc::new(QueueHandle {
-        name,
-        durable,
-        auto_delete,
-        exclusive_owner,
-        arguments,
-        args,
+        name: init.name.clone(),
+        durable: init.durable,
+        auto_delete: init.auto_delete,
+        exclusive_owner: init.exclusive_owner,
+        arguments: init.arguments.clone(),
+        args: init.args.clone(),
+        store_key: init.store.as_ref().map(|(_, k)| k.clone()),
         tx,
     });
-    let actor = actor::QueueActor::new(Arc::downgrade(&handle), &handle, vhost);
+    let actor = actor::QueueActor::new(Arc::downgrade(&handle), &handle, vhost, init);
     tokio::spawn(actor.run(rx));
     handle
 }

@@ -62,27 +62,26 @@ impl ReadyList {
         Some(m)
     }
 
-    pub fn clear(&mut self) -> usize {
-        let n = self.len;
-        self.levels.iter_mut().for_each(VecDeque::clear);
-        self.len = 0;
-        n
-    }
-
-    /// Drop expired messages at the head of every level; returns how many went.
-    pub fn drop_expired(&mut self, now: Instant) -> usize {
+    /// Move expired messages at the head of every level into `out`; returns how many went.
+    pub fn drop_expired(&mut self, now: Instant, out: &mut Vec<QueuedMessage>) -> usize {
         let mut dropped = 0;
         for level in &mut self.levels {
             while level
                 .front()
                 .is_some_and(|m| m.expires_at.is_some_and(|t| t <= now))
             {
-                level.pop_front();
+                out.extend(level.pop_front());
                 dropped += 1;
             }
         }
         self.len -= dropped;
         dropped
+    }
+
+    /// Take every ready message out (purge).
+    pub fn drain(&mut self) -> Vec<QueuedMessage> {
+        self.len = 0;
+        self.levels.iter_mut().flat_map(|l| l.drain(..)).collect()
     }
 
     /// When the earliest head-of-level message expires.
@@ -113,6 +112,7 @@ mod tests {
                 persistent: false,
                 priority,
                 expiration: None,
+                store_id: 0,
             }),
             redelivered: false,
             expires_at,
@@ -157,10 +157,14 @@ mod tests {
         r.push(msg(2, 0, None));
         r.push(msg(3, 0, Some(now))); // not at the head: stays, as in RabbitMQ
         assert_eq!(r.next_expiry(), Some(now));
-        assert_eq!(r.drop_expired(now), 1);
+        let mut gone = vec![];
+        assert_eq!(r.drop_expired(now, &mut gone), 1);
+        assert_eq!(gone[0].id, 1);
         assert_eq!(r.next_expiry(), None);
         assert_eq!(r.len(), 2);
         let later = now + Duration::from_secs(1);
-        assert_eq!(r.drop_expired(later), 0);
+        assert_eq!(r.drop_expired(later, &mut gone), 0);
+        assert_eq!(r.drain().len(), 2);
+        assert!(r.is_empty());
     }
 }

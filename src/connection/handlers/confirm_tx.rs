@@ -7,6 +7,7 @@ use amq_protocol::protocol::{confirm, tx, AMQPClass};
 use crate::connection::channel::TxBuffer;
 use crate::connection::Connection;
 use crate::protocol::AmqpError;
+use crate::store::{Completion, ConfirmToken};
 
 impl Connection {
     pub(in crate::connection) fn confirm_select(
@@ -59,8 +60,15 @@ impl Connection {
                 "channel is not transactional",
             ));
         };
+        // commit-ok only once every persistent publish of the transaction is durable
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let token = ConfirmToken::new(Completion::Notify(done_tx));
         for (message, mandatory) in buffer.publishes {
-            self.route_and_enqueue(ch, message, mandatory).await;
+            self.route_and_enqueue(ch, message, mandatory, Some(token.clone()))
+                .await;
+        }
+        if ConfirmToken::try_disarm(token).is_none() {
+            let _ = done_rx.await;
         }
         for (tag, multiple, how) in buffer.settles {
             self.apply_settle(ch, tag, multiple, how).await?;

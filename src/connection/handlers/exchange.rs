@@ -9,7 +9,7 @@ use crate::connection::Connection;
 use crate::protocol::AmqpError;
 
 impl Connection {
-    pub(in crate::connection) fn exchange_declare(
+    pub(in crate::connection) async fn exchange_declare(
         &mut self,
         ch: u16,
         d: exchange::Declare,
@@ -22,7 +22,7 @@ impl Connection {
             internal: d.internal,
             arguments: d.arguments,
         };
-        self.vhost.declare_exchange(spec, d.passive)?;
+        self.vhost.declare_exchange(spec, d.passive).await?;
         if !d.nowait {
             self.send_method(
                 ch,
@@ -32,13 +32,14 @@ impl Connection {
         Ok(())
     }
 
-    pub(in crate::connection) fn exchange_delete(
+    pub(in crate::connection) async fn exchange_delete(
         &mut self,
         ch: u16,
         d: exchange::Delete,
     ) -> Result<(), AmqpError> {
         self.vhost
-            .delete_exchange(d.exchange.as_str(), d.if_unused)?;
+            .delete_exchange(d.exchange.as_str(), d.if_unused)
+            .await?;
         if !d.nowait {
             self.send_method(
                 ch,
@@ -48,17 +49,19 @@ impl Connection {
         Ok(())
     }
 
-    pub(in crate::connection) fn exchange_bind(
+    pub(in crate::connection) async fn exchange_bind(
         &mut self,
         ch: u16,
         d: exchange::Bind,
     ) -> Result<(), AmqpError> {
-        self.vhost.bind(
-            d.source.as_str(),
-            Destination::Exchange(d.destination.as_str().into()),
-            d.routing_key.as_str(),
-            d.arguments,
-        )?;
+        self.vhost
+            .bind(
+                d.source.as_str(),
+                Destination::Exchange(d.destination.as_str().into()),
+                d.routing_key.as_str(),
+                d.arguments,
+            )
+            .await?;
         if !d.nowait {
             self.send_method(
                 ch,
@@ -68,17 +71,19 @@ impl Connection {
         Ok(())
     }
 
-    pub(in crate::connection) fn exchange_unbind(
+    pub(in crate::connection) async fn exchange_unbind(
         &mut self,
         ch: u16,
         d: exchange::Unbind,
     ) -> Result<(), AmqpError> {
-        self.vhost.unbind(
-            d.source.as_str(),
-            Destination::Exchange(d.destination.as_str().into()),
-            d.routing_key.as_str(),
-            &d.arguments,
-        )?;
+        self.vhost
+            .unbind(
+                d.source.as_str(),
+                Destination::Exchange(d.destination.as_str().into()),
+                d.routing_key.as_str(),
+                &d.arguments,
+            )
+            .await?;
         if !d.nowait {
             self.send_method(
                 ch,

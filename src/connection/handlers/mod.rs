@@ -32,13 +32,13 @@ impl Connection {
                 );
                 Ok(())
             }
-            AMQPClass::Exchange(e::AMQPMethod::Declare(d)) => self.exchange_declare(ch, d),
-            AMQPClass::Exchange(e::AMQPMethod::Delete(d)) => self.exchange_delete(ch, d),
-            AMQPClass::Exchange(e::AMQPMethod::Bind(d)) => self.exchange_bind(ch, d),
-            AMQPClass::Exchange(e::AMQPMethod::Unbind(d)) => self.exchange_unbind(ch, d),
+            AMQPClass::Exchange(e::AMQPMethod::Declare(d)) => self.exchange_declare(ch, d).await,
+            AMQPClass::Exchange(e::AMQPMethod::Delete(d)) => self.exchange_delete(ch, d).await,
+            AMQPClass::Exchange(e::AMQPMethod::Bind(d)) => self.exchange_bind(ch, d).await,
+            AMQPClass::Exchange(e::AMQPMethod::Unbind(d)) => self.exchange_unbind(ch, d).await,
             AMQPClass::Queue(q::AMQPMethod::Declare(d)) => self.queue_declare(ch, d).await,
-            AMQPClass::Queue(q::AMQPMethod::Bind(d)) => self.queue_bind(ch, d),
-            AMQPClass::Queue(q::AMQPMethod::Unbind(d)) => self.queue_unbind(ch, d),
+            AMQPClass::Queue(q::AMQPMethod::Bind(d)) => self.queue_bind(ch, d).await,
+            AMQPClass::Queue(q::AMQPMethod::Unbind(d)) => self.queue_unbind(ch, d).await,
             AMQPClass::Queue(q::AMQPMethod::Purge(d)) => self.queue_purge(ch, d).await,
             AMQPClass::Queue(q::AMQPMethod::Delete(d)) => self.queue_delete(ch, d).await,
             AMQPClass::Basic(b::AMQPMethod::Qos(d)) => self.basic_qos(ch, d).await,

@@ -15,6 +15,7 @@ use crate::connection::channel::{BodyParts, PendingPublish, Phase};
 use crate::connection::Connection;
 use crate::protocol::content::{decode_headers, encode_content, parse_header, peek_properties};
 use crate::protocol::{method, reply, AmqpError};
+use crate::store::{Completion, ConfirmToken};
 
 impl Connection {
     pub(in crate::connection) fn basic_publish(
@@ -161,29 +162,47 @@ impl Connection {
                 }
             }
         };
+        let persistent = peek.persistent();
         let message = Arc::new(Message {
-            persistent: peek.persistent(),
+            persistent,
             priority: peek.priority.unwrap_or(0),
             expiration,
             exchange: p.exchange.into(),
             routing_key: p.routing_key.into(),
             properties: header.properties,
             body: p.body.into_bytes(),
+            store_id: if persistent {
+                self.broker.next_store_id()
+            } else {
+                0
+            },
         });
+        let events = self.events_tx.clone();
         let Some(state) = self.channels.get_mut(&ch) else {
             return Ok(());
         };
-        if let Some(next) = state.confirm_next.as_mut() {
-            *next += 1;
-            if !self.confirm_dirty.contains(&ch) {
-                self.confirm_dirty.push(ch);
-            }
-        }
         if let Some(tx) = state.tx.as_mut() {
             tx.publishes.push((message, p.mandatory));
             return Ok(());
         }
-        self.route_and_enqueue(ch, message, p.mandatory).await;
+        let token = state.confirm_next.as_mut().map(|next| {
+            let seq = *next;
+            *next += 1;
+            state.confirm_pending.insert(seq);
+            ConfirmToken::new(Completion::Confirm {
+                events,
+                channel_id: ch,
+                epoch: state.link.epoch,
+                seq,
+            })
+        });
+        self.route_and_enqueue(ch, message, p.mandatory, token.clone())
+            .await;
+        // Nothing went to the store: confirm now. Otherwise the token fires once the
+        // writer has committed every stored copy.
+        if let Some(Completion::Confirm { seq, .. }) = token.and_then(ConfirmToken::try_disarm) {
+            self.confirm_done(ch, seq, true);
+        }
         Ok(())
     }
 
@@ -193,6 +212,7 @@ impl Connection {
         ch: u16,
         message: Arc<Message>,
         mandatory: bool,
+        confirm: Option<Arc<ConfirmToken>>,
     ) {
         let mut targets: Vec<Arc<QueueHandle>> = Vec::new();
         if message.exchange.is_empty() {
@@ -227,7 +247,17 @@ impl Connection {
             return;
         }
         for q in targets {
-            q.send(QueueCmd::Publish(message.clone())).await;
+            // Only a copy that will be stored holds up the confirm.
+            let confirm = if message.persistent && q.store_key.is_some() {
+                confirm.clone()
+            } else {
+                None
+            };
+            q.send(QueueCmd::Publish {
+                message: message.clone(),
+                confirm,
+            })
+            .await;
         }
     }
 }

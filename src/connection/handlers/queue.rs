@@ -51,16 +51,18 @@ impl Connection {
             } else {
                 requested.to_owned()
             };
-            self.vhost.declare_queue(
-                QueueSpec {
-                    name,
-                    durable: d.durable,
-                    exclusive: d.exclusive,
-                    auto_delete: d.auto_delete,
-                    arguments: d.arguments,
-                },
-                self.id,
-            )?
+            self.vhost
+                .declare_queue(
+                    QueueSpec {
+                        name,
+                        durable: d.durable,
+                        exclusive: d.exclusive,
+                        auto_delete: d.auto_delete,
+                        arguments: d.arguments,
+                    },
+                    self.id,
+                )
+                .await?
         };
         if created && handle.exclusive_owner.is_some() {
             self.exclusive_queues.push(handle.clone());
@@ -82,19 +84,21 @@ impl Connection {
         Ok(())
     }
 
-    pub(in crate::connection) fn queue_bind(
+    pub(in crate::connection) async fn queue_bind(
         &mut self,
         ch: u16,
         d: queue::Bind,
     ) -> Result<(), AmqpError> {
         let name = self.queue_name(ch, d.queue.as_str())?;
         let q = self.vhost.queue_for(&name, self.id)?;
-        self.vhost.bind(
-            d.exchange.as_str(),
-            Destination::Queue(q.name.clone()),
-            d.routing_key.as_str(),
-            d.arguments,
-        )?;
+        self.vhost
+            .bind(
+                d.exchange.as_str(),
+                Destination::Queue(q.name.clone()),
+                d.routing_key.as_str(),
+                d.arguments,
+            )
+            .await?;
         if !d.nowait {
             self.send_method(
                 ch,
@@ -104,7 +108,7 @@ impl Connection {
         Ok(())
     }
 
-    pub(in crate::connection) fn queue_unbind(
+    pub(in crate::connection) async fn queue_unbind(
         &mut self,
         ch: u16,
         d: queue::Unbind,
@@ -115,12 +119,14 @@ impl Connection {
                 self.vhost.queue_for(&name, self.id)?;
             }
         }
-        self.vhost.unbind(
-            d.exchange.as_str(),
-            Destination::Queue(name.as_str().into()),
-            d.routing_key.as_str(),
-            &d.arguments,
-        )?;
+        self.vhost
+            .unbind(
+                d.exchange.as_str(),
+                Destination::Queue(name.as_str().into()),
+                d.routing_key.as_str(),
+                &d.arguments,
+            )
+            .await?;
         self.send_method(
             ch,
             AMQPClass::Queue(queue::AMQPMethod::UnbindOk(queue::UnbindOk {})),

@@ -1,0 +1,210 @@
+//! Durability. The ONLY place that commits or fsyncs (design.md §3).
+//!
+//! `Store` is a cheap handle: queue actors and vhosts send it batches of `StoreOp`s over a
+//! bounded channel (a full channel parks them, which in turn parks publishers), and one writer
+//! thread applies whatever has queued up in one transaction: group commit whose batch grows
+//! with load, no timer, no per-message fsync. `ConfirmToken`s ride along with enqueues and
+//! fire a publisher confirm when the last copy of a message is durable. The `Backend` trait
+//! is what a storage engine implements; redb is the one we ship.
+
+pub mod codec;
+pub mod redb_store;
+mod writer;
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::broker::consumer::ConnEvent;
+use crate::broker::message::Message;
+pub use codec::{Definition, MessageRecord};
+
+/// Batches waiting for the writer. What fills it: queue actors and definition changes;
+/// when full, senders wait (and so do the publishers behind them).
+pub const STORE_QUEUE: usize = 1024;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("data directory {path} is in use by another Warren (the database is locked)")]
+    Locked { path: PathBuf },
+    #[error("cannot open the store {path}: {why}")]
+    Open { path: PathBuf, why: String },
+    #[error("the store {path} is unreadable: {why}")]
+    Corrupt { path: PathBuf, why: String },
+    #[error("store write failed: {0}")]
+    Write(String),
+}
+
+/// One change to durable state.
+#[derive(Debug)]
+pub enum StoreOp {
+    PutDefinition(Definition),
+    DeleteDefinition(Definition),
+    /// A persistent message enters a durable queue at position `seq`.
+    Enqueue {
+        queue: Arc<str>,
+        seq: u64,
+        message: Arc<Message>,
+        confirm: Option<Arc<ConfirmToken>>,
+    },
+    /// The message at `seq` was handed to a consumer (it comes back redelivered).
+    MarkDelivered {
+        queue: Arc<str>,
+        seq: u64,
+    },
+    /// The message at `seq` left the queue for good (acked, expired, purged).
+    Remove {
+        queue: Arc<str>,
+        seq: u64,
+        store_id: u64,
+    },
+    /// Every message of a deleted queue.
+    DeleteQueue {
+        queue: Arc<str>,
+    },
+    /// Answered once everything sent before it is committed.
+    Sync(oneshot::Sender<()>),
+    /// Commit what came before, close the database (releasing its lock) and answer.
+    Shutdown(oneshot::Sender<()>),
+}
+
+/// What recovery found.
+#[derive(Debug, Default)]
+pub struct Recovered {
+    pub definitions: Vec<Definition>,
+    /// Per queue key: (seq, store id, delivered before), in seq order.
+    pub queues: HashMap<String, Vec<(u64, u64, bool)>>,
+    pub messages: HashMap<u64, MessageRecord>,
+    pub max_store_id: u64,
+}
+
+/// A storage engine: applies batches atomically and reads everything back at start.
+pub trait Backend: Send + 'static {
+    /// Apply `ops` (already stripped of work that cancels out) in one durable commit.
+    fn apply(&mut self, ops: &[StoreOp]) -> Result<(), StoreError>;
+    fn recover(&mut self) -> Result<Recovered, StoreError>;
+    /// Give back space freed by deletes, if the engine can (called when idle).
+    fn compact(&mut self) -> Result<(), StoreError>;
+}
+
+/// Who to tell when a publish is durable (or failed).
+#[derive(Debug)]
+pub enum Completion {
+    /// A publisher-confirm sequence number on a channel.
+    Confirm {
+        events: mpsc::UnboundedSender<ConnEvent>,
+        channel_id: u16,
+        epoch: u64,
+        seq: u64,
+    },
+    /// tx.commit waiting for its publishes.
+    Notify(oneshot::Sender<bool>),
+}
+
+/// Shared by every durable copy of one publish; fires its completion when the last holder
+/// drops it: the publishing connection after routing, and the writer after each commit.
+/// A message dropped unstored (its queue deleted meanwhile) still completes, as in RabbitMQ.
+#[derive(Debug)]
+pub struct ConfirmToken {
+    completion: Mutex<Option<Completion>>,
+    failed: AtomicBool,
+}
+
+impl ConfirmToken {
+    pub fn new(completion: Completion) -> Arc<Self> {
+        Arc::new(Self {
+            completion: Mutex::new(Some(completion)),
+            failed: AtomicBool::new(false),
+        })
+    }
+
+    pub fn fail(&self) {
+        self.failed.store(true, Ordering::Release);
+    }
+
+    /// When nobody else holds the token (no copy went to the store), take its completion
+    /// back to handle inline instead of through an event; otherwise let go of our share.
+    pub fn try_disarm(token: Arc<Self>) -> Option<Completion> {
+        let token = Arc::try_unwrap(token).ok()?;
+        let completion = token.completion.lock().ok()?.take();
+        completion
+    }
+}
+
+impl Drop for ConfirmToken {
+    fn drop(&mut self) {
+        let ok = !self.failed.load(Ordering::Acquire);
+        let completion = self.completion.get_mut().map(Option::take).unwrap_or(None);
+        match completion {
+            Some(Completion::Confirm {
+                events,
+                channel_id,
+                epoch,
+                seq,
+            }) => {
+                let _ = events.send(ConnEvent::Confirmed {
+                    channel_id,
+                    epoch,
+                    seq,
+                    ack: ok,
+                });
+            }
+            Some(Completion::Notify(tx)) => {
+                let _ = tx.send(ok);
+            }
+            None => {}
+        }
+    }
+}
+
+/// Handle to the writer thread.
+#[derive(Debug, Clone)]
+pub struct Store {
+    tx: mpsc::Sender<Vec<StoreOp>>,
+}
+
+impl Store {
+    /// Open the redb store under `data_dir` and start its writer thread.
+    pub fn open(data_dir: &std::path::Path) -> Result<(Store, Recovered), StoreError> {
+        let mut backend = redb_store::RedbBackend::open(&data_dir.join("warren.redb"))?;
+        let recovered = backend.recover()?;
+        Ok((Self::start(backend), recovered))
+    }
+
+    pub fn start(backend: impl Backend) -> Store {
+        let (tx, rx) = mpsc::channel(STORE_QUEUE);
+        std::thread::Builder::new()
+            .name("warren-store".into())
+            .spawn(move || writer::run(backend, rx))
+            .expect("spawn store writer thread");
+        Store { tx }
+    }
+
+    /// Queue `ops` for the next commit (waits only for room in the writer's queue).
+    pub async fn submit(&self, ops: Vec<StoreOp>) {
+        if !ops.is_empty() {
+            let _ = self.tx.send(ops).await;
+        }
+    }
+
+    /// Commit everything queued so far and close the database. Later submissions are
+    /// dropped (their publishes are nacked by the token's failure path never firing ack).
+    pub async fn close(&self) {
+        let (tx, rx) = oneshot::channel();
+        if self.tx.send(vec![StoreOp::Shutdown(tx)]).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+
+    /// Queue `ops` and wait until they are committed.
+    pub async fn commit(&self, mut ops: Vec<StoreOp>) {
+        let (tx, rx) = oneshot::channel();
+        ops.push(StoreOp::Sync(tx));
+        if self.tx.send(ops).await.is_ok() {
+            let _ = rx.await;
+        }
+    }
+}

@@ -1,0 +1,333 @@
+//! The redb backend. Tables:
+//! - `definitions`: definition key -> encoded definition (durable exchanges, queues, bindings)
+//! - `messages`: store id -> encoded message, written once however many queues hold it
+//! - `refs`: store id -> how many queue positions still hold the message
+//! - `queue_index`: (queue key, seq) -> store id and a delivered flag, in queue order
+//!
+//! Every `apply` is one write transaction committed with immediate durability.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};
+
+use super::codec::{self, definition_key, encode_definition};
+use super::{Backend, Recovered, StoreError, StoreOp};
+
+const DEFINITIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("definitions");
+const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
+const REFS: TableDefinition<u64, u32> = TableDefinition::new("refs");
+const QUEUE_INDEX: TableDefinition<(&str, u64), (u64, bool)> = TableDefinition::new("queue_index");
+
+pub struct RedbBackend {
+    db: Database,
+    path: PathBuf,
+}
+
+impl RedbBackend {
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        let db = Database::create(path).map_err(|e| match e {
+            DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
+                path: path.parent().unwrap_or(path).to_path_buf(),
+            },
+            DatabaseError::Storage(redb::StorageError::Io(io)) => StoreError::Open {
+                path: path.to_path_buf(),
+                why: io.to_string(),
+            },
+            other => StoreError::Corrupt {
+                path: path.to_path_buf(),
+                why: other.to_string(),
+            },
+        })?;
+        let backend = Self {
+            db,
+            path: path.to_path_buf(),
+        };
+        // Create the tables up front so recovery of a fresh store reads empty tables.
+        backend.write(|_| Ok(())).map_err(|e| StoreError::Corrupt {
+            path: path.to_path_buf(),
+            why: e.to_string(),
+        })?;
+        Ok(backend)
+    }
+
+    fn corrupt(&self, e: impl std::fmt::Display) -> StoreError {
+        StoreError::Corrupt {
+            path: self.path.clone(),
+            why: e.to_string(),
+        }
+    }
+
+    fn write(
+        &self,
+        f: impl FnOnce(&mut Tables<'_>) -> Result<(), redb::Error>,
+    ) -> Result<(), redb::Error> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut t = Tables {
+                definitions: txn.open_table(DEFINITIONS)?,
+                messages: txn.open_table(MESSAGES)?,
+                refs: txn.open_table(REFS)?,
+                index: txn.open_table(QUEUE_INDEX)?,
+            };
+            f(&mut t)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+}
+
+struct Tables<'t> {
+    definitions: redb::Table<'t, &'static [u8], &'static [u8]>,
+    messages: redb::Table<'t, u64, &'static [u8]>,
+    refs: redb::Table<'t, u64, u32>,
+    index: redb::Table<'t, (&'static str, u64), (u64, bool)>,
+}
+
+impl Tables<'_> {
+    fn unref(&mut self, store_id: u64) -> Result<(), redb::Error> {
+        let n = self.refs.get(store_id)?.map(|v| v.value()).unwrap_or(0);
+        if n <= 1 {
+            self.refs.remove(store_id)?;
+            self.messages.remove(store_id)?;
+        } else {
+            self.refs.insert(store_id, n - 1)?;
+        }
+        Ok(())
+    }
+}
+
+impl Backend for RedbBackend {
+    fn apply(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
+        if ops
+            .iter()
+            .all(|op| matches!(op, StoreOp::Sync(_) | StoreOp::Shutdown(_)))
+        {
+            return Ok(());
+        }
+        self.write(|t| {
+            for op in ops {
+                match op {
+                    StoreOp::PutDefinition(d) => {
+                        t.definitions.insert(
+                            definition_key(d).as_slice(),
+                            encode_definition(d).as_slice(),
+                        )?;
+                    }
+                    StoreOp::DeleteDefinition(d) => {
+                        t.definitions.remove(definition_key(d).as_slice())?;
+                    }
+                    StoreOp::Enqueue {
+                        queue,
+                        seq,
+                        message,
+                        ..
+                    } => {
+                        let id = message.store_id;
+                        t.index.insert((queue.as_ref(), *seq), (id, false))?;
+                        let n = t.refs.get(id)?.map(|v| v.value()).unwrap_or(0);
+                        if n == 0 {
+                            let record = codec::encode_message(
+                                &message.exchange,
+                                &message.routing_key,
+                                &message.properties,
+                                &message.body,
+                            );
+                            t.messages.insert(id, record.as_slice())?;
+                        }
+                        t.refs.insert(id, n + 1)?;
+                    }
+                    StoreOp::MarkDelivered { queue, seq } => {
+                        let found = t.index.get((queue.as_ref(), *seq))?.map(|v| v.value());
+                        if let Some((id, false)) = found {
+                            t.index.insert((queue.as_ref(), *seq), (id, true))?;
+                        }
+                    }
+                    StoreOp::Remove {
+                        queue,
+                        seq,
+                        store_id,
+                    } => {
+                        if t.index.remove((queue.as_ref(), *seq))?.is_some() {
+                            t.unref(*store_id)?;
+                        }
+                    }
+                    StoreOp::DeleteQueue { queue } => {
+                        let entries: Vec<(u64, u64)> = t
+                            .index
+                            .range((queue.as_ref(), 0)..=(queue.as_ref(), u64::MAX))?
+                            .map(|e| e.map(|(k, v)| (k.value().1, v.value().0)))
+                            .collect::<Result<_, _>>()?;
+                        for (seq, id) in entries {
+                            t.index.remove((queue.as_ref(), seq))?;
+                            t.unref(id)?;
+                        }
+                    }
+                    StoreOp::Sync(_) | StoreOp::Shutdown(_) => {}
+                }
+            }
+            Ok(())
+        })
+        .map_err(|e| StoreError::Write(e.to_string()))
+    }
+
+    fn recover(&mut self) -> Result<Recovered, StoreError> {
+        let txn = self.db.begin_read().map_err(|e| self.corrupt(e))?;
+        let mut out = Recovered::default();
+        let defs = txn.open_table(DEFINITIONS).map_err(|e| self.corrupt(e))?;
+        for entry in defs.iter().map_err(|e| self.corrupt(e))? {
+            let (_, v) = entry.map_err(|e| self.corrupt(e))?;
+            let d = codec::decode_definition(v.value())
+                .ok_or_else(|| self.corrupt("undecodable definition record"))?;
+            out.definitions.push(d);
+        }
+        let index = txn.open_table(QUEUE_INDEX).map_err(|e| self.corrupt(e))?;
+        let mut queues: HashMap<String, Vec<(u64, u64, bool)>> = HashMap::new();
+        for entry in index.iter().map_err(|e| self.corrupt(e))? {
+            let (k, v) = entry.map_err(|e| self.corrupt(e))?;
+            let (queue, seq) = k.value();
+            let (id, delivered) = v.value();
+            queues
+                .entry(queue.to_owned())
+                .or_default()
+                .push((seq, id, delivered));
+        }
+        out.queues = queues;
+        let messages = txn.open_table(MESSAGES).map_err(|e| self.corrupt(e))?;
+        for entry in messages.iter().map_err(|e| self.corrupt(e))? {
+            let (k, v) = entry.map_err(|e| self.corrupt(e))?;
+            let id = k.value();
+            let record = codec::decode_message(v.value())
+                .ok_or_else(|| self.corrupt("undecodable message record"))?;
+            out.max_store_id = out.max_store_id.max(id);
+            out.messages.insert(id, record);
+        }
+        Ok(out)
+    }
+
+    fn compact(&mut self) -> Result<(), StoreError> {
+        self.db
+            .compact()
+            .map(|_| ())
+            .map_err(|e| StoreError::Write(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::broker::message::Message;
+    use crate::store::Definition;
+    use amq_protocol::types::FieldTable;
+    use bytes::Bytes;
+    use std::sync::Arc;
+
+    fn message(id: u64, body: &'static [u8]) -> Arc<Message> {
+        Arc::new(Message {
+            exchange: "ex".into(),
+            routing_key: "rk".into(),
+            properties: Bytes::from_static(&[0, 0]),
+            body: Bytes::from_static(body),
+            persistent: true,
+            priority: 0,
+            expiration: None,
+            store_id: id,
+        })
+    }
+
+    fn enqueue(q: &str, seq: u64, m: &Arc<Message>) -> StoreOp {
+        StoreOp::Enqueue {
+            queue: q.into(),
+            seq,
+            message: m.clone(),
+            confirm: None,
+        }
+    }
+
+    #[test]
+    fn a_message_in_two_queues_is_stored_once_and_freed_by_its_last_ack() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.redb");
+        let mut b = RedbBackend::open(&path).unwrap();
+        let m = message(7, b"order");
+        b.apply(&[enqueue("a", 1, &m), enqueue("b", 1, &m)])
+            .unwrap();
+        let r = b.recover().unwrap();
+        assert_eq!(r.messages.len(), 1);
+        assert_eq!(r.queues["a"], vec![(1, 7, false)]);
+        b.apply(&[
+            StoreOp::MarkDelivered {
+                queue: "b".into(),
+                seq: 1,
+            },
+            StoreOp::Remove {
+                queue: "a".into(),
+                seq: 1,
+                store_id: 7,
+            },
+        ])
+        .unwrap();
+        let r = b.recover().unwrap();
+        assert_eq!(r.queues["b"], vec![(1, 7, true)]);
+        assert!(!r.queues.contains_key("a"));
+        b.apply(&[StoreOp::Remove {
+            queue: "b".into(),
+            seq: 1,
+            store_id: 7,
+        }])
+        .unwrap();
+        let r = b.recover().unwrap();
+        assert!(r.messages.is_empty() && r.queues.is_empty());
+    }
+
+    #[test]
+    fn definitions_and_queues_survive_reopening() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.redb");
+        {
+            let mut b = RedbBackend::open(&path).unwrap();
+            let q = Definition::Queue {
+                vhost: "/".into(),
+                name: "orders".into(),
+                auto_delete: false,
+                arguments: FieldTable::default(),
+            };
+            b.apply(&[
+                StoreOp::PutDefinition(q),
+                enqueue("/\0orders", 3, &message(1, b"x")),
+            ])
+            .unwrap();
+        }
+        let mut b = RedbBackend::open(&path).unwrap();
+        let r = b.recover().unwrap();
+        assert_eq!(r.definitions.len(), 1);
+        assert_eq!(r.max_store_id, 1);
+        b.apply(&[StoreOp::DeleteQueue {
+            queue: "/\0orders".into(),
+        }])
+        .unwrap();
+        assert!(b.recover().unwrap().messages.is_empty());
+    }
+
+    #[test]
+    fn a_second_open_of_the_same_file_is_refused_as_locked() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.redb");
+        let _first = RedbBackend::open(&path).unwrap();
+        assert!(matches!(
+            RedbBackend::open(&path),
+            Err(StoreError::Locked { .. })
+        ));
+    }
+
+    #[test]
+    fn a_garbage_file_is_reported_as_unreadable_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("w.redb");
+        std::fs::write(&path, vec![0xAB; 8192]).unwrap();
+        let err = RedbBackend::open(&path)
+            .err()
+            .expect("garbage must not open");
+        assert!(err.to_string().contains("w.redb"), "{err}");
+    }
+}
