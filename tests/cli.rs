@@ -3,20 +3,10 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
+use std::process::Command;
 
+use common::process::{self, warren};
 use common::raw::{Raw, Tune};
-
-fn warren() -> Command {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_warren"));
-    for (k, _) in std::env::vars() {
-        if k.starts_with("WARREN_") {
-            c.env_remove(k);
-        }
-    }
-    c
-}
 
 #[test]
 fn help_lists_the_flags() {
@@ -72,33 +62,13 @@ fn bad_flag_value_stops_start_up() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("amqp_listen"));
 }
 
-/// Start the binary on a free port; returns the child and its address from the log line.
+/// Start the binary on a free port in a fresh data dir.
 fn spawn(
     extra: &[&str],
     env: &[(&str, &str)],
 ) -> (std::process::Child, std::net::SocketAddr, tempfile::TempDir) {
     let dir = tempfile::tempdir().unwrap();
-    let mut cmd = warren();
-    cmd.args(["--amqp-listen", "127.0.0.1:0", "--data-dir"])
-        .arg(dir.path())
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().unwrap();
-    let stdout = child.stdout.take().unwrap();
-    let mut line = String::new();
-    BufReader::new(stdout).read_line(&mut line).unwrap();
-    assert!(line.contains("listening for AMQP on"), "{line}");
-    let addr = line
-        .split("listening for AMQP on ")
-        .nth(1)
-        .and_then(|s| s.split([' ', ',']).next())
-        .unwrap()
-        .parse()
-        .unwrap();
+    let (child, addr) = process::spawn(dir.path(), extra, env);
     (child, addr, dir)
 }
 

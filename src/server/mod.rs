@@ -180,5 +180,10 @@ impl Broker {
         {
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
+        // Everything acknowledged so far is committed and the data dir is unlocked, so a
+        // new broker (or this process again) can open it at once.
+        if let Some(store) = &self.state.store {
+            store.close().await;
+        }
     }
 }

@@ -2,6 +2,7 @@
 //! dir, lapin connections to it, and a raw-frame client (`raw`) for protocol edges.
 #![allow(dead_code)]
 
+pub mod process;
 pub mod raw;
 
 use std::time::Duration;
@@ -21,7 +22,11 @@ pub async fn start() -> TestBroker {
 }
 
 pub async fn start_with(config: Config) -> TestBroker {
-    let dir = tempfile::tempdir().expect("temp dir");
+    start_in(config, tempfile::tempdir().expect("temp dir")).await
+}
+
+/// Start on an existing data dir (a restart keeps the same `TempDir`).
+pub async fn start_in(config: Config, dir: tempfile::TempDir) -> TestBroker {
     let broker = Broker::builder()
         .config(config)
         .listen("127.0.0.1:0".parse().unwrap())
@@ -49,6 +54,19 @@ impl TestBroker {
         if let Some(b) = self.broker.take() {
             b.shutdown().await;
         }
+    }
+
+    /// Stop and start again on the same data dir.
+    pub async fn restart(mut self) -> TestBroker {
+        if let Some(b) = self.broker.take() {
+            b.shutdown().await;
+        }
+        let TestBroker { _dir, .. } = self;
+        start_in(Config::default(), _dir).await
+    }
+
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
     }
 }
 
