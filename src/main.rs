@@ -6,6 +6,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::Parser;
+
+/// mimalloc gives freed memory back to the system (a drained backlog leaves the broker's
+/// RSS near its baseline, where glibc's allocator keeps the peak) and is faster on the
+/// many small allocations of the message path. Only the binary sets it: embedders choose.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use warren::{Broker, Config};
 
 #[derive(Parser, Debug)]
@@ -47,6 +53,28 @@ fn load(cli: &Cli) -> Result<Config, warren::config::ConfigError> {
     Ok(config)
 }
 
+/// A worker that goes idle gives memory back: messages are allocated on the publisher's
+/// thread and freed on the queue's, and mimalloc reclaims such cross-thread frees only when
+/// the owning thread next runs its collector. At most once a second per thread.
+fn collect_when_idle() {
+    use std::cell::Cell;
+    use std::time::{Duration, Instant};
+    thread_local! {
+        static LAST: Cell<Option<Instant>> = const { Cell::new(None) };
+    }
+    LAST.with(|last| {
+        let now = Instant::now();
+        if last
+            .get()
+            .is_none_or(|t| now.duration_since(t) >= Duration::from_secs(1))
+        {
+            last.set(Some(now));
+            // SAFETY: mi_collect only touches the calling thread's own heap.
+            unsafe { libmimalloc_sys::mi_collect(true) };
+        }
+    });
+}
+
 async fn wait_for_signal() {
     #[cfg(unix)]
     {
@@ -83,7 +111,11 @@ fn main() -> ExitCode {
         )))
         .with_target(false)
         .init();
-    let runtime = match tokio::runtime::Runtime::new() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_park(collect_when_idle)
+        .build()
+    {
         Ok(r) => r,
         Err(e) => {
             eprintln!("warren: cannot start the runtime: {e}");

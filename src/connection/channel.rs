@@ -23,8 +23,8 @@ pub enum Phase {
 /// A basic.publish waiting for its header and body frames.
 #[derive(Debug)]
 pub struct PendingPublish {
-    pub exchange: String,
-    pub routing_key: String,
+    pub exchange: Arc<str>,
+    pub routing_key: Arc<str>,
     pub mandatory: bool,
     pub header: Option<ContentHeader>,
     pub body: BodyParts,
@@ -124,6 +124,10 @@ pub struct ChannelState {
     pub consumer_prefetch: u16,
     /// The last queue declared on this channel, for RabbitMQ's empty-name shorthand.
     pub last_queue: Option<String>,
+    /// The last exchange and routing key published to: publishers mostly repeat them, and
+    /// sharing one allocation saves two per message.
+    last_exchange: Arc<str>,
+    last_routing_key: Arc<str>,
 }
 
 impl ChannelState {
@@ -142,7 +146,20 @@ impl ChannelState {
             consumers: HashMap::new(),
             consumer_prefetch: 0,
             last_queue: None,
+            last_exchange: "".into(),
+            last_routing_key: "".into(),
         }
+    }
+
+    /// `exchange` and `routing_key` as shared strings, reusing the previous publish's.
+    pub fn intern(&mut self, exchange: &str, routing_key: &str) -> (Arc<str>, Arc<str>) {
+        if *self.last_exchange != *exchange {
+            self.last_exchange = exchange.into();
+        }
+        if *self.last_routing_key != *routing_key {
+            self.last_routing_key = routing_key.into();
+        }
+        (self.last_exchange.clone(), self.last_routing_key.clone())
     }
 
     pub fn take_delivery_tag(&mut self) -> u64 {

@@ -65,6 +65,22 @@ impl Connection {
 
     async fn handle_method_frame(&mut self, ch: u16, payload: Bytes) -> Result<(), AmqpError> {
         let (class_id, method_id) = method::ids(&payload);
+        // The hot path: basic.publish on an open channel with nothing pending is parsed
+        // in place; everything else (and any malformed publish) takes the general decoder.
+        if (class_id, method_id) == (60, 40)
+            && self
+                .channels
+                .get(&ch)
+                .is_some_and(|c| c.phase == Phase::Open && c.pending.is_none())
+        {
+            if let Some((exchange, routing_key, mandatory, immediate)) =
+                method::parse_publish(&payload)
+            {
+                return self
+                    .basic_publish(ch, exchange, routing_key, mandatory, immediate)
+                    .map_err(|e| e.caused_by(class_id, method_id));
+            }
+        }
         let m = method::decode(&payload)?;
         if ch == 0 {
             if let AMQPClass::Connection(connection::AMQPMethod::Close(_)) = m {

@@ -33,6 +33,22 @@ use channel::ChannelState;
 use handshake::{HandshakeEnd, Negotiated};
 use writer::{Out, WriterTx};
 
+/// Smallest and largest read size: see `read_hint` in `run`.
+const MIN_READ: usize = 512;
+const MAX_READ: usize = 256 * 1024;
+
+/// Read once into `buf`, making room for at least `hint` bytes first.
+async fn read_some<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    buf: &mut BytesMut,
+    hint: usize,
+) -> std::io::Result<usize> {
+    if buf.capacity() - buf.len() < hint {
+        buf.reserve(hint);
+    }
+    reader.read_buf(buf).await
+}
+
 /// How long we wait for connection.close-ok after sending connection.close.
 const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
 /// How long we keep reading after close-ok for a client that does not hang up.
@@ -79,18 +95,27 @@ where
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let (mut reader, write_half) = tokio::io::split(stream);
         let (writer, writer_task) = writer::spawn(write_half);
-        let mut rbuf = BytesMut::with_capacity(64 * 1024);
+        // Small to start: an idle connection should cost little; it grows with the frames.
+        let mut rbuf = BytesMut::with_capacity(MIN_READ);
         let timeout = Duration::from_millis(broker.config.handshake_timeout);
         let negotiated = tokio::time::timeout(
             timeout,
-            handshake::handshake(&mut reader, &mut rbuf, &writer, &broker, peer),
+            // boxed: its state is freed once open, instead of sizing the connection's task
+            Box::pin(handshake::handshake(
+                &mut reader,
+                &mut rbuf,
+                &writer,
+                &broker,
+                peer,
+            )),
         )
         .await;
         match negotiated {
             Ok(Ok(n)) => {
                 tracing::debug!(user = %n.user, vhost = %n.vhost.name, "connection open");
-                let conn = Connection::new(id, broker.clone(), n, writer.clone());
-                conn.run(reader, rbuf).await;
+                let (events_tx, events_rx) = mpsc::unbounded_channel();
+                let conn = Connection::new(id, broker.clone(), n, writer.clone(), events_tx);
+                conn.run(reader, rbuf, events_rx).await;
             }
             Ok(Err(HandshakeEnd::Refused(e))) => send_close_now(&writer, &e),
             Ok(Err(HandshakeEnd::Gone)) => {}
@@ -122,8 +147,13 @@ fn send_close_now(writer: &WriterTx, e: &AmqpError) {
 }
 
 impl Connection {
-    fn new(id: u64, broker: Arc<BrokerState>, n: Negotiated, writer: WriterTx) -> Self {
-        let (events_tx, _) = mpsc::unbounded_channel();
+    fn new(
+        id: u64,
+        broker: Arc<BrokerState>,
+        n: Negotiated,
+        writer: WriterTx,
+        events_tx: mpsc::UnboundedSender<ConnEvent>,
+    ) -> Self {
         Self {
             id,
             broker,
@@ -133,7 +163,7 @@ impl Connection {
             frame_max: n.frame_max,
             heartbeat: n.heartbeat,
             consumer_cancel_notify: n.consumer_cancel_notify,
-            out: BytesMut::with_capacity(64 * 1024),
+            out: BytesMut::new(),
             releases: Vec::new(),
             writer,
             events_tx,
@@ -146,9 +176,12 @@ impl Connection {
         }
     }
 
-    async fn run<R: AsyncRead + Unpin>(mut self, mut reader: R, mut rbuf: BytesMut) {
-        let (events_tx, mut events_rx) = mpsc::unbounded_channel();
-        self.events_tx = events_tx;
+    async fn run<R: AsyncRead + Unpin>(
+        mut self,
+        mut reader: R,
+        mut rbuf: BytesMut,
+        mut events_rx: mpsc::UnboundedReceiver<ConnEvent>,
+    ) {
         let mut shutdown = self.broker.shutdown.subscribe();
         let hb = self.heartbeat;
         let tick_every = if hb == 0 {
@@ -160,16 +193,22 @@ impl Connection {
         let mut last_recv = Instant::now();
         let mut last_sent = Instant::now();
         let mut reader_open = true;
+        // Read size grows while reads fill the buffer (a busy publisher) and starts small,
+        // so an idle connection holds one small buffer.
+        let mut read_hint = MIN_READ;
 
         while !self.done {
             let close_deadline = self
                 .closing
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
-                read = reader.read_buf(&mut rbuf), if reader_open => {
+                read = read_some(&mut reader, &mut rbuf, read_hint), if reader_open => {
                     match read {
                         Ok(0) | Err(_) => { reader_open = false; self.done = true; }
-                        Ok(_) => {
+                        Ok(n) => {
+                            if n >= read_hint && read_hint < MAX_READ {
+                                read_hint *= 2;
+                            }
                             last_recv = Instant::now();
                             self.handle_input(&mut rbuf).await;
                         }

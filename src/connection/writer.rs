@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use bytes::Bytes;
-use tokio::io::{AsyncWrite, AsyncWriteExt, BufWriter};
+use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
@@ -28,8 +28,9 @@ pub fn spawn<W: AsyncWrite + Unpin + Send + 'static>(w: W) -> (WriterTx, JoinHan
     (tx, tokio::spawn(run(w, rx)))
 }
 
-async fn run<W: AsyncWrite + Unpin>(w: W, mut rx: mpsc::UnboundedReceiver<Out>) {
-    let mut w = BufWriter::with_capacity(64 * 1024, w);
+/// No buffer of its own: the connection already hands over one buffer per wake-up, and an
+/// idle connection should hold no memory here.
+async fn run<W: AsyncWrite + Unpin>(mut w: W, mut rx: mpsc::UnboundedReceiver<Out>) {
     let mut releases: Vec<(Arc<Credit>, u32)> = Vec::new();
     while let Some(first) = rx.recv().await {
         let mut item = Some(first);

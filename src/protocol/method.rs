@@ -124,6 +124,25 @@ pub fn method_name(class_id: u16, method_id: u16) -> &'static str {
     }
 }
 
+/// basic.publish's arguments read in place, without allocating: (exchange, routing key,
+/// mandatory, immediate). `None` when the payload is not a well-formed basic.publish.
+pub fn parse_publish(payload: &[u8]) -> Option<(&str, &str, bool, bool)> {
+    let rest = payload.strip_prefix(&[0, 60, 0, 40])?.get(2..)?; // ticket
+    let (exchange, rest) = short_str(rest)?;
+    let (routing_key, rest) = short_str(rest)?;
+    let bits = *rest.first()?;
+    if rest.len() != 1 {
+        return None;
+    }
+    Some((exchange, routing_key, bits & 1 != 0, bits & 2 != 0))
+}
+
+fn short_str(b: &[u8]) -> Option<(&str, &[u8])> {
+    let n = *b.first()? as usize;
+    let s = b.get(1..1 + n)?;
+    Some((std::str::from_utf8(s).ok()?, &b[1 + n..]))
+}
+
 /// The `prefetch_size` argument of basic.qos, which `amq_protocol` does not expose and
 /// RabbitMQ refuses when non-zero.
 pub fn qos_prefetch_size(payload: &[u8]) -> u32 {
@@ -295,6 +314,30 @@ mod tests {
     fn unknown_method_is_540_and_garbage_arguments_are_502() {
         assert_eq!(decode(&[0, 60, 0, 99]).unwrap_err().code, 540);
         assert_eq!(decode(&[0, 50, 0, 10, 0]).unwrap_err().code, 502);
+    }
+
+    #[test]
+    fn publish_is_parsed_in_place_and_malformed_ones_are_refused() {
+        let mut out = BytesMut::new();
+        encode(
+            &mut out,
+            1,
+            &AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+                exchange: "orders".into(),
+                routing_key: "order.created".into(),
+                mandatory: true,
+                immediate: false,
+            })),
+        );
+        let f = split(&mut out, 0).unwrap().unwrap();
+        assert_eq!(
+            parse_publish(&f.payload),
+            Some(("orders", "order.created", true, false))
+        );
+        assert_eq!(parse_publish(&f.payload[..f.payload.len() - 1]), None);
+        let mut bad = f.payload.to_vec();
+        bad[7] = 0xFF; // invalid UTF-8 inside the exchange name
+        assert_eq!(parse_publish(&bad), None);
     }
 
     #[test]

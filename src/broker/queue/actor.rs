@@ -111,6 +111,7 @@ impl QueueActor {
             if !stopped {
                 self.expire(Instant::now());
                 self.dispatch();
+                self.ready.shrink_if_empty();
             }
             if let Some((store, _)) = &self.store {
                 if !self.store_ops.is_empty() {

@@ -78,6 +78,17 @@ impl ReadyList {
         dropped
     }
 
+    /// Give back the memory of a drained backlog (kept when small, to avoid churn).
+    pub fn shrink_if_empty(&mut self) {
+        if self.len == 0 {
+            for level in &mut self.levels {
+                if level.capacity() > 1024 {
+                    level.shrink_to(64);
+                }
+            }
+        }
+    }
+
     /// Take every ready message out (purge).
     pub fn drain(&mut self) -> Vec<QueuedMessage> {
         self.len = 0;

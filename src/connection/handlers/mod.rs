@@ -44,7 +44,13 @@ impl Connection {
             AMQPClass::Basic(b::AMQPMethod::Qos(d)) => self.basic_qos(ch, d).await,
             AMQPClass::Basic(b::AMQPMethod::Consume(d)) => self.basic_consume(ch, d).await,
             AMQPClass::Basic(b::AMQPMethod::Cancel(d)) => self.basic_cancel(ch, d).await,
-            AMQPClass::Basic(b::AMQPMethod::Publish(d)) => self.basic_publish(ch, d),
+            AMQPClass::Basic(b::AMQPMethod::Publish(d)) => self.basic_publish(
+                ch,
+                d.exchange.as_str(),
+                d.routing_key.as_str(),
+                d.mandatory,
+                d.immediate,
+            ),
             AMQPClass::Basic(b::AMQPMethod::Get(d)) => self.basic_get(ch, d).await,
             AMQPClass::Basic(b::AMQPMethod::Ack(d)) => {
                 self.basic_settle(ch, d.delivery_tag, d.multiple, super::channel::Settle::Ack)

@@ -6,7 +6,6 @@
 
 use std::sync::Arc;
 
-use amq_protocol::protocol::basic;
 use bytes::Bytes;
 
 use crate::broker::message::Message;
@@ -17,20 +16,45 @@ use crate::protocol::content::{decode_headers, encode_content, parse_header, pee
 use crate::protocol::{method, reply, AmqpError};
 use crate::store::{Completion, ConfirmToken};
 
+/// Small messages are copied out of the read buffer into one exact-size allocation: zero-copy
+/// slices would pin the whole read chunk, frame headers and method frames included, for as
+/// long as the message sits in a queue. Large bodies stay zero-copy.
+const COMPACT_BELOW: usize = 2048;
+
+fn compact(properties: Bytes, body: Bytes) -> (Bytes, Bytes) {
+    if properties.len() + body.len() > COMPACT_BELOW {
+        return (properties, body);
+    }
+    let mut both = bytes::BytesMut::with_capacity(properties.len() + body.len());
+    both.extend_from_slice(&properties);
+    both.extend_from_slice(&body);
+    let both = both.freeze();
+    (
+        both.slice(..properties.len()),
+        both.slice(properties.len()..),
+    )
+}
+
 impl Connection {
+    /// basic.publish, parsed in place by the dispatcher (the hot path allocates nothing
+    /// for the method itself).
     pub(in crate::connection) fn basic_publish(
         &mut self,
         ch: u16,
-        d: basic::Publish,
+        exchange: &str,
+        routing_key: &str,
+        mandatory: bool,
+        immediate: bool,
     ) -> Result<(), AmqpError> {
-        if d.immediate {
+        if immediate {
             return Err(AmqpError::not_implemented("immediate=true"));
         }
         if let Some(state) = self.channels.get_mut(&ch) {
+            let (exchange, routing_key) = state.intern(exchange, routing_key);
             state.pending = Some(PendingPublish {
-                exchange: d.exchange.as_str().to_owned(),
-                routing_key: d.routing_key.as_str().to_owned(),
-                mandatory: d.mandatory,
+                exchange,
+                routing_key,
+                mandatory,
                 header: None,
                 body: BodyParts::Empty,
             });
@@ -163,14 +187,15 @@ impl Connection {
             }
         };
         let persistent = peek.persistent();
+        let (properties, body) = compact(header.properties, p.body.into_bytes());
         let message = Arc::new(Message {
             persistent,
             priority: peek.priority.unwrap_or(0),
             expiration,
-            exchange: p.exchange.into(),
-            routing_key: p.routing_key.into(),
-            properties: header.properties,
-            body: p.body.into_bytes(),
+            exchange: p.exchange,
+            routing_key: p.routing_key,
+            properties,
+            body,
             store_id: if persistent {
                 self.broker.next_store_id()
             } else {

@@ -1,0 +1,157 @@
+#!/usr/bin/env bash
+# Warren against RabbitMQ, side by side in one run on this machine. Installs Debian's
+# rabbitmq-server if missing, starts both brokers on loopback with fresh data dirs, runs
+# every warren-perf scenario against each broker alternately REPS times, and writes a
+# markdown table of medians and Warren/RabbitMQ ratios (bench/results.md by default).
+#
+#   bench/compare.sh [--reps 3] [--duration 10] [--out bench/results.md] [scenario...]
+#
+# Scenarios: throughput-100 throughput-16 confirms confirms-single latency fanout
+#            connections backlog startup
+set -u
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+REPS=3; DURATION=10; OUT="$ROOT/bench/results.md"; SCEN=()
+while [ $# -gt 0 ]; do
+  case "$1" in
+    --reps) REPS=$2; shift 2 ;;
+    --duration) DURATION=$2; shift 2 ;;
+    --out) OUT=$2; shift 2 ;;
+    *) SCEN+=("$1"); shift ;;
+  esac
+done
+[ ${#SCEN[@]} = 0 ] && SCEN=(throughput-100 throughput-16 confirms confirms-single latency fanout connections backlog startup)
+WORK=$(mktemp -d /tmp/warren-bench.XXXXXX)
+RMQ_PORT=5790; WARREN_PORT=5791
+
+if ! command -v rabbitmq-server >/dev/null; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null
+  # the package starts a system instance; we run our own
+  service rabbitmq-server stop >/dev/null 2>&1 || true
+fi
+(cd "$ROOT" && cargo build --release -q --bin warren --bin warren-perf) || exit 1
+PERF="$ROOT/target/release/warren-perf"
+ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
+
+rmq_env() {
+  echo env HOME=/var/lib/rabbitmq RABBITMQ_NODENAME=warrenbench@localhost RABBITMQ_NODE_PORT=$RMQ_PORT \
+    RABBITMQ_DIST_PORT=$((RMQ_PORT + 20000)) RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
+    RABBITMQ_MNESIA_BASE="$WORK/rmq/mnesia" RABBITMQ_LOG_BASE="$WORK/rmq/log" \
+    RABBITMQ_PID_FILE="$WORK/rmq/pid" RABBITMQ_ENABLED_PLUGINS_FILE="$WORK/rmq/plugins" \
+    RABBITMQ_CONFIG_FILE="$WORK/rmq/rabbitmq"
+}
+start_rabbitmq() {
+  rm -rf "$WORK/rmq"; mkdir -p "$WORK/rmq/mnesia" "$WORK/rmq/log"
+  echo "[]." > "$WORK/rmq/plugins"; : > "$WORK/rmq/rabbitmq.conf"
+  chown -R rabbitmq:rabbitmq "$WORK/rmq"
+  # setpriv, not su: su's PAM session would reset the open-files limit to 1024
+  setpriv --reuid rabbitmq --regid rabbitmq --init-groups $(rmq_env) /usr/lib/rabbitmq/bin/rabbitmq-server -detached
+  for _ in $(seq 1 60); do
+    (exec 3<>/dev/tcp/127.0.0.1/$RMQ_PORT) 2>/dev/null && break; sleep 0.5
+  done
+  sleep 1
+  RMQ_PID=$(cat "$WORK/rmq/pid")
+}
+stop_rabbitmq() {
+  setpriv --reuid rabbitmq --regid rabbitmq --init-groups $(rmq_env) /usr/lib/rabbitmq/bin/rabbitmqctl -n warrenbench@localhost stop >/dev/null 2>&1
+  kill "$RMQ_PID" 2>/dev/null; sleep 1
+}
+start_warren() {
+  rm -rf "$WORK/warren"
+  "$ROOT/target/release/warren" --amqp-listen 127.0.0.1:$WARREN_PORT --data-dir "$WORK/warren" > "$WORK/warren.log" 2>&1 &
+  WARREN_PID=$!
+  for _ in $(seq 1 100); do grep -q listening "$WORK/warren.log" && break; sleep 0.02; done
+}
+stop_warren() { kill -TERM "$WARREN_PID" 2>/dev/null; wait "$WARREN_PID" 2>/dev/null; }
+
+# scenario -> warren-perf arguments and the figures it is judged on
+args_of() {
+  case "$1" in
+    throughput-100) echo "throughput --size 100 --prefetch 200" ;;
+    throughput-16) echo "throughput --size 16 --prefetch 200" ;;
+    confirms) echo "confirms --size 1024 --producers 4 --confirm 100" ;;
+    confirms-single) echo "confirms --size 1024 --producers 1 --confirm 1" ;;
+    latency) echo "latency --rate 10000 --size 100" ;;
+    fanout) echo "fanout --queues 10 --size 100" ;;
+    connections) echo "connections --connections 1000" ;;
+    backlog) echo "backlog --messages 1000000 --size 100" ;;
+  esac
+}
+keys_of() {
+  case "$1" in
+    throughput-*) echo "consumed_per_s broker_cpu_us_per_msg tool_cpu_us_per_msg" ;;
+    confirms*) echo "published_per_s broker_cpu_us_per_msg" ;;
+    latency) echo "latency_p50_us latency_p99_us latency_p999_us broker_cpu_us_per_msg" ;;
+    fanout) echo "delivered_per_s broker_cpu_us_per_msg" ;;
+    connections) echo "broker_rss_kb_per_connection open_us_each" ;;
+    backlog) echo "fill_per_s drain_per_s broker_rss_bytes_per_msg" ;;
+    startup) echo "startup_ms" ;;
+  esac
+}
+
+RESULTS="$WORK/results.tsv"; : > "$RESULTS"
+run_one() { # broker scenario
+  local b=$1 s=$2 port pid json
+  if [ "$b" = warren ]; then start_warren; port=$WARREN_PORT; pid=$WARREN_PID
+  else start_rabbitmq; port=$RMQ_PORT; pid=$RMQ_PID; fi
+  if [ "$s" = startup ]; then
+    json="{\"startup_ms\": $STARTUP_MS}"
+  else
+    json=$("$PERF" $(args_of "$s") --duration "$DURATION" --url "amqp://guest:guest@127.0.0.1:$port/%2F" \
+      --broker-pid "$pid" --json 2>>"$WORK/perf.log" | tail -1)
+  fi
+  echo -e "$b\t$s\t$json" >> "$RESULTS"
+  echo "$b $s $json" >&2
+  if [ "$b" = warren ]; then stop_warren; else stop_rabbitmq; fi
+}
+measure_startup() { # time from exec to accepting connections, empty data dir
+  local b=$1 t0 t1
+  if [ "$b" = warren ]; then
+    rm -rf "$WORK/warren"; t0=$(date +%s%N)
+    "$ROOT/target/release/warren" --amqp-listen 127.0.0.1:$WARREN_PORT --data-dir "$WORK/warren" > "$WORK/warren.log" 2>&1 &
+    WARREN_PID=$!
+    until (exec 3<>/dev/tcp/127.0.0.1/$WARREN_PORT) 2>/dev/null; do sleep 0.001; done
+    t1=$(date +%s%N); stop_warren
+  else
+    t0=$(date +%s%N); start_rabbitmq; t1=$(date +%s%N); stop_rabbitmq
+  fi
+  STARTUP_MS=$(( (t1 - t0) / 1000000 ))
+}
+
+for rep in $(seq 1 "$REPS"); do
+  for s in "${SCEN[@]}"; do
+    for b in warren rabbitmq; do
+      if [ "$s" = startup ]; then measure_startup "$b"; echo -e "$b\tstartup\t{\"startup_ms\": $STARTUP_MS}" >> "$RESULTS"; echo "$b startup $STARTUP_MS ms" >&2
+      else run_one "$b" "$s"; fi
+    done
+  done
+done
+
+python3 - "$RESULTS" "$OUT" "$REPS" "$DURATION" "$(for s in "${SCEN[@]}"; do echo "$s=$(keys_of "$s")"; done)" <<'PY'
+import json, statistics, sys, datetime
+path, out, reps, duration, spec = sys.argv[1:6]
+keys = {line.split("=")[0]: line.split("=")[1].split() for line in spec.splitlines() if "=" in line}
+data = {}
+for line in open(path):
+    b, s, js = line.rstrip("\n").split("\t", 2)
+    try:
+        d = json.loads(js)
+    except Exception:
+        continue
+    for k, v in d.items():
+        if isinstance(v, (int, float)):
+            data.setdefault((s, k, b), []).append(v)
+rows = ["| scenario | figure | Warren | RabbitMQ | Warren / RabbitMQ |", "|---|---|---:|---:|---:|"]
+for s, ks in keys.items():
+    for k in ks:
+        w, r = data.get((s, k, "warren")), data.get((s, k, "rabbitmq"))
+        if not w or not r:
+            continue
+        mw, mr = statistics.median(w), statistics.median(r)
+        ratio = f"{mw / mr:.2f}x" if mr else "n/a"
+        rows.append(f"| {s} | {k} | {mw:,.2f} | {mr:,.2f} | {ratio} |")
+hdr = (f"Medians of {reps} alternating runs of {duration} s each, "
+       f"{datetime.date.today()}, this machine (2 cores), both brokers on 127.0.0.1.\n\n")
+open(out, "w").write(hdr + "\n".join(rows) + "\n")
+print(hdr + "\n".join(rows))
+PY
+rm -rf "$WORK"

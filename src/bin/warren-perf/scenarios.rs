@@ -1,0 +1,560 @@
+//! The load scenarios: throughput, confirms, latency, fanout, connections, backlog. Each runs
+//! against any broker URL, prints a progress line per second and returns named results.
+
+use std::cell::Cell;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+
+use crate::client::{body_size, confirm_of, deliver_tag, Conn, Url};
+use crate::sample::{Probe, Sample};
+use warren::protocol::frame::{FRAME_BODY, FRAME_HEADER, FRAME_METHOD};
+
+#[derive(Debug, Clone)]
+pub struct Opts {
+    pub url: Url,
+    pub size: usize,
+    pub producers: usize,
+    pub consumers: usize,
+    pub duration: Duration,
+    /// Total publish rate (msg/s); 0 = as fast as possible.
+    pub rate: u64,
+    pub prefetch: u16,
+    /// Unconfirmed publishes allowed per producer; 0 = no confirms.
+    pub confirm: usize,
+    pub persistent: bool,
+    pub queues: usize,
+    pub connections: usize,
+    pub messages: u64,
+    pub broker: Probe,
+}
+
+#[derive(Default)]
+pub struct Counters {
+    pub published: Cell<u64>,
+    pub confirmed: Cell<u64>,
+    pub consumed: Cell<u64>,
+    pub latencies_us: std::cell::RefCell<Vec<u32>>,
+    pub stop: Cell<bool>,
+    pub errors: std::cell::RefCell<Vec<String>>,
+}
+
+pub type Results = Vec<(&'static str, f64)>;
+
+fn props(persistent: bool) -> &'static [u8] {
+    if persistent {
+        &[0x10, 0x00, 2]
+    } else {
+        &[0x00, 0x00]
+    }
+}
+
+/// Publish until told to stop (or `limit` messages), honouring rate and confirm window.
+pub async fn producer(
+    opts: Opts,
+    c: Rc<Counters>,
+    exchange: String,
+    routing_key: String,
+    stamp: Option<Instant>,
+    rate: u64,
+    limit: u64,
+) -> std::io::Result<()> {
+    let mut conn = Conn::open(&opts.url).await?;
+    if opts.confirm > 0 {
+        conn.confirm_select().await?;
+    }
+    let (mut reader, mut writer, frame_max) = conn.split();
+    let acked = Rc::new(Cell::new(0u64));
+    let wake = Rc::new(Notify::new());
+    if opts.confirm > 0 {
+        let (acked, wake, c) = (acked.clone(), wake.clone(), c.clone());
+        tokio::task::spawn_local(async move {
+            while let Ok(f) = reader.frame().await {
+                if f.kind == FRAME_METHOD {
+                    if let Some((tag, _multiple, _ack)) = confirm_of(&f.payload) {
+                        let newly = tag.saturating_sub(acked.get());
+                        acked.set(acked.get().max(tag));
+                        c.confirmed.set(c.confirmed.get() + newly);
+                        wake.notify_one();
+                    }
+                }
+            }
+        });
+    }
+    let mut body = vec![0u8; opts.size.max(if stamp.is_some() { 8 } else { 0 })];
+    let started = Instant::now();
+    let mut sent = 0u64;
+    while !c.stop.get() && sent < limit {
+        let mut batch = 64u64.min(limit - sent);
+        if rate > 0 {
+            let due = (started.elapsed().as_secs_f64() * rate as f64) as u64;
+            if due <= sent {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+                continue;
+            }
+            batch = batch.min(due - sent);
+        }
+        if opts.confirm > 0 {
+            let in_flight = sent - acked.get();
+            if in_flight >= opts.confirm as u64 {
+                wake.notified().await;
+                continue;
+            }
+            batch = batch.min(opts.confirm as u64 - in_flight);
+        }
+        for _ in 0..batch {
+            if let Some(t0) = stamp {
+                body[..8].copy_from_slice(&(t0.elapsed().as_nanos() as u64).to_be_bytes());
+            }
+            writer.publish(
+                1,
+                &exchange,
+                &routing_key,
+                props(opts.persistent),
+                &body,
+                frame_max,
+            );
+        }
+        writer.flush().await?;
+        sent += batch;
+        c.published.set(c.published.get() + batch);
+    }
+    if opts.confirm > 0 {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while acked.get() < sent && Instant::now() < deadline {
+            let _ = tokio::time::timeout(Duration::from_millis(100), wake.notified()).await;
+        }
+    }
+    writer.close().await;
+    Ok(())
+}
+
+/// Consume with manual acks (multiple, every half prefetch) until stopped.
+pub async fn consumer(
+    opts: Opts,
+    c: Rc<Counters>,
+    queue: String,
+    stamp: Option<Instant>,
+    limit: u64,
+) -> std::io::Result<()> {
+    let mut conn = Conn::open(&opts.url).await?;
+    conn.consume(&queue, opts.prefetch, false).await?;
+    let (mut reader, mut writer, _) = conn.split();
+    let every = (opts.prefetch as u64 / 2).max(1);
+    let (mut last_tag, mut unacked, mut remaining, mut first_body) = (0u64, 0u64, 0u64, false);
+    let mut got = 0u64;
+    while !c.stop.get() && got < limit {
+        let f = match tokio::time::timeout(Duration::from_millis(200), reader.frame()).await {
+            Ok(f) => f?,
+            Err(_) => {
+                // idle: settle what we hold so the broker can send more
+                if unacked > 0 {
+                    writer.ack(1, last_tag, true);
+                    writer.flush().await?;
+                    unacked = 0;
+                }
+                continue;
+            }
+        };
+        let mut complete = false;
+        match f.kind {
+            FRAME_METHOD => {
+                if let Some(tag) = deliver_tag(&f.payload) {
+                    last_tag = tag;
+                    first_body = true;
+                }
+            }
+            FRAME_HEADER => {
+                remaining = body_size(&f.payload);
+                complete = remaining == 0;
+            }
+            FRAME_BODY => {
+                if first_body && f.payload.len() >= 8 {
+                    if let Some(t0) = stamp {
+                        let sent = u64::from_be_bytes(f.payload[..8].try_into().unwrap_or([0; 8]));
+                        let now = t0.elapsed().as_nanos() as u64;
+                        c.latencies_us
+                            .borrow_mut()
+                            .push((now.saturating_sub(sent) / 1000) as u32);
+                    }
+                }
+                first_body = false;
+                remaining = remaining.saturating_sub(f.payload.len() as u64);
+                complete = remaining == 0;
+            }
+            _ => {}
+        }
+        if complete {
+            got += 1;
+            unacked += 1;
+            c.consumed.set(c.consumed.get() + 1);
+            if unacked >= every {
+                writer.ack(1, last_tag, true);
+                writer.flush().await?;
+                unacked = 0;
+            }
+        }
+    }
+    if unacked > 0 {
+        writer.ack(1, last_tag, true);
+    }
+    writer.close().await;
+    Ok(())
+}
+
+fn spawn_logged<F: std::future::Future<Output = std::io::Result<()>> + 'static>(
+    c: &Rc<Counters>,
+    f: F,
+) -> tokio::task::JoinHandle<()> {
+    let c = c.clone();
+    tokio::task::spawn_local(async move {
+        if let Err(e) = f.await {
+            c.errors.borrow_mut().push(e.to_string());
+        }
+    })
+}
+
+/// Run for `opts.duration`, printing one line a second; returns the measured window.
+async fn measure(
+    opts: &Opts,
+    c: &Rc<Counters>,
+    what: &str,
+) -> (
+    Duration,
+    Option<Sample>,
+    Option<Sample>,
+    Sample,
+    Sample,
+    u64,
+    u64,
+) {
+    tokio::time::sleep(Duration::from_millis(500)).await; // warm-up
+    let (p0, k0) = (c.published.get(), c.consumed.get());
+    let b0 = opts.broker.sample();
+    let me = Probe::this_process();
+    let m0 = me.sample().expect("own /proc");
+    let t0 = Instant::now();
+    let mut last = (t0, p0, k0);
+    while t0.elapsed() < opts.duration {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        let now = Instant::now();
+        let (p, k) = (c.published.get(), c.consumed.get());
+        let dt = now.duration_since(last.0).as_secs_f64();
+        let broker = opts
+            .broker
+            .sample()
+            .map(|s| format!(" broker rss {} MB", s.rss_kb / 1024))
+            .unwrap_or_default();
+        eprintln!(
+            "{what} t={:>3.0}s published {:>8.0}/s consumed {:>8.0}/s{broker}",
+            t0.elapsed().as_secs_f64(),
+            (p - last.1) as f64 / dt,
+            (k - last.2) as f64 / dt
+        );
+        last = (now, p, k);
+    }
+    let elapsed = t0.elapsed();
+    let b1 = opts.broker.sample();
+    let m1 = me.sample().expect("own /proc");
+    (
+        elapsed,
+        b0,
+        b1,
+        m0,
+        m1,
+        c.published.get() - p0,
+        c.consumed.get() - k0,
+    )
+}
+
+fn cpu_results(
+    out: &mut Results,
+    b0: Option<Sample>,
+    b1: Option<Sample>,
+    m0: Sample,
+    m1: Sample,
+    per: u64,
+    elapsed: f64,
+) {
+    let per = per.max(1) as f64;
+    if let (Some(b0), Some(b1)) = (b0, b1) {
+        out.push(("broker_cpu_us_per_msg", (b1.cpu - b0.cpu) * 1e6 / per));
+        out.push(("broker_cpu_percent", (b1.cpu - b0.cpu) * 100.0 / elapsed));
+        out.push(("broker_rss_mb", b1.rss_kb as f64 / 1024.0));
+    }
+    out.push(("tool_cpu_us_per_msg", (m1.cpu - m0.cpu) * 1e6 / per));
+}
+
+/// Start from an empty queue of this name.
+async fn fresh_queue(opts: &Opts, name: &str, durable: bool) -> std::io::Result<()> {
+    let mut conn = Conn::open(&opts.url).await?;
+    let _ = conn.delete_queue(name).await;
+    conn.declare_queue(name, durable).await?;
+    conn.writer.close().await;
+    Ok(())
+}
+
+pub async fn throughput(opts: Opts, name: &'static str) -> std::io::Result<Results> {
+    let queue = format!("warren-perf-{name}");
+    fresh_queue(&opts, &queue, opts.persistent).await?;
+    let c = Rc::new(Counters::default());
+    let mut tasks = vec![];
+    for _ in 0..opts.consumers {
+        tasks.push(spawn_logged(
+            &c,
+            consumer(opts.clone(), c.clone(), queue.clone(), None, u64::MAX),
+        ));
+    }
+    let rate = opts.rate / opts.producers.max(1) as u64;
+    for _ in 0..opts.producers {
+        tasks.push(spawn_logged(
+            &c,
+            producer(
+                opts.clone(),
+                c.clone(),
+                String::new(),
+                queue.clone(),
+                None,
+                rate,
+                u64::MAX,
+            ),
+        ));
+    }
+    let (elapsed, b0, b1, m0, m1, published, consumed) = measure(&opts, &c, name).await;
+    c.stop.set(true);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(35), t).await;
+    }
+    let secs = elapsed.as_secs_f64();
+    let mut out: Results = vec![
+        ("published_per_s", published as f64 / secs),
+        ("consumed_per_s", consumed as f64 / secs),
+    ];
+    if opts.confirm > 0 {
+        out.push(("confirmed_total", c.confirmed.get() as f64));
+    }
+    cpu_results(&mut out, b0, b1, m0, m1, consumed.max(published), secs);
+    report_errors(&c);
+    Ok(out)
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i] as f64
+}
+
+pub async fn latency(opts: Opts) -> std::io::Result<Results> {
+    let queue = "warren-perf-latency".to_string();
+    fresh_queue(&opts, &queue, false).await?;
+    let c = Rc::new(Counters::default());
+    let t0 = Instant::now();
+    let rate = if opts.rate == 0 { 10_000 } else { opts.rate };
+    let tasks = vec![
+        spawn_logged(
+            &c,
+            consumer(opts.clone(), c.clone(), queue.clone(), Some(t0), u64::MAX),
+        ),
+        spawn_logged(
+            &c,
+            producer(
+                opts.clone(),
+                c.clone(),
+                String::new(),
+                queue.clone(),
+                Some(t0),
+                rate,
+                u64::MAX,
+            ),
+        ),
+    ];
+    // discard warm-up samples
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.latencies_us.borrow_mut().clear();
+    let (elapsed, b0, b1, m0, m1, published, consumed) = measure(&opts, &c, "latency").await;
+    c.stop.set(true);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
+    let mut lat = c.latencies_us.borrow().clone();
+    lat.sort_unstable();
+    let secs = elapsed.as_secs_f64();
+    let mut out: Results = vec![
+        ("published_per_s", published as f64 / secs),
+        ("consumed_per_s", consumed as f64 / secs),
+        ("latency_p50_us", percentile(&lat, 0.5)),
+        ("latency_p99_us", percentile(&lat, 0.99)),
+        ("latency_p999_us", percentile(&lat, 0.999)),
+        ("latency_max_us", lat.last().copied().unwrap_or(0) as f64),
+    ];
+    cpu_results(&mut out, b0, b1, m0, m1, consumed, secs);
+    report_errors(&c);
+    Ok(out)
+}
+
+pub async fn fanout(opts: Opts) -> std::io::Result<Results> {
+    let exchange = "warren-perf-fanout".to_string();
+    let n = opts.queues.max(1);
+    {
+        let mut conn = Conn::open(&opts.url).await?;
+        conn.declare_exchange(&exchange, "fanout").await?;
+        for i in 0..n {
+            let q = format!("warren-perf-fanout-{i}");
+            let _ = conn.delete_queue(&q).await;
+            conn.declare_queue(&q, false).await?;
+            conn.bind(&q, &exchange).await?;
+        }
+        conn.writer.close().await;
+    }
+    let c = Rc::new(Counters::default());
+    let mut tasks = vec![];
+    for i in 0..n {
+        tasks.push(spawn_logged(
+            &c,
+            consumer(
+                opts.clone(),
+                c.clone(),
+                format!("warren-perf-fanout-{i}"),
+                None,
+                u64::MAX,
+            ),
+        ));
+    }
+    tasks.push(spawn_logged(
+        &c,
+        producer(
+            opts.clone(),
+            c.clone(),
+            exchange.clone(),
+            String::new(),
+            None,
+            opts.rate,
+            u64::MAX,
+        ),
+    ));
+    let (elapsed, b0, b1, m0, m1, published, consumed) = measure(&opts, &c, "fanout").await;
+    c.stop.set(true);
+    for t in tasks {
+        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
+    }
+    let secs = elapsed.as_secs_f64();
+    let mut out: Results = vec![
+        ("published_per_s", published as f64 / secs),
+        ("delivered_per_s", consumed as f64 / secs),
+    ];
+    cpu_results(&mut out, b0, b1, m0, m1, consumed, secs);
+    report_errors(&c);
+    Ok(out)
+}
+
+pub async fn connections(opts: Opts) -> std::io::Result<Results> {
+    let before = opts.broker.sample();
+    let t0 = Instant::now();
+    let mut conns = Vec::with_capacity(opts.connections);
+    for _ in 0..opts.connections {
+        conns.push(Conn::open(&opts.url).await?);
+    }
+    let open_time = t0.elapsed();
+    tokio::time::sleep(Duration::from_secs(2)).await; // let the broker settle
+    let after = opts.broker.sample();
+    let n = conns.len() as f64;
+    for c in conns {
+        c.writer.close().await;
+    }
+    let mut out: Results = vec![
+        ("connections", n),
+        ("open_ms_total", open_time.as_secs_f64() * 1e3),
+        ("open_us_each", open_time.as_secs_f64() * 1e6 / n),
+    ];
+    if let (Some(b), Some(a)) = (before, after) {
+        out.push(("broker_rss_before_mb", b.rss_kb as f64 / 1024.0));
+        out.push(("broker_rss_after_mb", a.rss_kb as f64 / 1024.0));
+        out.push((
+            "broker_rss_kb_per_connection",
+            (a.rss_kb as f64 - b.rss_kb as f64) / n,
+        ));
+    }
+    Ok(out)
+}
+
+pub async fn backlog(mut opts: Opts) -> std::io::Result<Results> {
+    let queue = "warren-perf-backlog".to_string();
+    fresh_queue(&opts, &queue, opts.persistent).await?;
+    let m = opts.messages;
+    if opts.confirm == 0 {
+        opts.confirm = 1000; // to know when the backlog is really in the broker
+    }
+    let before = opts.broker.sample();
+    let c = Rc::new(Counters::default());
+    let t0 = Instant::now();
+    let per = m / opts.producers.max(1) as u64;
+    let tasks: Vec<_> = (0..opts.producers.max(1))
+        .map(|_| {
+            spawn_logged(
+                &c,
+                producer(
+                    opts.clone(),
+                    c.clone(),
+                    String::new(),
+                    queue.clone(),
+                    None,
+                    0,
+                    per,
+                ),
+            )
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+    let fill = t0.elapsed();
+    let filled = c.published.get();
+    tokio::time::sleep(Duration::from_secs(3)).await; // settle
+    let full = opts.broker.sample();
+    let t1 = Instant::now();
+    let tasks: Vec<_> = (0..opts.consumers.max(1))
+        .map(|_| {
+            spawn_logged(
+                &c,
+                consumer(
+                    opts.clone(),
+                    c.clone(),
+                    queue.clone(),
+                    None,
+                    filled / opts.consumers.max(1) as u64,
+                ),
+            )
+        })
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+    let drain = t1.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await; // let the broker give memory back
+    let after = opts.broker.sample();
+    let mut out: Results = vec![
+        ("messages", filled as f64),
+        ("fill_per_s", filled as f64 / fill.as_secs_f64()),
+        ("drain_per_s", c.consumed.get() as f64 / drain.as_secs_f64()),
+    ];
+    if let (Some(b), Some(f), Some(a)) = (before, full, after) {
+        out.push(("broker_rss_before_mb", b.rss_kb as f64 / 1024.0));
+        out.push(("broker_rss_full_mb", f.rss_kb as f64 / 1024.0));
+        out.push(("broker_rss_after_mb", a.rss_kb as f64 / 1024.0));
+        out.push((
+            "broker_rss_bytes_per_msg",
+            (f.rss_kb as f64 - b.rss_kb as f64) * 1024.0 / filled.max(1) as f64,
+        ));
+    }
+    report_errors(&c);
+    Ok(out)
+}
+
+fn report_errors(c: &Counters) {
+    for e in c.errors.borrow().iter().take(3) {
+        eprintln!("warning: {e}");
+    }
+}
