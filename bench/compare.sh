@@ -20,7 +20,7 @@ while [ $# -gt 0 ]; do
   esac
 done
 [ ${#SCEN[@]} = 0 ] && SCEN=(throughput-100 throughput-16 confirms confirms-single latency fanout connections backlog startup)
-WORK=$(mktemp -d /tmp/warren-bench.XXXXXX)
+WORK=$(mktemp -d /tmp/warren-bench.XXXXXX); chmod 755 "$WORK"  # the rabbitmq user must reach its dirs
 RMQ_PORT=5790; WARREN_PORT=5791
 
 if ! command -v rabbitmq-server >/dev/null; then
@@ -43,16 +43,18 @@ start_rabbitmq() {
   rm -rf "$WORK/rmq"; mkdir -p "$WORK/rmq/mnesia" "$WORK/rmq/log"
   echo "[]." > "$WORK/rmq/plugins"; : > "$WORK/rmq/rabbitmq.conf"
   chown -R rabbitmq:rabbitmq "$WORK/rmq"
-  # setpriv, not su: su's PAM session would reset the open-files limit to 1024
-  setpriv --reuid rabbitmq --regid rabbitmq --init-groups $(rmq_env) /usr/lib/rabbitmq/bin/rabbitmq-server -detached
+  # setpriv, not su: su's PAM session would reset the open-files limit to 1024; from /tmp,
+  # because the rabbitmq user may not enter the directory we were started in
+  (cd /tmp && setpriv --reuid rabbitmq --regid rabbitmq --init-groups $(rmq_env) /usr/lib/rabbitmq/bin/rabbitmq-server -detached)
   for _ in $(seq 1 60); do
     (exec 3<>/dev/tcp/127.0.0.1/$RMQ_PORT) 2>/dev/null && break; sleep 0.5
   done
+  for _ in $(seq 1 40); do [ -s "$WORK/rmq/pid" ] && break; sleep 0.25; done
   sleep 1
   RMQ_PID=$(cat "$WORK/rmq/pid")
 }
 stop_rabbitmq() {
-  setpriv --reuid rabbitmq --regid rabbitmq --init-groups $(rmq_env) /usr/lib/rabbitmq/bin/rabbitmqctl -n warrenbench@localhost stop >/dev/null 2>&1
+  (cd /tmp && setpriv --reuid rabbitmq --regid rabbitmq --init-groups $(rmq_env) /usr/lib/rabbitmq/bin/rabbitmqctl -n warrenbench@localhost stop >/dev/null 2>&1)
   kill "$RMQ_PID" 2>/dev/null; sleep 1
 }
 start_warren() {

@@ -108,11 +108,22 @@ pub struct ChannelLink {
     /// Unique per channel.open, so a delivery for a closed-and-reopened id is recognised.
     pub epoch: u64,
     pub connection_id: u64,
-    pub events: mpsc::UnboundedSender<ConnEvent>,
+    /// Set when the channel first consumes: until then nothing needs to reach it.
+    pub events: std::sync::OnceLock<mpsc::UnboundedSender<ConnEvent>>,
     /// basic.qos(global=true) prefetch, shared by all the channel's consumers.
     pub prefetch: Credit,
     /// channel.flow(active=false) stops deliveries to the whole channel.
     pub flow_active: AtomicBool,
+}
+
+impl ChannelLink {
+    /// Hand an event to the channel's connection; gives it back when the connection is gone.
+    pub fn send(&self, event: ConnEvent) -> Result<(), ConnEvent> {
+        match self.events.get() {
+            Some(tx) => tx.send(event).map_err(|e| e.0),
+            None => Err(event),
+        }
+    }
 }
 
 /// One consumer as its queue sees it.

@@ -194,11 +194,11 @@ impl Connection {
             channel_id: ch,
             epoch: self.broker.next_id(),
             connection_id: self.id,
-            events: self.events_tx.clone(),
+            events: std::sync::OnceLock::new(),
             prefetch: Credit::new(0, None),
             flow_active: std::sync::atomic::AtomicBool::new(true),
         });
-        self.channels.insert(ch, ChannelState::new(link));
+        self.channels.insert(ch, Box::new(ChannelState::new(link)));
         self.send_method(
             ch,
             AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})),
@@ -230,13 +230,13 @@ impl Connection {
         );
         let link = state.link.clone();
         self.teardown_channel(state).await;
-        let mut closing = ChannelState::new(link);
+        let mut closing = Box::new(ChannelState::new(link));
         closing.phase = Phase::Closing;
         self.channels.insert(ch, closing);
     }
 
     /// A channel ends: its consumers are cancelled, then its unacked messages requeued.
-    pub(super) async fn teardown_channel(&mut self, ch: ChannelState) {
+    pub(super) async fn teardown_channel(&mut self, ch: Box<ChannelState>) {
         ch.link.flow_active.store(false, Ordering::Release);
         for (tag, c) in ch.consumers {
             c.queue

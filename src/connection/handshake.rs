@@ -81,7 +81,7 @@ pub fn server_properties(broker: &BrokerState) -> FieldTable {
 fn send(writer: &WriterTx, channel: u16, m: &AMQPClass) {
     let mut out = BytesMut::new();
     method::encode(&mut out, channel, m);
-    let _ = writer.send(Out::Data(out.freeze()));
+    writer.send(Out::Data(out.freeze()));
 }
 
 /// Read until one frame is complete.
@@ -145,7 +145,7 @@ pub async fn handshake<R: AsyncRead + Unpin>(
         }
     }
     if &rbuf[..8] != PROTOCOL_HEADER {
-        let _ = writer.send(Out::Data(bytes::Bytes::from_static(PROTOCOL_HEADER)));
+        writer.send(Out::Data(bytes::Bytes::from_static(PROTOCOL_HEADER)));
         return Err(HandshakeEnd::Gone);
     }
     let _ = rbuf.split_to(8);

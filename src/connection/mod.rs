@@ -37,6 +37,14 @@ use writer::{Out, WriterTx};
 const MIN_READ: usize = 512;
 const MAX_READ: usize = 256 * 1024;
 
+/// The next event, or never when no event channel exists yet.
+async fn next_event(rx: &mut Option<mpsc::UnboundedReceiver<ConnEvent>>) -> Option<ConnEvent> {
+    match rx {
+        Some(rx) => rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Read once into `buf`, making room for at least `hint` bytes first.
 async fn read_some<R: AsyncRead + Unpin>(
     reader: &mut R,
@@ -69,8 +77,13 @@ pub struct Connection {
     /// No-ack credit to give back once `out` is on the socket.
     releases: Vec<(Arc<Credit>, u32)>,
     writer: WriterTx,
-    events_tx: mpsc::UnboundedSender<ConnEvent>,
-    channels: HashMap<u16, ChannelState>,
+    /// Where queues and the store reach this connection. Created on first use (a consumer
+    /// or a confirm), so an idle connection does not pay for a channel's first block.
+    events_tx: Option<mpsc::UnboundedSender<ConnEvent>>,
+    /// A receiver created since the loop last looked; the loop takes it over.
+    new_events_rx: Option<mpsc::UnboundedReceiver<ConnEvent>>,
+    /// Boxed: an idle connection's map then holds pointers, not whole channel states.
+    channels: HashMap<u16, Box<ChannelState>>,
     /// Channels with publisher confirms to send at the end of this wake-up.
     confirm_dirty: Vec<u16>,
     exclusive_queues: Vec<Arc<QueueHandle>>,
@@ -113,15 +126,21 @@ where
         match negotiated {
             Ok(Ok(n)) => {
                 tracing::debug!(user = %n.user, vhost = %n.vhost.name, "connection open");
-                let (events_tx, events_rx) = mpsc::unbounded_channel();
-                let conn = Connection::new(id, broker.clone(), n, writer.clone(), events_tx);
-                conn.run(reader, rbuf, events_rx).await;
+                Connection::new(id, broker.clone(), n, writer)
+                    .run(reader, rbuf)
+                    .await;
             }
-            Ok(Err(HandshakeEnd::Refused(e))) => send_close_now(&writer, &e),
-            Ok(Err(HandshakeEnd::Gone)) => {}
-            Err(_) => tracing::info!("closing: handshake not completed within {timeout:?}"),
+            Ok(Err(HandshakeEnd::Refused(e))) => {
+                send_close_now(&writer, &e);
+                drop(writer);
+            }
+            Ok(Err(HandshakeEnd::Gone)) => drop(writer),
+            Err(_) => {
+                tracing::info!("closing: handshake not completed within {timeout:?}");
+                drop(writer);
+            }
         }
-        drop(writer);
+        // the writer finishes what was queued, then closes the socket
         let _ = tokio::time::timeout(Duration::from_secs(5), writer_task).await;
         broker
             .connections
@@ -143,17 +162,11 @@ fn close_method(e: &AmqpError) -> AMQPClass {
 fn send_close_now(writer: &WriterTx, e: &AmqpError) {
     let mut out = BytesMut::new();
     method::encode(&mut out, 0, &close_method(e));
-    let _ = writer.send(Out::Data(out.freeze()));
+    writer.send(Out::Data(out.freeze()));
 }
 
 impl Connection {
-    fn new(
-        id: u64,
-        broker: Arc<BrokerState>,
-        n: Negotiated,
-        writer: WriterTx,
-        events_tx: mpsc::UnboundedSender<ConnEvent>,
-    ) -> Self {
+    fn new(id: u64, broker: Arc<BrokerState>, n: Negotiated, writer: WriterTx) -> Self {
         Self {
             id,
             broker,
@@ -166,7 +179,8 @@ impl Connection {
             out: BytesMut::new(),
             releases: Vec::new(),
             writer,
-            events_tx,
+            events_tx: None,
+            new_events_rx: None,
             channels: HashMap::new(),
             confirm_dirty: Vec::new(),
             exclusive_queues: Vec::new(),
@@ -176,12 +190,19 @@ impl Connection {
         }
     }
 
-    async fn run<R: AsyncRead + Unpin>(
-        mut self,
-        mut reader: R,
-        mut rbuf: BytesMut,
-        mut events_rx: mpsc::UnboundedReceiver<ConnEvent>,
-    ) {
+    /// The sender queues and the store use to reach this connection.
+    fn events(&mut self) -> mpsc::UnboundedSender<ConnEvent> {
+        if let Some(tx) = &self.events_tx {
+            return tx.clone();
+        }
+        let (tx, rx) = mpsc::unbounded_channel();
+        self.events_tx = Some(tx.clone());
+        self.new_events_rx = Some(rx);
+        tx
+    }
+
+    async fn run<R: AsyncRead + Unpin>(mut self, mut reader: R, mut rbuf: BytesMut) {
+        let mut events_rx: Option<mpsc::UnboundedReceiver<ConnEvent>> = None;
         let mut shutdown = self.broker.shutdown.subscribe();
         let hb = self.heartbeat;
         let tick_every = if hb == 0 {
@@ -198,6 +219,9 @@ impl Connection {
         let mut read_hint = MIN_READ;
 
         while !self.done {
+            if events_rx.is_none() {
+                events_rx = self.new_events_rx.take();
+            }
             let close_deadline = self
                 .closing
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
@@ -214,12 +238,12 @@ impl Connection {
                         }
                     }
                 }
-                Some(ev) = events_rx.recv() => {
+                Some(ev) = next_event(&mut events_rx) => {
                     self.handle_event(ev).await;
                     for _ in 0..255 {
-                        match events_rx.try_recv() {
-                            Ok(ev) => self.handle_event(ev).await,
-                            Err(_) => break,
+                        match events_rx.as_mut().map(|rx| rx.try_recv()) {
+                            Some(Ok(ev)) => self.handle_event(ev).await,
+                            _ => break,
                         }
                     }
                 }
@@ -276,9 +300,9 @@ impl Connection {
         if self.out.is_empty() {
             return false;
         }
-        let _ = self.writer.send(Out::Data(self.out.split().freeze()));
+        self.writer.send(Out::Data(self.out.split().freeze()));
         for (credit, n) in self.releases.drain(..) {
-            let _ = self.writer.send(Out::Release(credit, n));
+            self.writer.send(Out::Release(credit, n));
         }
         true
     }

@@ -382,7 +382,7 @@ impl QueueActor {
                 message,
                 no_ack,
             };
-            if let Err(mpsc::error::SendError(event)) = consumer.channel.events.send(event) {
+            if let Err(event) = consumer.channel.send(event) {
                 // The connection is gone: its consumers go, the message goes back.
                 let epoch = consumer.channel.epoch;
                 consumer.give_back();
@@ -399,7 +399,7 @@ impl QueueActor {
 
     fn notify_consumers_cancelled(&mut self) {
         for c in self.consumers.drain(..) {
-            let _ = c.channel.events.send(ConnEvent::ConsumerCancelled {
+            let _ = c.channel.send(ConnEvent::ConsumerCancelled {
                 channel_id: c.channel.channel_id,
                 epoch: c.channel.epoch,
                 consumer_tag: c.tag.clone(),

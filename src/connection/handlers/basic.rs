@@ -60,9 +60,12 @@ impl Connection {
             n => n.to_owned(),
         };
         let q = self.vhost.queue_for(&name, self.id)?;
+        let events = self.events();
         let Some(state) = self.channels.get_mut(&ch) else {
             return Ok(());
         };
+        // from now on queues can reach this channel
+        let _ = state.link.events.set(events);
         let tag: Arc<str> = match d.consumer_tag.as_str() {
             "" => consumer_tag().into(),
             t => t.into(),

@@ -202,7 +202,15 @@ impl Connection {
                 0
             },
         });
-        let events = self.events_tx.clone();
+        let confirming = self
+            .channels
+            .get(&ch)
+            .is_some_and(|s| s.confirm_next.is_some());
+        let events = if confirming {
+            Some(self.events())
+        } else {
+            None
+        };
         let Some(state) = self.channels.get_mut(&ch) else {
             return Ok(());
         };
@@ -210,17 +218,21 @@ impl Connection {
             tx.publishes.push((message, p.mandatory));
             return Ok(());
         }
-        let token = state.confirm_next.as_mut().map(|next| {
-            let seq = *next;
-            *next += 1;
-            state.confirm_pending.insert(seq);
-            ConfirmToken::new(Completion::Confirm {
-                events,
-                channel_id: ch,
-                epoch: state.link.epoch,
-                seq,
-            })
-        });
+        let token = state
+            .confirm_next
+            .as_mut()
+            .zip(events)
+            .map(|(next, events)| {
+                let seq = *next;
+                *next += 1;
+                state.confirm_pending.insert(seq);
+                ConfirmToken::new(Completion::Confirm {
+                    events,
+                    channel_id: ch,
+                    epoch: state.link.epoch,
+                    seq,
+                })
+            });
         self.route_and_enqueue(ch, message, p.mandatory, token.clone())
             .await;
         // Nothing went to the store: confirm now. Otherwise the token fires once the
