@@ -291,3 +291,53 @@ async fn an_unreadable_store_is_a_clear_error_naming_the_file() {
         .expect("garbage store must not open");
     assert!(err.to_string().contains("warren.redb"), "{err}");
 }
+
+#[tokio::test]
+async fn a_backlog_past_the_memory_budget_is_paged_and_still_comes_out_in_order() {
+    let config = Config {
+        queue_ram_limit: 2_000, // about 20 bodies of 100 bytes; the rest waits in the store
+        ..Config::default()
+    };
+    let b = common::start_with(config).await;
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(Default::default()).await.unwrap();
+    ch.queue_declare("deep".into(), durable(), FieldTable::default())
+        .await
+        .unwrap();
+    let body = |i: usize| format!("{i:0100}");
+    let mut confirms = vec![];
+    for i in 0..3000 {
+        confirms.push(
+            ch.basic_publish(
+                "".into(),
+                "deep".into(),
+                Default::default(),
+                body(i).as_bytes(),
+                persistent(),
+            )
+            .await
+            .unwrap(),
+        );
+    }
+    for c in confirms {
+        c.await.unwrap();
+    }
+    // the first half is consumed from this broker, the rest after a restart
+    for i in 0..1500 {
+        let m = within(ch.basic_get("deep".into(), BasicGetOptions { no_ack: true }))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(String::from_utf8(m.delivery.data).unwrap(), body(i));
+    }
+    let b = b.restart().await;
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    let rest = bodies(&ch, "deep").await;
+    assert_eq!(rest.len(), 1500);
+    for (n, (got, _)) in rest.iter().enumerate() {
+        assert_eq!(got, &body(1500 + n));
+    }
+    b.stop().await;
+}

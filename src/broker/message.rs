@@ -33,3 +33,23 @@ pub struct QueuedMessage {
     /// When this copy expires: the lower of the message's and the queue's TTL.
     pub expires_at: Option<tokio::time::Instant>,
 }
+
+impl Message {
+    /// A persistent message read back from the store.
+    pub fn from_record(store_id: u64, r: crate::store::MessageRecord) -> Message {
+        let peek = crate::protocol::content::peek_properties(&r.properties).unwrap_or_default();
+        let expiration = peek
+            .expiration
+            .and_then(|range| std::str::from_utf8(&r.properties[range]).ok()?.parse().ok());
+        Message {
+            exchange: r.exchange.into(),
+            routing_key: r.routing_key.into(),
+            properties: r.properties,
+            body: r.body,
+            persistent: true,
+            priority: peek.priority.unwrap_or(0),
+            expiration,
+            store_id,
+        }
+    }
+}

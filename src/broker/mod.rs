@@ -10,7 +10,7 @@ pub mod message;
 pub mod queue;
 pub mod vhost;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Arc;
 
@@ -18,10 +18,8 @@ use dashmap::DashMap;
 use tokio::sync::watch;
 
 use crate::config::Config;
-use crate::protocol::content::peek_properties;
 use crate::store::{Definition, Recovered, Store};
 use auth::Users;
-use message::Message;
 use vhost::VHost;
 
 #[derive(Debug)]
@@ -66,33 +64,12 @@ impl BrokerState {
             .map(|d| definition_vhost(d).to_owned())
             .collect();
         names.insert(config.default_vhost.clone());
-        let messages: HashMap<u64, Arc<Message>> = recovered
-            .messages
-            .into_iter()
-            .map(|(id, r)| {
-                let peek = peek_properties(&r.properties).unwrap_or_default();
-                let expiration = peek
-                    .expiration
-                    .and_then(|range| std::str::from_utf8(&r.properties[range]).ok()?.parse().ok());
-                let m = Message {
-                    exchange: r.exchange.into(),
-                    routing_key: r.routing_key.into(),
-                    properties: r.properties,
-                    body: r.body,
-                    persistent: true,
-                    priority: peek.priority.unwrap_or(0),
-                    expiration,
-                    store_id: id,
-                };
-                (id, Arc::new(m))
-            })
-            .collect();
         let mut positions = recovered.queues;
         let mut report = RecoveryReport::default();
         let vhosts = DashMap::new();
         for name in names {
-            let v = VHost::new(&name, store.clone());
-            report.messages += v.restore(&recovered.definitions, &mut positions, &messages);
+            let v = VHost::new(&name, store.clone(), config.queue_ram_limit as usize);
+            report.messages += v.restore(&recovered.definitions, &mut positions);
             vhosts.insert(name, v);
         }
         report.queues = recovered

@@ -11,7 +11,6 @@ use amq_protocol::types::FieldTable;
 use dashmap::DashMap;
 
 use super::exchange::{headers, Destination, Exchange, ExchangeKind};
-use super::message::{Message, QueuedMessage};
 use super::queue::{self, args, QueueArgs, QueueCmd, QueueHandle, QueueInit, QueueStats};
 use crate::protocol::AmqpError;
 use crate::store::codec::{queue_key, Definition};
@@ -53,6 +52,8 @@ pub struct VHost {
     exchanges: DashMap<String, Arc<Exchange>>,
     queues: DashMap<String, Arc<QueueHandle>>,
     store: Option<Store>,
+    /// Per-queue budget of ready bodies in memory before stored messages are paged out.
+    queue_ram_limit: usize,
     me: Weak<VHost>,
 }
 
@@ -65,9 +66,10 @@ fn same(flag: bool) -> &'static str {
 }
 
 impl VHost {
-    pub fn new(name: &str, store: Option<Store>) -> Arc<Self> {
+    pub fn new(name: &str, store: Option<Store>, queue_ram_limit: usize) -> Arc<Self> {
         let vhost = Arc::new_cyclic(|me| VHost {
             name: name.to_owned(),
+            queue_ram_limit,
             exchanges: DashMap::new(),
             queues: DashMap::new(),
             store,
@@ -477,6 +479,7 @@ impl VHost {
                         args: parsed,
                         store,
                         recovered: Vec::new(),
+                        ram_limit: self.queue_ram_limit,
                     },
                     self.me.clone(),
                 )
@@ -604,7 +607,6 @@ impl VHost {
         &self,
         definitions: &[Definition],
         positions: &mut std::collections::HashMap<String, Vec<(u64, u64, bool)>>,
-        messages: &std::collections::HashMap<u64, Arc<Message>>,
     ) -> usize {
         let mut restored = 0;
         for d in definitions {
@@ -645,19 +647,7 @@ impl VHost {
                     continue;
                 }
                 let key = queue_key(&self.name, name);
-                let recovered: Vec<QueuedMessage> = positions
-                    .remove(&key)
-                    .unwrap_or_default()
-                    .into_iter()
-                    .filter_map(|(seq, id, delivered)| {
-                        Some(QueuedMessage {
-                            id: seq,
-                            message: messages.get(&id)?.clone(),
-                            redelivered: delivered,
-                            expires_at: None,
-                        })
-                    })
-                    .collect();
+                let recovered = positions.remove(&key).unwrap_or_default();
                 restored += recovered.len();
                 let args = QueueArgs::parse(arguments, name, &self.name).unwrap_or_default();
                 let handle = queue::spawn(
@@ -670,6 +660,7 @@ impl VHost {
                         args,
                         store: self.store.clone().map(|s| (s, key.into())),
                         recovered,
+                        ram_limit: self.queue_ram_limit,
                     },
                     self.me.clone(),
                 );

@@ -43,6 +43,11 @@ pub struct Config {
     pub product: String,
     pub product_version: String,
     pub cluster_name: String,
+    /// Bytes of ready message bodies one durable queue keeps in memory; beyond it,
+    /// persistent messages stay in the store until they near the head of the queue.
+    pub queue_ram_limit: u64,
+    /// Bytes of the store's page cache.
+    pub store_cache_size: u64,
 }
 
 impl Default for Config {
@@ -66,6 +71,8 @@ impl Default for Config {
             product: "RabbitMQ".into(),
             product_version: "3.13.7".into(),
             cluster_name: "warren".into(),
+            queue_ram_limit: 33_554_432,
+            store_cache_size: 67_108_864,
         }
     }
 }
@@ -87,6 +94,8 @@ pub const KEYS: &[&str] = &[
     "product",
     "product_version",
     "cluster_name",
+    "queue_ram_limit",
+    "store_cache_size",
 ];
 
 fn list(value: &str) -> Vec<String> {
@@ -164,6 +173,14 @@ impl Config {
             "product" => self.product = value.to_owned(),
             "product_version" => self.product_version = value.to_owned(),
             "cluster_name" => self.cluster_name = value.to_owned(),
+            "queue_ram_limit" => self.queue_ram_limit = num(value).map_err(bad)?,
+            "store_cache_size" => {
+                let n: u64 = num(value).map_err(bad)?;
+                if n < 1_048_576 {
+                    return Err(bad(format!("{n} is below 1 MiB")));
+                }
+                self.store_cache_size = n;
+            }
             _ => {
                 return Err(ConfigError::UnknownKey {
                     key: key.to_owned(),
@@ -290,6 +307,7 @@ mod tests {
                 "log_level" => "debug",
                 "channel_max" | "frame_max" | "heartbeat" | "max_message_size"
                 | "handshake_timeout" => "8192",
+                "queue_ram_limit" | "store_cache_size" => "2097152",
                 _ => "x",
             };
             c.set(key, value, "test").unwrap();

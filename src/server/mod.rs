@@ -85,7 +85,8 @@ impl BrokerBuilder {
         }
         // Recover before accepting anyone: clients must find their durable queues full.
         let started = std::time::Instant::now();
-        let (store, recovered) = Store::open(&self.config.data_dir)?;
+        let (store, recovered) =
+            Store::open(&self.config.data_dir, self.config.store_cache_size as usize)?;
         let (state, recovery) = BrokerState::new(self.config, Some(store), recovered);
         let recovery_time = started.elapsed();
         let mut addrs = Vec::new();

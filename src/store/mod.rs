@@ -71,18 +71,25 @@ pub enum StoreOp {
     Shutdown(oneshot::Sender<()>),
 }
 
-/// What recovery found.
+/// What recovery found. Message bodies are not read here: queues load them as they need
+/// them, so recovery time and memory do not grow with the backlog's bytes.
 #[derive(Debug, Default)]
 pub struct Recovered {
     pub definitions: Vec<Definition>,
     /// Per queue key: (seq, store id, delivered before), in seq order.
     pub queues: HashMap<String, Vec<(u64, u64, bool)>>,
-    pub messages: HashMap<u64, MessageRecord>,
     pub max_store_id: u64,
+}
+
+/// Reads stored messages back, from any thread, concurrently with the writer.
+pub trait MessageReader: Send + Sync + std::fmt::Debug {
+    /// The records for `ids`, in order; None where a message is not (or no longer) stored.
+    fn read(&self, ids: &[u64]) -> Vec<Option<MessageRecord>>;
 }
 
 /// A storage engine: applies batches atomically and reads everything back at start.
 pub trait Backend: Send + 'static {
+    fn reader(&self) -> Arc<dyn MessageReader>;
     /// Apply `ops` (already stripped of work that cancels out) in one durable commit.
     fn apply(&mut self, ops: &[StoreOp]) -> Result<(), StoreError>;
     fn recover(&mut self) -> Result<Recovered, StoreError>;
@@ -160,27 +167,37 @@ impl Drop for ConfirmToken {
     }
 }
 
-/// Handle to the writer thread.
+/// Handle to the writer thread, and to reading messages back.
 #[derive(Debug, Clone)]
 pub struct Store {
     tx: mpsc::Sender<Vec<StoreOp>>,
+    reader: Arc<dyn MessageReader>,
 }
 
 impl Store {
     /// Open the redb store under `data_dir` and start its writer thread.
-    pub fn open(data_dir: &std::path::Path) -> Result<(Store, Recovered), StoreError> {
-        let mut backend = redb_store::RedbBackend::open(&data_dir.join("warren.redb"))?;
+    pub fn open(
+        data_dir: &std::path::Path,
+        cache_size: usize,
+    ) -> Result<(Store, Recovered), StoreError> {
+        let mut backend = redb_store::RedbBackend::open(&data_dir.join("warren.redb"), cache_size)?;
         let recovered = backend.recover()?;
         Ok((Self::start(backend), recovered))
     }
 
     pub fn start(backend: impl Backend) -> Store {
+        let reader = backend.reader();
         let (tx, rx) = mpsc::channel(STORE_QUEUE);
         std::thread::Builder::new()
             .name("warren-store".into())
             .spawn(move || writer::run(backend, rx))
             .expect("spawn store writer thread");
-        Store { tx }
+        Store { tx, reader }
+    }
+
+    /// Read stored messages back (a queue paging its backlog in).
+    pub fn read(&self, ids: &[u64]) -> Vec<Option<MessageRecord>> {
+        self.reader.read(ids)
     }
 
     /// Queue `ops` for the next commit (waits only for room in the writer's queue).

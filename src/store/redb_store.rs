@@ -8,39 +8,90 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
 
 use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefinition};
 
 use super::codec::{self, definition_key, encode_definition};
-use super::{Backend, Recovered, StoreError, StoreOp};
+use super::{Backend, MessageReader, MessageRecord, Recovered, StoreError, StoreOp};
 
 const DEFINITIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("definitions");
 const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
 const REFS: TableDefinition<u64, u32> = TableDefinition::new("refs");
 const QUEUE_INDEX: TableDefinition<(&str, u64), (u64, bool)> = TableDefinition::new("queue_index");
 
+/// The database is shared with readers; the writer takes it exclusively only to compact,
+/// and empties it when the backend is dropped, which closes the file (and its lock) even
+/// while queues still hold readers.
+type SharedDb = Arc<RwLock<Option<Database>>>;
+
+fn closed() -> redb::Error {
+    redb::Error::Io(std::io::Error::other("the store is closed"))
+}
+
 pub struct RedbBackend {
-    db: Database,
+    db: SharedDb,
     path: PathBuf,
 }
 
+#[derive(Debug)]
+struct RedbReader {
+    db: SharedDb,
+}
+
+impl std::fmt::Debug for RedbBackend {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RedbBackend({})", self.path.display())
+    }
+}
+
+impl Drop for RedbBackend {
+    fn drop(&mut self) {
+        self.db.write().unwrap_or_else(|p| p.into_inner()).take();
+    }
+}
+
+impl MessageReader for RedbReader {
+    fn read(&self, ids: &[u64]) -> Vec<Option<MessageRecord>> {
+        let read = || -> Result<Vec<Option<MessageRecord>>, redb::Error> {
+            let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
+            let txn = guard.as_ref().ok_or_else(closed)?.begin_read()?;
+            let messages = txn.open_table(MESSAGES)?;
+            ids.iter()
+                .map(|id| {
+                    Ok(messages
+                        .get(*id)?
+                        .and_then(|v| codec::decode_message(v.value())))
+                })
+                .collect()
+        };
+        read().unwrap_or_else(|e| {
+            tracing::error!("reading messages back from the store failed: {e}");
+            vec![None; ids.len()]
+        })
+    }
+}
+
 impl RedbBackend {
-    pub fn open(path: &Path) -> Result<Self, StoreError> {
-        let db = Database::create(path).map_err(|e| match e {
-            DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
-                path: path.parent().unwrap_or(path).to_path_buf(),
-            },
-            DatabaseError::Storage(redb::StorageError::Io(io)) => StoreError::Open {
-                path: path.to_path_buf(),
-                why: io.to_string(),
-            },
-            other => StoreError::Corrupt {
-                path: path.to_path_buf(),
-                why: other.to_string(),
-            },
-        })?;
+    pub fn open(path: &Path, cache_size: usize) -> Result<Self, StoreError> {
+        let db = Database::builder()
+            .set_cache_size(cache_size)
+            .create(path)
+            .map_err(|e| match e {
+                DatabaseError::DatabaseAlreadyOpen => StoreError::Locked {
+                    path: path.parent().unwrap_or(path).to_path_buf(),
+                },
+                DatabaseError::Storage(redb::StorageError::Io(io)) => StoreError::Open {
+                    path: path.to_path_buf(),
+                    why: io.to_string(),
+                },
+                other => StoreError::Corrupt {
+                    path: path.to_path_buf(),
+                    why: other.to_string(),
+                },
+            })?;
         let backend = Self {
-            db,
+            db: Arc::new(RwLock::new(Some(db))),
             path: path.to_path_buf(),
         };
         // Create the tables up front so recovery of a fresh store reads empty tables.
@@ -62,7 +113,8 @@ impl RedbBackend {
         &self,
         f: impl FnOnce(&mut Tables<'_>) -> Result<(), redb::Error>,
     ) -> Result<(), redb::Error> {
-        let txn = self.db.begin_write()?;
+        let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
+        let txn = guard.as_ref().ok_or_else(closed)?.begin_write()?;
         {
             let mut t = Tables {
                 definitions: txn.open_table(DEFINITIONS)?,
@@ -98,6 +150,12 @@ impl Tables<'_> {
 }
 
 impl Backend for RedbBackend {
+    fn reader(&self) -> Arc<dyn MessageReader> {
+        Arc::new(RedbReader {
+            db: self.db.clone(),
+        })
+    }
+
     fn apply(&mut self, ops: &[StoreOp]) -> Result<(), StoreError> {
         if ops
             .iter()
@@ -172,7 +230,12 @@ impl Backend for RedbBackend {
     }
 
     fn recover(&mut self) -> Result<Recovered, StoreError> {
-        let txn = self.db.begin_read().map_err(|e| self.corrupt(e))?;
+        let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
+        let txn = guard
+            .as_ref()
+            .ok_or_else(|| self.corrupt("the store is closed"))?
+            .begin_read()
+            .map_err(|e| self.corrupt(e))?;
         let mut out = Recovered::default();
         let defs = txn.open_table(DEFINITIONS).map_err(|e| self.corrupt(e))?;
         for entry in defs.iter().map_err(|e| self.corrupt(e))? {
@@ -194,22 +257,21 @@ impl Backend for RedbBackend {
         }
         out.queues = queues;
         let messages = txn.open_table(MESSAGES).map_err(|e| self.corrupt(e))?;
-        for entry in messages.iter().map_err(|e| self.corrupt(e))? {
-            let (k, v) = entry.map_err(|e| self.corrupt(e))?;
-            let id = k.value();
-            let record = codec::decode_message(v.value())
-                .ok_or_else(|| self.corrupt("undecodable message record"))?;
-            out.max_store_id = out.max_store_id.max(id);
-            out.messages.insert(id, record);
+        if let Some((k, _)) = messages.last().map_err(|e| self.corrupt(e))? {
+            out.max_store_id = k.value();
         }
         Ok(out)
     }
 
     fn compact(&mut self) -> Result<(), StoreError> {
-        self.db
-            .compact()
-            .map(|_| ())
-            .map_err(|e| StoreError::Write(e.to_string()))
+        let mut guard = self.db.write().unwrap_or_else(|p| p.into_inner());
+        match guard.as_mut() {
+            Some(db) => db
+                .compact()
+                .map(|_| ())
+                .map_err(|e| StoreError::Write(e.to_string())),
+            None => Ok(()),
+        }
     }
 }
 
@@ -248,12 +310,12 @@ mod tests {
     fn a_message_in_two_queues_is_stored_once_and_freed_by_its_last_ack() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.redb");
-        let mut b = RedbBackend::open(&path).unwrap();
+        let mut b = RedbBackend::open(&path, 1 << 20).unwrap();
         let m = message(7, b"order");
         b.apply(&[enqueue("a", 1, &m), enqueue("b", 1, &m)])
             .unwrap();
         let r = b.recover().unwrap();
-        assert_eq!(r.messages.len(), 1);
+        assert_eq!(b.reader().read(&[7]).iter().flatten().count(), 1);
         assert_eq!(r.queues["a"], vec![(1, 7, false)]);
         b.apply(&[
             StoreOp::MarkDelivered {
@@ -277,7 +339,7 @@ mod tests {
         }])
         .unwrap();
         let r = b.recover().unwrap();
-        assert!(r.messages.is_empty() && r.queues.is_empty());
+        assert!(b.reader().read(&[7])[0].is_none() && r.queues.is_empty());
     }
 
     #[test]
@@ -285,7 +347,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.redb");
         {
-            let mut b = RedbBackend::open(&path).unwrap();
+            let mut b = RedbBackend::open(&path, 1 << 20).unwrap();
             let q = Definition::Queue {
                 vhost: "/".into(),
                 name: "orders".into(),
@@ -298,7 +360,7 @@ mod tests {
             ])
             .unwrap();
         }
-        let mut b = RedbBackend::open(&path).unwrap();
+        let mut b = RedbBackend::open(&path, 1 << 20).unwrap();
         let r = b.recover().unwrap();
         assert_eq!(r.definitions.len(), 1);
         assert_eq!(r.max_store_id, 1);
@@ -306,16 +368,16 @@ mod tests {
             queue: "/\0orders".into(),
         }])
         .unwrap();
-        assert!(b.recover().unwrap().messages.is_empty());
+        assert!(b.reader().read(&[1])[0].is_none());
     }
 
     #[test]
     fn a_second_open_of_the_same_file_is_refused_as_locked() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.redb");
-        let _first = RedbBackend::open(&path).unwrap();
+        let _first = RedbBackend::open(&path, 1 << 20).unwrap();
         assert!(matches!(
-            RedbBackend::open(&path),
+            RedbBackend::open(&path, 1 << 20),
             Err(StoreError::Locked { .. })
         ));
     }
@@ -325,7 +387,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.redb");
         std::fs::write(&path, vec![0xAB; 8192]).unwrap();
-        let err = RedbBackend::open(&path)
+        let err = RedbBackend::open(&path, 1 << 20)
             .err()
             .expect("garbage must not open");
         assert!(err.to_string().contains("w.redb"), "{err}");

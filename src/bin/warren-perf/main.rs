@@ -71,6 +71,12 @@ struct Cli {
     /// Messages for the backlog scenario.
     #[arg(long, default_value_t = 1_000_000)]
     messages: u64,
+    /// backlog: fill and leave the messages in the queue (for a restart test).
+    #[arg(long)]
+    keep: bool,
+    /// backlog: only drain what is already in the queue.
+    #[arg(long)]
+    drain_only: bool,
     /// Broker process id: sample its CPU and RSS.
     #[arg(long)]
     broker_pid: Option<u32>,
@@ -102,6 +108,8 @@ fn main() -> ExitCode {
         queues: cli.queues,
         connections: cli.connections,
         messages: cli.messages,
+        keep: cli.keep,
+        drain_only: cli.drain_only,
         broker: sample::Probe::broker(cli.broker_pid),
     };
     let runtime = match tokio::runtime::Builder::new_current_thread()

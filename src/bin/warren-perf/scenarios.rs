@@ -27,6 +27,9 @@ pub struct Opts {
     pub queues: usize,
     pub connections: usize,
     pub messages: u64,
+    /// backlog: leave the queue full / only drain it
+    pub keep: bool,
+    pub drain_only: bool,
     pub broker: Probe,
 }
 
@@ -482,6 +485,9 @@ pub async fn connections(opts: Opts) -> std::io::Result<Results> {
 
 pub async fn backlog(mut opts: Opts) -> std::io::Result<Results> {
     let queue = "warren-perf-backlog".to_string();
+    if opts.drain_only {
+        return drain(opts, queue).await;
+    }
     fresh_queue(&opts, &queue, opts.persistent).await?;
     let m = opts.messages;
     if opts.confirm == 0 {
@@ -514,6 +520,21 @@ pub async fn backlog(mut opts: Opts) -> std::io::Result<Results> {
     let filled = c.published.get();
     tokio::time::sleep(Duration::from_secs(3)).await; // settle
     let full = opts.broker.sample();
+    if opts.keep {
+        let mut out: Results = vec![
+            ("messages", filled as f64),
+            ("fill_per_s", filled as f64 / fill.as_secs_f64()),
+        ];
+        if let (Some(b), Some(f)) = (before, full) {
+            out.push(("broker_rss_before_mb", b.rss_kb as f64 / 1024.0));
+            out.push(("broker_rss_full_mb", f.rss_kb as f64 / 1024.0));
+            out.push((
+                "broker_rss_bytes_per_msg",
+                (f.rss_kb as f64 - b.rss_kb as f64) * 1024.0 / filled.max(1) as f64,
+            ));
+        }
+        return Ok(out);
+    }
     let t1 = Instant::now();
     let tasks: Vec<_> = (0..opts.consumers.max(1))
         .map(|_| {
@@ -548,6 +569,35 @@ pub async fn backlog(mut opts: Opts) -> std::io::Result<Results> {
             "broker_rss_bytes_per_msg",
             (f.rss_kb as f64 - b.rss_kb as f64) * 1024.0 / filled.max(1) as f64,
         ));
+    }
+    report_errors(&c);
+    Ok(out)
+}
+
+/// Drain whatever the queue holds (after a restart), with the broker's RSS before and after.
+async fn drain(opts: Opts, queue: String) -> std::io::Result<Results> {
+    let n = {
+        let mut conn = Conn::open(&opts.url).await?;
+        let n = conn.declare_queue(&queue, opts.persistent).await?;
+        conn.writer.close().await;
+        n as u64
+    };
+    let before = opts.broker.sample();
+    let c = Rc::new(Counters::default());
+    let t = Instant::now();
+    spawn_logged(&c, consumer(opts.clone(), c.clone(), queue, None, n))
+        .await
+        .ok();
+    let took = t.elapsed();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = opts.broker.sample();
+    let mut out: Results = vec![
+        ("messages", c.consumed.get() as f64),
+        ("drain_per_s", c.consumed.get() as f64 / took.as_secs_f64()),
+    ];
+    if let (Some(b), Some(a)) = (before, after) {
+        out.push(("broker_rss_before_mb", b.rss_kb as f64 / 1024.0));
+        out.push(("broker_rss_after_mb", a.rss_kb as f64 / 1024.0));
     }
     report_errors(&c);
     Ok(out)

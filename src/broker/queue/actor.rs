@@ -12,13 +12,16 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-use super::ready::ReadyList;
+use super::ready::{Payload, ReadyEntry, ReadyList};
 use super::{QueueCmd, QueueHandle, QueueInit, QueueStats};
 use crate::broker::consumer::{ConnEvent, ConsumerLink};
 use crate::broker::message::{Message, QueuedMessage};
 use crate::broker::vhost::VHost;
 use crate::protocol::AmqpError;
 use crate::store::{ConfirmToken, Store, StoreOp};
+
+/// How many entries at the head of each priority level are kept loaded.
+const PAGE_IN_WINDOW: usize = 512;
 
 pub struct QueueActor {
     handle: Weak<QueueHandle>,
@@ -34,6 +37,8 @@ pub struct QueueActor {
     round_robin: usize,
     had_consumer: bool,
     store: Option<(Store, Arc<str>)>,
+    /// Bytes of ready bodies kept in memory before stored messages are paged out.
+    ram_limit: usize,
     /// Store changes made during this wake-up, submitted as one batch.
     store_ops: Vec<StoreOp>,
     /// Replies that may only go out once this wake-up's store changes are submitted, so
@@ -60,9 +65,27 @@ impl QueueActor {
         init: QueueInit,
     ) -> Self {
         let mut ready = ReadyList::new(handle.args.max_priority);
-        let next_id = init.recovered.last().map_or(1, |m| m.id + 1);
-        for m in init.recovered {
-            ready.push(m);
+        let next_id = init.recovered.last().map_or(1, |(seq, _, _)| seq + 1);
+        // Recovered messages start in the store only; the head is loaded on demand. A
+        // priority queue needs each message's priority to place it, so it loads them all.
+        if ready.is_priority() {
+            if let Some((store, _)) = &init.store {
+                let ids: Vec<u64> = init.recovered.iter().map(|(_, id, _)| *id).collect();
+                for ((seq, id, delivered), record) in init.recovered.iter().zip(store.read(&ids)) {
+                    if let Some(r) = record {
+                        ready.push(QueuedMessage {
+                            id: *seq,
+                            message: Arc::new(Message::from_record(*id, r)),
+                            redelivered: *delivered,
+                            expires_at: None,
+                        });
+                    }
+                }
+            }
+        } else {
+            for (seq, id, delivered) in init.recovered {
+                ready.push_paged(seq, id, Weak::new(), delivered, None);
+            }
         }
         Self {
             handle: weak,
@@ -77,6 +100,7 @@ impl QueueActor {
             round_robin: 0,
             had_consumer: false,
             store: init.store,
+            ram_limit: init.ram_limit,
             store_ops: Vec::new(),
             deferred: Vec::new(),
         }
@@ -161,12 +185,73 @@ impl QueueActor {
 
     /// Record that a message left the queue for good.
     fn forget_message(&mut self, m: &QueuedMessage) {
-        if let (true, Some((_, key))) = (self.stored(&m.message), &self.store) {
+        self.forget_stored(m.id, m.message.persistent, m.message.store_id);
+    }
+
+    fn forget_entry(&mut self, e: &ReadyEntry) {
+        self.forget_stored(e.id, e.persistent(), e.store_id());
+    }
+
+    fn forget_stored(&mut self, seq: u64, persistent: bool, store_id: u64) {
+        if let (true, Some((_, key))) = (persistent, &self.store) {
             self.store_ops.push(StoreOp::Remove {
                 queue: key.clone(),
-                seq: m.id,
-                store_id: m.message.store_id,
+                seq,
+                store_id,
             });
+        }
+    }
+
+    /// Bring paged entries near the head back into memory, in one store read.
+    fn load_head(&mut self) {
+        let Some((store, _)) = &self.store else {
+            return;
+        };
+        if !self.ready.head_is_paged() {
+            return;
+        }
+        let store = store.clone();
+        self.ready.load_head(PAGE_IN_WINDOW, |keys| {
+            let mut out: Vec<Option<Arc<Message>>> =
+                keys.iter().map(|(_, weak)| weak.upgrade()).collect();
+            let missing: Vec<u64> = keys
+                .iter()
+                .zip(&out)
+                .filter(|(_, m)| m.is_none())
+                .map(|(k, _)| k.0)
+                .collect();
+            if !missing.is_empty() {
+                let mut read = store.read(&missing).into_iter();
+                for (slot, (id, _)) in out.iter_mut().zip(keys) {
+                    if slot.is_none() {
+                        *slot = read
+                            .next()
+                            .flatten()
+                            .map(|r| Arc::new(Message::from_record(*id, r)));
+                    }
+                }
+            }
+            out
+        });
+    }
+
+    /// The next ready message, loaded.
+    fn next_ready(&mut self) -> Option<QueuedMessage> {
+        self.load_head();
+        loop {
+            let e = self.ready.pop()?;
+            match e.payload {
+                Payload::Loaded(message) => {
+                    return Some(QueuedMessage {
+                        id: e.id,
+                        message,
+                        redelivered: e.redelivered,
+                        expires_at: e.expires_at,
+                    })
+                }
+                // could not be loaded: it is gone from the store; nothing to deliver
+                Payload::Paged { .. } => continue,
+            }
         }
     }
 
@@ -193,7 +278,7 @@ impl QueueActor {
             }
             QueueCmd::Get { no_ack, reply } => {
                 self.expire(Instant::now());
-                let got = self.ready.pop().map(|m| {
+                let got = self.next_ready().map(|m| {
                     if no_ack {
                         self.forget_message(&m);
                     } else {
@@ -230,8 +315,8 @@ impl QueueActor {
             }
             QueueCmd::Purge { reply } => {
                 let purged = self.ready.drain();
-                for m in &purged {
-                    self.forget_message(m);
+                for e in &purged {
+                    self.forget_entry(e);
                 }
                 let _ = reply.send(purged.len() as u32);
             }
@@ -280,8 +365,8 @@ impl QueueActor {
     fn expire(&mut self, now: Instant) {
         let mut gone = Vec::new();
         if self.ready.drop_expired(now, &mut gone) > 0 {
-            for m in &gone {
-                self.forget_message(m);
+            for e in &gone {
+                self.forget_entry(e);
             }
         }
     }
@@ -293,19 +378,29 @@ impl QueueActor {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
         };
+        let expires_at = ttl.map(|ms| Instant::now() + Duration::from_millis(ms));
         if let (true, Some((_, key))) = (self.stored(&message), &self.store) {
+            // Past the memory budget a stored message is kept by its store id only; until
+            // the writer has committed it (and let go), the weak pointer still reaches it.
+            let page = self.ready.loaded_bytes() > self.ram_limit && !self.ready.is_priority();
+            let weak = Arc::downgrade(&message);
+            let store_id = message.store_id;
             self.store_ops.push(StoreOp::Enqueue {
                 queue: key.clone(),
                 seq: id,
                 message: message.clone(),
                 confirm,
             });
+            if page {
+                self.ready.push_paged(id, store_id, weak, false, expires_at);
+                return;
+            }
         }
         self.ready.push(QueuedMessage {
             id,
             message,
             redelivered: false,
-            expires_at: ttl.map(|ms| Instant::now() + Duration::from_millis(ms)),
+            expires_at,
         });
     }
 
@@ -362,7 +457,7 @@ impl QueueActor {
                 continue;
             }
             idle = 0;
-            let Some(message) = self.ready.pop() else {
+            let Some(message) = self.next_ready() else {
                 self.consumers[i].give_back();
                 break;
             };

@@ -17,6 +17,7 @@ use super::message::{Message, QueuedMessage};
 use super::vhost::VHost;
 use crate::protocol::AmqpError;
 use crate::store::{ConfirmToken, Store};
+pub use ready::{Payload, ReadyEntry};
 
 pub use args::QueueArgs;
 
@@ -116,8 +117,10 @@ pub struct QueueInit {
     pub args: QueueArgs,
     /// The store, for durable non-exclusive queues.
     pub store: Option<(Store, Arc<str>)>,
-    /// Messages recovered from the store, in queue order.
-    pub recovered: Vec<QueuedMessage>,
+    /// Positions recovered from the store, in queue order: (seq, store id, delivered).
+    pub recovered: Vec<(u64, u64, bool)>,
+    /// Bytes of ready message bodies kept in memory before stored ones are paged out.
+    pub ram_limit: usize,
 }
 
 /// Start a queue's actor and return its handle.

@@ -2,17 +2,77 @@
 //! (one level unless the queue has `x-max-priority`), each kept in message-id order so a
 //! requeued message returns to its original place. Expiry follows RabbitMQ: a message whose
 //! TTL has passed is dropped when it reaches the head of its level, never delivered.
+//!
+//! Entries of a durable queue may be paged: only the store id is kept (and a weak pointer
+//! in case the message is still in memory elsewhere), and the actor loads them back as
+//! they come near the head. `loaded_bytes` is what the list holds in memory.
 
 use std::collections::VecDeque;
+use std::sync::{Arc, Weak};
 
 use tokio::time::Instant;
 
-use crate::broker::message::QueuedMessage;
+use crate::broker::message::{Message, QueuedMessage};
+
+#[derive(Debug, Clone)]
+pub enum Payload {
+    Loaded(Arc<Message>),
+    /// In the store only (the weak pointer still reaches it while the store's writer or
+    /// another queue holds it).
+    Paged {
+        store_id: u64,
+        weak: Weak<Message>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct ReadyEntry {
+    pub id: u64,
+    pub payload: Payload,
+    pub redelivered: bool,
+    pub expires_at: Option<Instant>,
+}
+
+impl ReadyEntry {
+    /// The store identity when this entry is stored, else 0.
+    pub fn store_id(&self) -> u64 {
+        match &self.payload {
+            Payload::Loaded(m) => m.store_id,
+            Payload::Paged { store_id, .. } => *store_id,
+        }
+    }
+
+    pub fn persistent(&self) -> bool {
+        match &self.payload {
+            Payload::Loaded(m) => m.persistent,
+            Payload::Paged { .. } => true,
+        }
+    }
+
+    fn bytes(&self) -> usize {
+        match &self.payload {
+            Payload::Loaded(m) => m.body.len() + m.properties.len(),
+            Payload::Paged { .. } => 0,
+        }
+    }
+}
+
+impl From<QueuedMessage> for ReadyEntry {
+    fn from(m: QueuedMessage) -> Self {
+        ReadyEntry {
+            id: m.id,
+            payload: Payload::Loaded(m.message),
+            redelivered: m.redelivered,
+            expires_at: m.expires_at,
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct ReadyList {
-    levels: Vec<VecDeque<QueuedMessage>>,
+    levels: Vec<VecDeque<ReadyEntry>>,
     len: usize,
+    loaded_bytes: usize,
 }
 
 impl ReadyList {
@@ -21,11 +81,16 @@ impl ReadyList {
         Self {
             levels: (0..n).map(|_| VecDeque::new()).collect(),
             len: 0,
+            loaded_bytes: 0,
         }
     }
 
-    fn level(&self, m: &QueuedMessage) -> usize {
-        (m.message.priority as usize).min(self.levels.len() - 1)
+    pub fn is_priority(&self) -> bool {
+        self.levels.len() > 1
+    }
+
+    fn level_of(&self, priority: u8) -> usize {
+        (priority as usize).min(self.levels.len() - 1)
     }
 
     pub fn len(&self) -> usize {
@@ -36,46 +101,132 @@ impl ReadyList {
         self.len == 0
     }
 
+    pub fn loaded_bytes(&self) -> usize {
+        self.loaded_bytes
+    }
+
+    /// Append a message at the tail of its priority level.
     pub fn push(&mut self, m: QueuedMessage) {
-        let l = self.level(&m);
-        self.levels[l].push_back(m);
+        let l = self.level_of(m.message.priority);
+        let e = ReadyEntry::from(m);
+        self.loaded_bytes += e.bytes();
+        self.levels[l].push_back(e);
+        self.len += 1;
+    }
+
+    /// Append a stored message without keeping it in memory (priority level 0; paged
+    /// entries are only used for queues without priorities).
+    pub fn push_paged(
+        &mut self,
+        id: u64,
+        store_id: u64,
+        weak: Weak<Message>,
+        redelivered: bool,
+        expires_at: Option<Instant>,
+    ) {
+        self.levels[0].push_back(ReadyEntry {
+            id,
+            payload: Payload::Paged { store_id, weak },
+            redelivered,
+            expires_at,
+        });
         self.len += 1;
     }
 
     /// Return a message to the place its id gives it within its level.
     pub fn put_back(&mut self, m: QueuedMessage) {
-        let l = self.level(&m);
+        let l = self.level_of(m.message.priority);
+        let e = ReadyEntry::from(m);
+        self.loaded_bytes += e.bytes();
         let level = &mut self.levels[l];
-        if level.front().is_none_or(|f| m.id < f.id) {
-            level.push_front(m);
+        if level.front().is_none_or(|f| e.id < f.id) {
+            level.push_front(e);
         } else {
-            let at = level.partition_point(|x| x.id < m.id);
-            level.insert(at, m);
+            let at = level.partition_point(|x| x.id < e.id);
+            level.insert(at, e);
         }
         self.len += 1;
     }
 
-    /// The next message to deliver: highest priority first, oldest first within it.
-    pub fn pop(&mut self) -> Option<QueuedMessage> {
-        let m = self.levels.iter_mut().rev().find_map(|l| l.pop_front())?;
+    /// The next entry to deliver: highest priority first, oldest first within it.
+    pub fn pop(&mut self) -> Option<ReadyEntry> {
+        let e = self.levels.iter_mut().rev().find_map(|l| l.pop_front())?;
         self.len -= 1;
-        Some(m)
+        self.loaded_bytes -= e.bytes();
+        Some(e)
     }
 
-    /// Move expired messages at the head of every level into `out`; returns how many went.
-    pub fn drop_expired(&mut self, now: Instant, out: &mut Vec<QueuedMessage>) -> usize {
+    /// Whether the entry `pop` would return next is paged out.
+    pub fn head_is_paged(&self) -> bool {
+        self.levels
+            .iter()
+            .rev()
+            .find_map(|l| l.front())
+            .is_some_and(|e| matches!(e.payload, Payload::Paged { .. }))
+    }
+
+    /// Load the first `window` entries of every level that are paged, with `load`
+    /// (store ids and weak pointers in, messages out, None for one that is gone, which
+    /// is then dropped from the list).
+    pub fn load_head(
+        &mut self,
+        window: usize,
+        load: impl FnOnce(&[(u64, Weak<Message>)]) -> Vec<Option<Arc<Message>>>,
+    ) {
+        let mut wanted = Vec::new();
+        for (l, level) in self.levels.iter().enumerate() {
+            for (i, e) in level.iter().take(window).enumerate() {
+                if let Payload::Paged { store_id, weak } = &e.payload {
+                    wanted.push(((l, i), (*store_id, weak.clone())));
+                }
+            }
+        }
+        if wanted.is_empty() {
+            return;
+        }
+        let keys: Vec<(u64, Weak<Message>)> = wanted.iter().map(|(_, k)| k.clone()).collect();
+        let loaded = load(&keys);
+        let mut gone = Vec::new();
+        for (((l, i), _), m) in wanted.into_iter().zip(loaded) {
+            match m {
+                Some(m) => {
+                    self.loaded_bytes += m.body.len() + m.properties.len();
+                    self.levels[l][i].payload = Payload::Loaded(m);
+                }
+                None => gone.push((l, i)),
+            }
+        }
+        for (l, i) in gone.into_iter().rev() {
+            self.levels[l].remove(i);
+            self.len -= 1;
+        }
+    }
+
+    /// Move expired entries at the head of every level into `out`; returns how many went.
+    pub fn drop_expired(&mut self, now: Instant, out: &mut Vec<ReadyEntry>) -> usize {
         let mut dropped = 0;
         for level in &mut self.levels {
             while level
                 .front()
                 .is_some_and(|m| m.expires_at.is_some_and(|t| t <= now))
             {
-                out.extend(level.pop_front());
-                dropped += 1;
+                if let Some(e) = level.pop_front() {
+                    self.loaded_bytes -= e.bytes();
+                    out.push(e);
+                    dropped += 1;
+                }
             }
         }
         self.len -= dropped;
         dropped
+    }
+
+    /// When the earliest head-of-level message expires.
+    pub fn next_expiry(&self) -> Option<Instant> {
+        self.levels
+            .iter()
+            .filter_map(|l| l.front()?.expires_at)
+            .min()
     }
 
     /// Give back the memory of a drained backlog (kept when small, to avoid churn).
@@ -89,42 +240,37 @@ impl ReadyList {
         }
     }
 
-    /// Take every ready message out (purge).
-    pub fn drain(&mut self) -> Vec<QueuedMessage> {
+    /// Take every ready entry out (purge).
+    pub fn drain(&mut self) -> Vec<ReadyEntry> {
         self.len = 0;
+        self.loaded_bytes = 0;
         self.levels.iter_mut().flat_map(|l| l.drain(..)).collect()
-    }
-
-    /// When the earliest head-of-level message expires.
-    pub fn next_expiry(&self) -> Option<Instant> {
-        self.levels
-            .iter()
-            .filter_map(|l| l.front()?.expires_at)
-            .min()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::message::Message;
     use bytes::Bytes;
-    use std::sync::Arc;
     use std::time::Duration;
+
+    fn message(priority: u8, store_id: u64) -> Arc<Message> {
+        Arc::new(Message {
+            exchange: "".into(),
+            routing_key: "q".into(),
+            properties: Bytes::new(),
+            body: Bytes::from_static(b"0123456789"),
+            persistent: store_id != 0,
+            priority,
+            expiration: None,
+            store_id,
+        })
+    }
 
     fn msg(id: u64, priority: u8, expires_at: Option<Instant>) -> QueuedMessage {
         QueuedMessage {
             id,
-            message: Arc::new(Message {
-                exchange: "".into(),
-                routing_key: "q".into(),
-                properties: Bytes::new(),
-                body: Bytes::new(),
-                persistent: false,
-                priority,
-                expiration: None,
-                store_id: 0,
-            }),
+            message: message(priority, 0),
             redelivered: false,
             expires_at,
         }
@@ -140,13 +286,25 @@ mod tests {
         for id in 1..=5 {
             r.push(msg(id, 9, None));
         }
-        let a = r.pop().unwrap();
-        let b = r.pop().unwrap();
-        let c = r.pop().unwrap();
-        r.put_back(c);
-        r.put_back(a);
-        r.put_back(b);
+        let back: Vec<QueuedMessage> = (0..3)
+            .map(|_| {
+                let e = r.pop().unwrap();
+                let Payload::Loaded(m) = e.payload else {
+                    panic!("loaded")
+                };
+                QueuedMessage {
+                    id: e.id,
+                    message: m,
+                    redelivered: true,
+                    expires_at: None,
+                }
+            })
+            .collect();
+        for m in back.into_iter().rev() {
+            r.put_back(m);
+        }
         assert_eq!(ids(&mut r), vec![1, 2, 3, 4, 5]);
+        assert_eq!(r.loaded_bytes(), 0);
     }
 
     #[test]
@@ -177,5 +335,33 @@ mod tests {
         assert_eq!(r.drop_expired(later, &mut gone), 0);
         assert_eq!(r.drain().len(), 2);
         assert!(r.is_empty());
+    }
+
+    #[test]
+    fn paged_entries_load_near_the_head_and_vanished_ones_are_dropped() {
+        let mut r = ReadyList::new(None);
+        let kept = message(0, 7);
+        r.push(QueuedMessage {
+            id: 1,
+            message: message(0, 5),
+            redelivered: false,
+            expires_at: None,
+        });
+        r.push_paged(2, 6, Weak::new(), true, None);
+        r.push_paged(3, 7, Arc::downgrade(&kept), false, None);
+        r.push_paged(4, 8, Weak::new(), false, None);
+        assert_eq!(r.loaded_bytes(), 10);
+        assert!(!r.head_is_paged());
+        r.pop();
+        assert!(r.head_is_paged());
+        r.load_head(2, |keys| {
+            assert_eq!(keys.iter().map(|k| k.0).collect::<Vec<_>>(), vec![6, 7]);
+            // 6 is gone from the store; 7 is still reachable through its weak pointer
+            keys.iter().map(|(_, w)| w.upgrade()).collect()
+        });
+        assert_eq!(r.len(), 2);
+        let e = r.pop().unwrap();
+        assert!(matches!(e.payload, Payload::Loaded(_)) && e.id == 3);
+        assert!(r.head_is_paged());
     }
 }
