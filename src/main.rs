@@ -131,6 +131,13 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let (recovered, took) = broker.recovery();
+        tracing::info!(
+            "recovered {} message(s) in {} durable queue(s) in {} ms",
+            recovered.messages,
+            recovered.queues,
+            took.as_millis()
+        );
         let addrs: Vec<String> = broker
             .local_addrs()
             .iter()

@@ -387,9 +387,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("w.redb");
         std::fs::write(&path, vec![0xAB; 8192]).unwrap();
-        let err = RedbBackend::open(&path, 1 << 20)
-            .err()
-            .expect("garbage must not open");
+        let err = RedbBackend::open(&path, 1 << 20).expect_err("garbage must not open");
         assert!(err.to_string().contains("w.redb"), "{err}");
     }
 }
