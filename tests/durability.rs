@@ -341,3 +341,101 @@ async fn a_backlog_past_the_memory_budget_is_paged_and_still_comes_out_in_order(
     }
     b.stop().await;
 }
+
+/// Persistent publishes to a durable queue on many channels at once: each channel's acks
+/// only ever move forward, `multiple` acks cover runs, and together they confirm every
+/// publish exactly once, and only after the store committed it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn persistent_confirms_are_cumulative_and_in_order_on_many_channels() {
+    use common::raw::{Raw, Tune};
+    use warren::protocol::method::{self, protocol::*};
+    let b = start().await;
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_declare("durable-confirms".into(), durable(), FieldTable::default())
+        .await
+        .unwrap();
+    let addr = b.addr;
+    let mut tasks = vec![];
+    for _ in 0..4 {
+        tasks.push(tokio::spawn(async move {
+            let (mut raw, _) = Raw::open(addr, Tune::default()).await;
+            for channel in 1..=4u16 {
+                raw.open_channel(channel).await;
+                raw.send(
+                    channel,
+                    AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select {
+                        nowait: false,
+                    })),
+                )
+                .await;
+                raw.recv_method().await;
+            }
+            let mut burst = bytes::BytesMut::new();
+            for _ in 0..250 {
+                for channel in 1..=4u16 {
+                    method::encode(
+                        &mut burst,
+                        channel,
+                        &AMQPClass::Basic(basic::AMQPMethod::Publish(basic::Publish {
+                            exchange: "".into(),
+                            routing_key: "durable-confirms".into(),
+                            mandatory: false,
+                            immediate: false,
+                        })),
+                    );
+                    warren::protocol::content::encode_content(
+                        &mut burst,
+                        channel,
+                        &[0x10, 0x00, 2],
+                        b"order",
+                        131072,
+                    );
+                }
+            }
+            raw.send_bytes(&burst).await;
+            let mut confirmed = [0u64; 5];
+            let mut multiples = 0;
+            while confirmed[1..].iter().any(|c| *c < 250) {
+                let (channel, m) = raw.recv_method().await;
+                let AMQPClass::Basic(basic::AMQPMethod::Ack(a)) = m else {
+                    panic!("unexpected {m:?}")
+                };
+                let c = &mut confirmed[channel as usize];
+                assert!(
+                    a.delivery_tag > *c,
+                    "ack went backwards on channel {channel}"
+                );
+                if a.multiple {
+                    multiples += 1;
+                } else {
+                    assert_eq!(a.delivery_tag, *c + 1, "a single ack skipped a publish");
+                }
+                *c = a.delivery_tag;
+            }
+            assert!(confirmed[1..].iter().all(|c| *c == 250));
+            multiples
+        }));
+    }
+    let mut multiples = 0;
+    for t in tasks {
+        multiples += within(t).await.unwrap();
+    }
+    assert!(
+        multiples > 0,
+        "group commit should confirm runs with multiple=true"
+    );
+    let q = ch
+        .queue_declare(
+            "durable-confirms".into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..durable()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(q.message_count(), 4 * 4 * 250);
+    b.stop().await;
+}
