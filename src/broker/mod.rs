@@ -3,6 +3,7 @@
 //! store ids. At start it rebuilds the vhosts from what the store recovered. Connections look
 //! things up here; nothing here writes to a socket.
 
+pub mod alarm;
 pub mod auth;
 pub mod consumer;
 pub mod exchange;
@@ -33,6 +34,7 @@ pub struct BrokerState {
     /// Flips to true once on shutdown; every connection watches it.
     pub shutdown: watch::Sender<bool>,
     pub store: Option<Store>,
+    pub memory_alarm: Arc<alarm::MemoryAlarm>,
 }
 
 /// What start-up recovery restored, for the log line.
@@ -68,7 +70,12 @@ impl BrokerState {
         let mut report = RecoveryReport::default();
         let vhosts = DashMap::new();
         for name in names {
-            let v = VHost::new(&name, store.clone(), config.queue_ram_limit as usize);
+            let v = VHost::new(
+                &name,
+                store.clone(),
+                config.queue_ram_limit as usize,
+                config.vhost_max_queues as usize,
+            );
             report.messages += v.restore(&recovered.definitions, &mut positions);
             vhosts.insert(name, v);
         }
@@ -78,6 +85,10 @@ impl BrokerState {
             .filter(|d| matches!(d, Definition::Queue { .. }))
             .count();
         let (shutdown, _) = watch::channel(false);
+        let config_watermark = (
+            config.vm_memory_high_watermark,
+            config.vm_memory_high_watermark_absolute,
+        );
         let state = Arc::new(Self {
             config: Arc::new(config),
             users,
@@ -86,6 +97,7 @@ impl BrokerState {
             next_store_id: AtomicU64::new(recovered.max_store_id + 1),
             connections: AtomicUsize::new(0),
             shutdown,
+            memory_alarm: alarm::MemoryAlarm::new(config_watermark.0, config_watermark.1),
             store,
         });
         (state, report)

@@ -54,6 +54,10 @@ pub struct VHost {
     store: Option<Store>,
     /// Per-queue budget of ready bodies in memory before stored messages are paged out.
     queue_ram_limit: usize,
+    /// Most queues this vhost may hold (0 = no limit).
+    max_queues: usize,
+    /// Open connections to this vhost (counted by the handshake, released by the connection).
+    pub connections: std::sync::atomic::AtomicUsize,
     me: Weak<VHost>,
 }
 
@@ -66,10 +70,17 @@ fn same(flag: bool) -> &'static str {
 }
 
 impl VHost {
-    pub fn new(name: &str, store: Option<Store>, queue_ram_limit: usize) -> Arc<Self> {
+    pub fn new(
+        name: &str,
+        store: Option<Store>,
+        queue_ram_limit: usize,
+        max_queues: usize,
+    ) -> Arc<Self> {
         let vhost = Arc::new_cyclic(|me| VHost {
             name: name.to_owned(),
             queue_ram_limit,
+            max_queues,
+            connections: std::sync::atomic::AtomicUsize::new(0),
             exchanges: DashMap::new(),
             queues: DashMap::new(),
             store,
@@ -456,6 +467,12 @@ impl VHost {
             return Ok((q, false));
         }
         let parsed = QueueArgs::parse(&spec.arguments, &spec.name, &self.name)?;
+        if self.max_queues > 0 && self.queues.len() >= self.max_queues {
+            return Err(AmqpError::precondition_failed(format!(
+                "cannot declare queue '{}': queue limit in vhost '{}' ({}) is reached",
+                spec.name, self.name, self.max_queues
+            )));
+        }
         let mut created = false;
         let q = self
             .queues

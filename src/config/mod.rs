@@ -20,7 +20,7 @@ pub enum ConfigError {
     File { path: String, why: String },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Config {
     /// Plain AMQP listeners.
     pub amqp_listen: Vec<SocketAddr>,
@@ -48,6 +48,18 @@ pub struct Config {
     pub queue_ram_limit: u64,
     /// Bytes of the store's page cache.
     pub store_cache_size: u64,
+    /// Memory alarm: publishers are blocked above this fraction of total RAM...
+    pub vm_memory_high_watermark: f64,
+    /// ...or above this many bytes when non-zero (RabbitMQ's `.absolute`).
+    pub vm_memory_high_watermark_absolute: u64,
+    /// Most client connections at once (0 = no limit); more are closed on accept.
+    pub connection_max: u64,
+    /// Most connections per vhost (0 = no limit): 530 for one more.
+    pub vhost_max_connections: u64,
+    /// Most queues per vhost (0 = no limit): 406 for one more.
+    pub vhost_max_queues: u64,
+    /// Most consumers per channel (0 = no limit): 530 for one more.
+    pub consumer_max_per_channel: u64,
 }
 
 impl Default for Config {
@@ -73,6 +85,12 @@ impl Default for Config {
             cluster_name: "warren".into(),
             queue_ram_limit: 33_554_432,
             store_cache_size: 67_108_864,
+            vm_memory_high_watermark: 0.4,
+            vm_memory_high_watermark_absolute: 0,
+            connection_max: 0,
+            vhost_max_connections: 0,
+            vhost_max_queues: 0,
+            consumer_max_per_channel: 0,
         }
     }
 }
@@ -96,6 +114,12 @@ pub const KEYS: &[&str] = &[
     "cluster_name",
     "queue_ram_limit",
     "store_cache_size",
+    "vm_memory_high_watermark",
+    "vm_memory_high_watermark_absolute",
+    "connection_max",
+    "vhost_max_connections",
+    "vhost_max_queues",
+    "consumer_max_per_channel",
 ];
 
 fn list(value: &str) -> Vec<String> {
@@ -181,6 +205,24 @@ impl Config {
                 }
                 self.store_cache_size = n;
             }
+            "vm_memory_high_watermark" => {
+                let f: f64 = num(value).map_err(bad)?;
+                if !(0.0..=1.0).contains(&f) || f == 0.0 {
+                    return Err(bad(format!(
+                        "{f} is not a fraction of total memory in (0, 1]"
+                    )));
+                }
+                self.vm_memory_high_watermark = f;
+            }
+            "vm_memory_high_watermark_absolute" => {
+                self.vm_memory_high_watermark_absolute = num(value).map_err(bad)?
+            }
+            "connection_max" => self.connection_max = num(value).map_err(bad)?,
+            "vhost_max_connections" => self.vhost_max_connections = num(value).map_err(bad)?,
+            "vhost_max_queues" => self.vhost_max_queues = num(value).map_err(bad)?,
+            "consumer_max_per_channel" => {
+                self.consumer_max_per_channel = num(value).map_err(bad)?
+            }
             _ => {
                 return Err(ConfigError::UnknownKey {
                     key: key.to_owned(),
@@ -203,6 +245,7 @@ impl Config {
             let text = match &value {
                 toml::Value::String(s) => s.clone(),
                 toml::Value::Integer(n) => n.to_string(),
+                toml::Value::Float(f) => f.to_string(),
                 toml::Value::Boolean(b) => b.to_string(),
                 toml::Value::Array(items) => items
                     .iter()
@@ -305,10 +348,12 @@ mod tests {
             let value = match *key {
                 "amqp_listen" => "127.0.0.1:5672",
                 "log_level" => "debug",
-                "channel_max" | "frame_max" | "heartbeat" | "max_message_size"
-                | "handshake_timeout" => "8192",
-                "queue_ram_limit" | "store_cache_size" => "2097152",
-                _ => "x",
+                "vm_memory_high_watermark" => "0.5",
+                "data_dir" | "default_user" | "default_pass" | "default_vhost"
+                | "loopback_users" | "product" | "product_version" | "cluster_name" => "x",
+                // fits every numeric key: u16 limits up to byte sizes with a 1 MiB floor
+                "channel_max" | "heartbeat" => "8192",
+                _ => "2097152",
             };
             c.set(key, value, "test").unwrap();
         }

@@ -26,6 +26,8 @@ pub struct Negotiated {
     pub vhost: Arc<VHost>,
     pub user: String,
     pub consumer_cancel_notify: bool,
+    /// The client understands connection.blocked / unblocked.
+    pub blocked_notify: bool,
 }
 
 /// Why a handshake ended without a connection.
@@ -169,6 +171,7 @@ pub async fn handshake<R: AsyncRead + Unpin>(
     let mechanism = start_ok.mechanism.as_str().to_owned();
     let consumer_cancel_notify =
         client_capability(&start_ok.client_properties, "consumer_cancel_notify");
+    let blocked_notify = client_capability(&start_ok.client_properties, "connection.blocked");
     let refused = |why: &str| {
         tracing::warn!(%peer, mechanism = %mechanism, "login refused: {why}");
         HandshakeEnd::Refused(
@@ -235,6 +238,25 @@ pub async fn handshake<R: AsyncRead + Unpin>(
                 .into(),
         );
     };
+    // Counted here, released by the connection when it ends (or below, if refused).
+    let limit = broker.config.vhost_max_connections;
+    let before = vhost
+        .connections
+        .fetch_add(1, std::sync::atomic::Ordering::AcqRel) as u64;
+    if limit > 0 && before >= limit {
+        vhost
+            .connections
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        return Err(AmqpError::new(
+            reply::NOT_ALLOWED,
+            format!(
+                "access to vhost '{vhost_name}' refused for user '{}': connection limit ({limit}) is reached",
+                creds.username
+            ),
+        )
+        .caused_by(10, 40)
+        .into());
+    }
     send(
         writer,
         0,
@@ -247,6 +269,7 @@ pub async fn handshake<R: AsyncRead + Unpin>(
         vhost,
         user: creds.username,
         consumer_cancel_notify,
+        blocked_notify,
     })
 }
 

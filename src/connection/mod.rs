@@ -93,6 +93,12 @@ pub struct Connection {
     done: bool,
     /// The client sent connection.close and we answered: input is discarded until EOF.
     client_closed: bool,
+    /// The client understands connection.blocked / unblocked.
+    blocked_notify: bool,
+    /// This connection has published: the memory alarm applies to it.
+    published: bool,
+    /// Held by the memory alarm: the socket is not read.
+    blocked: bool,
 }
 
 /// Serve one accepted socket until it closes.
@@ -165,6 +171,14 @@ fn send_close_now(writer: &WriterTx, e: &AmqpError) {
     writer.send(Out::Data(out.freeze()));
 }
 
+impl Drop for Connection {
+    fn drop(&mut self) {
+        self.vhost
+            .connections
+            .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+    }
+}
+
 impl Connection {
     fn new(id: u64, broker: Arc<BrokerState>, n: Negotiated, writer: WriterTx) -> Self {
         Self {
@@ -187,6 +201,9 @@ impl Connection {
             closing: None,
             done: false,
             client_closed: false,
+            blocked_notify: n.blocked_notify,
+            published: false,
+            blocked: false,
         }
     }
 
@@ -204,6 +221,7 @@ impl Connection {
     async fn run<R: AsyncRead + Unpin>(mut self, mut reader: R, mut rbuf: BytesMut) {
         let mut events_rx: Option<mpsc::UnboundedReceiver<ConnEvent>> = None;
         let mut shutdown = self.broker.shutdown.subscribe();
+        let mut alarm = self.broker.memory_alarm.subscribe();
         let hb = self.heartbeat;
         let tick_every = if hb == 0 {
             Duration::from_secs(3600)
@@ -226,7 +244,7 @@ impl Connection {
                 .closing
                 .unwrap_or_else(|| Instant::now() + Duration::from_secs(3600));
             tokio::select! {
-                read = read_some(&mut reader, &mut rbuf, read_hint), if reader_open => {
+                read = read_some(&mut reader, &mut rbuf, read_hint), if reader_open && !self.blocked => {
                     match read {
                         Ok(0) | Err(_) => { reader_open = false; self.done = true; }
                         Ok(n) => {
@@ -235,6 +253,9 @@ impl Connection {
                             }
                             last_recv = Instant::now();
                             self.handle_input(&mut rbuf).await;
+                            if self.published && self.broker.memory_alarm.is_raised() {
+                                self.set_blocked(true);
+                            }
                         }
                     }
                 }
@@ -248,6 +269,10 @@ impl Connection {
                     }
                 }
                 _ = ticker.tick() => {
+                    if self.blocked {
+                        // not reading, so its heartbeats cannot be seen: do not count them
+                        last_recv = Instant::now();
+                    }
                     if hb != 0 {
                         let now = Instant::now();
                         if now.duration_since(last_recv) > Duration::from_secs(hb as u64 * 2) {
@@ -257,6 +282,10 @@ impl Connection {
                             frame::write_heartbeat(&mut self.out);
                         }
                     }
+                }
+                Ok(()) = alarm.changed() => {
+                    let raised = *alarm.borrow_and_update();
+                    self.set_blocked(raised && self.published);
                 }
                 _ = shutdown.changed() => {
                     if self.closing.is_none() {
@@ -366,6 +395,25 @@ impl Connection {
     }
 
     /// Everything the connection held goes back: channels torn down, exclusive queues deleted.
+    /// Stop (or resume) reading a publisher under the memory alarm, telling the client when
+    /// it asked to be told.
+    fn set_blocked(&mut self, blocked: bool) {
+        if blocked == self.blocked {
+            return;
+        }
+        self.blocked = blocked;
+        if self.blocked_notify {
+            let m = if blocked {
+                connection::AMQPMethod::Blocked(connection::Blocked {
+                    reason: "low on memory".into(),
+                })
+            } else {
+                connection::AMQPMethod::Unblocked(connection::Unblocked {})
+            };
+            method::encode(&mut self.out, 0, &AMQPClass::Connection(m));
+        }
+    }
+
     async fn teardown(&mut self) {
         let ids: Vec<u16> = self.channels.keys().copied().collect();
         for id in ids {

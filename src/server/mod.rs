@@ -89,6 +89,7 @@ impl BrokerBuilder {
             Store::open(&self.config.data_dir, self.config.store_cache_size as usize)?;
         let (state, recovery) = BrokerState::new(self.config, Some(store), recovered);
         let recovery_time = started.elapsed();
+        state.memory_alarm.spawn_monitor();
         let mut addrs = Vec::new();
         let mut accept_tasks = Vec::new();
         for l in listeners {
@@ -128,6 +129,13 @@ async fn accept_loop(listener: TcpListener, state: Arc<BrokerState>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
+                let max = state.config.connection_max;
+                if max > 0 && state.connections.load(Ordering::Relaxed) as u64 >= max {
+                    // as RabbitMQ: the socket is closed before any AMQP is spoken
+                    tracing::warn!(%peer, "connection refused: connection_max ({max}) reached");
+                    drop(stream);
+                    continue;
+                }
                 let _ = stream.set_nodelay(true);
                 tokio::spawn(connection::serve(stream, peer, state.clone()));
             }

@@ -183,9 +183,22 @@ impl Raw {
     }
 }
 
+/// start-ok advertising the capabilities RabbitMQ's own clients do.
 pub fn start_ok(mechanism: &str, response: &[u8]) -> AMQPClass {
+    let mut caps = FieldTable::default();
+    for cap in ["connection.blocked", "consumer_cancel_notify"] {
+        caps.insert(
+            cap.into(),
+            warren::protocol::method::AMQPValue::Boolean(true),
+        );
+    }
+    let mut client_properties = FieldTable::default();
+    client_properties.insert(
+        "capabilities".into(),
+        warren::protocol::method::AMQPValue::FieldTable(caps),
+    );
     AMQPClass::Connection(connection::AMQPMethod::StartOk(connection::StartOk {
-        client_properties: FieldTable::default(),
+        client_properties,
         mechanism: mechanism.into(),
         response: LongString::from(response.to_vec()),
         locale: "en_US".into(),

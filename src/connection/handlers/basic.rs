@@ -70,6 +70,12 @@ impl Connection {
             "" => consumer_tag().into(),
             t => t.into(),
         };
+        let max = self.broker.config.consumer_max_per_channel;
+        if max > 0 && state.consumers.len() as u64 >= max {
+            return Err(AmqpError::not_allowed(format!(
+                "reached maximum ({max}) of consumers per channel"
+            )));
+        }
         if state.consumers.contains_key(&tag) {
             return Err(AmqpError::not_allowed(format!(
                 "attempt to reuse consumer tag '{tag}'"

@@ -49,6 +49,7 @@ impl Connection {
         if immediate {
             return Err(AmqpError::not_implemented("immediate=true"));
         }
+        self.published = true;
         if let Some(state) = self.channels.get_mut(&ch) {
             let (exchange, routing_key) = state.intern(exchange, routing_key);
             state.pending = Some(PendingPublish {
