@@ -206,6 +206,14 @@ pub async fn consumer(
     Ok(())
 }
 
+/// Tell every task to stop and wait for each (bounded by `grace`).
+async fn stop_all(c: &Counters, tasks: Vec<tokio::task::JoinHandle<()>>, grace: Duration) {
+    c.stop.set(true);
+    for t in tasks {
+        let _ = tokio::time::timeout(grace, t).await;
+    }
+}
+
 fn spawn_logged<F: std::future::Future<Output = std::io::Result<()>> + 'static>(
     c: &Rc<Counters>,
     f: F,
@@ -325,10 +333,7 @@ pub async fn throughput(opts: Opts, name: &'static str) -> std::io::Result<Resul
         ));
     }
     let (elapsed, b0, b1, m0, m1, published, consumed) = measure(&opts, &c, name).await;
-    c.stop.set(true);
-    for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(35), t).await;
-    }
+    stop_all(&c, tasks, Duration::from_secs(35)).await;
     let secs = elapsed.as_secs_f64();
     let mut out: Results = vec![
         ("published_per_s", published as f64 / secs),
@@ -378,10 +383,7 @@ pub async fn latency(opts: Opts) -> std::io::Result<Results> {
     tokio::time::sleep(Duration::from_millis(500)).await;
     c.latencies_us.borrow_mut().clear();
     let (elapsed, b0, b1, m0, m1, published, consumed) = measure(&opts, &c, "latency").await;
-    c.stop.set(true);
-    for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
-    }
+    stop_all(&c, tasks, Duration::from_secs(5)).await;
     let mut lat = c.latencies_us.borrow().clone();
     lat.sort_unstable();
     let secs = elapsed.as_secs_f64();
@@ -439,10 +441,7 @@ pub async fn fanout(opts: Opts) -> std::io::Result<Results> {
         ),
     ));
     let (elapsed, b0, b1, m0, m1, published, consumed) = measure(&opts, &c, "fanout").await;
-    c.stop.set(true);
-    for t in tasks {
-        let _ = tokio::time::timeout(Duration::from_secs(5), t).await;
-    }
+    stop_all(&c, tasks, Duration::from_secs(5)).await;
     let secs = elapsed.as_secs_f64();
     let mut out: Results = vec![
         ("published_per_s", published as f64 / secs),
