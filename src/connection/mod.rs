@@ -252,7 +252,10 @@ impl Connection {
                                 read_hint *= 2;
                             }
                             last_recv = Instant::now();
-                            self.handle_input(&mut rbuf).await;
+                            // boxed: the handlers' futures are large (a declare
+                            // awaits the store), and an idle connection's task should
+                            // not carry their space; one allocation per read is cheap
+                            Box::pin(self.handle_input(&mut rbuf)).await;
                             if self.published && self.broker.memory_alarm.is_raised() {
                                 self.set_blocked(true);
                             }
@@ -302,7 +305,8 @@ impl Connection {
                 last_sent = Instant::now();
             }
         }
-        self.teardown().await;
+        // boxed: needed once, at the end; not worth carrying for the connection's life
+        Box::pin(self.teardown()).await;
         self.flush();
     }
 
