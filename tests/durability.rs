@@ -439,3 +439,34 @@ async fn persistent_confirms_are_cumulative_and_in_order_on_many_channels() {
     assert_eq!(q.message_count(), 4 * 4 * 250);
     b.stop().await;
 }
+
+#[tokio::test]
+async fn the_first_starts_user_and_vhost_are_stored_and_a_later_config_does_not_replace_them() {
+    let first = Config {
+        default_user: "orders".into(),
+        default_pass: "s3cret".into(),
+        default_vhost: "shop".into(),
+        ..Config::default()
+    };
+    let b = common::start_with(first).await;
+    let url =
+        |user: &str, pass: &str, vhost: &str| format!("amqp://{user}:{pass}@{}/{vhost}", b.addr);
+    let conn = lapin::Connection::connect(&url("orders", "s3cret", "shop"), Default::default())
+        .await
+        .unwrap();
+    conn.close(200, "bye".into()).await.unwrap();
+    // restarted with the stock configuration (guest/guest on "/"), as RabbitMQ does with
+    // its default user: the store, not the config, decides after the first start
+    let b = b.restart().await;
+    let url =
+        |user: &str, pass: &str, vhost: &str| format!("amqp://{user}:{pass}@{}/{vhost}", b.addr);
+    let conn = lapin::Connection::connect(&url("orders", "s3cret", "shop"), Default::default())
+        .await
+        .unwrap();
+    conn.close(200, "bye".into()).await.unwrap();
+    let err = lapin::Connection::connect(&url("guest", "guest", "%2f"), Default::default())
+        .await
+        .unwrap_err();
+    assert_eq!(reply_code(&err), Some(403), "{err}");
+    b.stop().await;
+}

@@ -38,6 +38,21 @@ impl Users {
         );
     }
 
+    /// A user whose hash came from the store (or a definitions import).
+    pub fn add_hashed(&self, name: &str, password_hash: Vec<u8>) {
+        self.users.insert(
+            name.to_owned(),
+            User {
+                name: name.to_owned(),
+                password_hash,
+            },
+        );
+    }
+
+    pub fn password_hash(&self, name: &str) -> Option<Vec<u8>> {
+        self.users.get(name).map(|u| u.password_hash.clone())
+    }
+
     /// True when the user exists and the password is right.
     pub fn check(&self, name: &str, password: &str) -> bool {
         let Some(user) = self.users.get(name) else {

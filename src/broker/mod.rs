@@ -34,6 +34,8 @@ pub struct BrokerState {
     /// Flips to true once on shutdown; every connection watches it.
     pub shutdown: watch::Sender<bool>,
     pub store: Option<Store>,
+    /// The first start's default user and vhost, to be stored before serving.
+    initial_definitions: std::sync::Mutex<Vec<Definition>>,
     pub memory_alarm: Arc<alarm::MemoryAlarm>,
 }
 
@@ -44,11 +46,13 @@ pub struct RecoveryReport {
     pub messages: usize,
 }
 
-fn definition_vhost(d: &Definition) -> &str {
+fn definition_vhost(d: &Definition) -> Option<&str> {
     match d {
         Definition::Exchange { vhost, .. }
         | Definition::Queue { vhost, .. }
-        | Definition::Binding { vhost, .. } => vhost,
+        | Definition::Binding { vhost, .. } => Some(vhost),
+        Definition::VHost { name } => Some(name),
+        Definition::User { .. } => None,
     }
 }
 
@@ -58,14 +62,43 @@ impl BrokerState {
         store: Option<Store>,
         recovered: Recovered,
     ) -> (Arc<Self>, RecoveryReport) {
+        // As RabbitMQ: the configured default user and vhost are created on the first start
+        // only (and stored); afterwards the store decides who and what exists.
+        let first_start = !recovered
+            .definitions
+            .iter()
+            .any(|d| matches!(d, Definition::User { .. } | Definition::VHost { .. }));
         let users = Users::default();
-        users.add(&config.default_user, &config.default_pass);
+        let mut initial = Vec::new();
+        if first_start {
+            users.add(&config.default_user, &config.default_pass);
+            if let Some(password_hash) = users.password_hash(&config.default_user) {
+                initial.push(Definition::User {
+                    name: config.default_user.clone(),
+                    password_hash,
+                });
+            }
+            initial.push(Definition::VHost {
+                name: config.default_vhost.clone(),
+            });
+        }
+        for d in &recovered.definitions {
+            if let Definition::User {
+                name,
+                password_hash,
+            } = d
+            {
+                users.add_hashed(name, password_hash.clone());
+            }
+        }
         let mut names: BTreeSet<String> = recovered
             .definitions
             .iter()
-            .map(|d| definition_vhost(d).to_owned())
+            .filter_map(|d| definition_vhost(d).map(str::to_owned))
             .collect();
-        names.insert(config.default_vhost.clone());
+        if first_start {
+            names.insert(config.default_vhost.clone());
+        }
         let mut positions = recovered.queues;
         let mut report = RecoveryReport::default();
         let vhosts = DashMap::new();
@@ -97,6 +130,7 @@ impl BrokerState {
             next_store_id: AtomicU64::new(recovered.max_store_id + 1),
             connections: AtomicUsize::new(0),
             shutdown,
+            initial_definitions: std::sync::Mutex::new(initial),
             memory_alarm: alarm::MemoryAlarm::new(config_watermark.0, config_watermark.1),
             store,
         });
@@ -110,6 +144,25 @@ impl BrokerState {
     /// A process-unique id for connections and channel epochs.
     pub fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Store what the first start created (the default user and vhost).
+    pub async fn persist_initial(&self) {
+        let defs = std::mem::take(
+            &mut *self
+                .initial_definitions
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        if let (Some(store), false) = (&self.store, defs.is_empty()) {
+            store
+                .commit(
+                    defs.into_iter()
+                        .map(crate::store::StoreOp::PutDefinition)
+                        .collect(),
+                )
+                .await;
+        }
     }
 
     /// The store identity of a new persistent message.

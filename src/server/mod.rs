@@ -89,6 +89,7 @@ impl BrokerBuilder {
             Store::open(&self.config.data_dir, self.config.store_cache_size as usize)?;
         let (state, recovery) = BrokerState::new(self.config, Some(store), recovered);
         let recovery_time = started.elapsed();
+        state.persist_initial().await;
         state.memory_alarm.spawn_monitor();
         let mut addrs = Vec::new();
         let mut accept_tasks = Vec::new();

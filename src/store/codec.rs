@@ -31,6 +31,14 @@ pub enum Definition {
         routing_key: String,
         arguments: FieldTable,
     },
+    VHost {
+        name: String,
+    },
+    /// A user with RabbitMQ's salted SHA-256 password hash.
+    User {
+        name: String,
+        password_hash: Vec<u8>,
+    },
 }
 
 /// The parts of a persistent message that outlive the broker.
@@ -130,6 +138,14 @@ pub fn definition_key(d: &Definition) -> Vec<u8> {
             w.str(routing_key);
             w.table(arguments);
         }
+        Definition::VHost { name } => {
+            w.0.push(b'v');
+            w.str(name);
+        }
+        Definition::User { name, .. } => {
+            w.0.push(b'u');
+            w.str(name);
+        }
     }
     w.0
 }
@@ -157,7 +173,8 @@ pub fn encode_definition(d: &Definition) -> Vec<u8> {
             w.flag(*auto_delete);
             w.table(arguments);
         }
-        Definition::Binding { .. } => {}
+        Definition::Binding { .. } | Definition::VHost { .. } => {}
+        Definition::User { password_hash, .. } => w.bytes(password_hash),
     }
     w.0
 }
@@ -199,6 +216,11 @@ pub fn decode_definition(value: &[u8]) -> Option<Definition> {
                 arguments: r.table()?,
             })
         }
+        b'v' => Some(Definition::VHost { name: r.string()? }),
+        b'u' => Some(Definition::User {
+            name: r.string()?,
+            password_hash: r.bytes()?.to_vec(),
+        }),
         _ => None,
     }
 }
@@ -270,7 +292,16 @@ mod tests {
                 arguments: args(),
             },
         ];
-        for d in defs {
+        let more = [
+            Definition::VHost {
+                name: "shop".into(),
+            },
+            Definition::User {
+                name: "orders".into(),
+                password_hash: vec![1, 2, 3, 4, 9, 9],
+            },
+        ];
+        for d in defs.into_iter().chain(more) {
             assert_eq!(decode_definition(&encode_definition(&d)), Some(d));
         }
     }
