@@ -242,3 +242,105 @@ async fn closed_channel_id_can_be_opened_again() {
     raw.open_channel(1).await;
     b.stop().await;
 }
+
+/// A field table nested as deep as a frame allows (thousands of levels): refused with a
+/// protocol error, never a stack overflow that would take every other client down too.
+fn deeply_nested_table(levels: usize) -> Vec<u8> {
+    // innermost first: an empty table, then wrap it `levels` times in {"a": F(...)}
+    let mut table = 0u32.to_be_bytes().to_vec();
+    for _ in 0..levels {
+        let mut entry = vec![1u8, b'a', b'F'];
+        entry.extend_from_slice(&table);
+        let mut outer = (entry.len() as u32).to_be_bytes().to_vec();
+        outer.extend_from_slice(&entry);
+        table = outer;
+    }
+    table
+}
+
+#[tokio::test]
+async fn deeply_nested_arguments_are_refused_without_crashing() {
+    let b = start().await;
+    let mut raw = opened(b.addr).await;
+    // queue.declare("deep", arguments = 15,000 nested tables)
+    let mut payload = vec![0, 50, 0, 10, 0, 0, 4, b'd', b'e', b'e', b'p', 0];
+    payload.extend_from_slice(&deeply_nested_table(15_000));
+    let mut f = vec![1, 0, 1];
+    f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    f.extend_from_slice(&payload);
+    f.push(0xCE);
+    raw.send_bytes(&f).await;
+    let (code, text, _, _) = raw.expect_connection_close().await;
+    assert_eq!(code, 502, "{text}");
+    broker_still_serves(b.addr).await;
+    b.stop().await;
+}
+
+/// Headers are decoded only to route through a headers exchange; a table nested too deep
+/// there matches nothing (as a malformed one does), and neither the broker nor the
+/// publisher's connection suffers.
+#[tokio::test]
+async fn deeply_nested_message_headers_match_nothing_and_crash_nothing() {
+    let b = start().await;
+    let mut raw = opened(b.addr).await;
+    raw.send(
+        1,
+        AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
+            queue: "hq".into(),
+            passive: false,
+            durable: false,
+            exclusive: false,
+            auto_delete: false,
+            nowait: false,
+            arguments: Default::default(),
+        })),
+    )
+    .await;
+    raw.recv_method().await;
+    raw.send(
+        1,
+        AMQPClass::Queue(queue::AMQPMethod::Bind(queue::Bind {
+            queue: "hq".into(),
+            exchange: "amq.headers".into(),
+            routing_key: "".into(),
+            nowait: false,
+            arguments: {
+                let mut t = warren::protocol::method::FieldTable::default();
+                t.insert(
+                    "region".into(),
+                    warren::protocol::method::AMQPValue::LongString("eu".into()),
+                );
+                t
+            },
+        })),
+    )
+    .await;
+    raw.recv_method().await;
+    raw.send(1, publish("amq.headers", "")).await;
+    let mut props = 0x2000u16.to_be_bytes().to_vec(); // headers flag only
+    props.extend_from_slice(&deeply_nested_table(15_000));
+    let mut payload = vec![0, 60, 0, 0];
+    payload.extend_from_slice(&0u64.to_be_bytes());
+    payload.extend_from_slice(&props);
+    let mut f = vec![2, 0, 1];
+    f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    f.extend_from_slice(&payload);
+    f.push(0xCE);
+    raw.send_bytes(&f).await;
+    // the same connection still works, and the message was not routed
+    raw.send(
+        1,
+        AMQPClass::Basic(basic::AMQPMethod::Get(basic::Get {
+            queue: "hq".into(),
+            no_ack: true,
+        })),
+    )
+    .await;
+    let (_, m) = raw.recv_method().await;
+    assert!(
+        matches!(m, AMQPClass::Basic(basic::AMQPMethod::GetEmpty(_))),
+        "{m:?}"
+    );
+    broker_still_serves(b.addr).await;
+    b.stop().await;
+}

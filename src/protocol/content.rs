@@ -122,6 +122,11 @@ pub fn peek_properties(props: &[u8]) -> Result<PropertyPeek, AmqpError> {
 
 /// Decode the headers table found by `peek_properties`.
 pub fn decode_headers(props: &[u8], range: Range<usize>) -> Result<FieldTable, AmqpError> {
+    if super::table::check(&props[range.clone()]).is_err() {
+        return Err(AmqpError::frame_error(
+            "content header: headers table is malformed or nested too deep",
+        ));
+    }
     match parse_field_table(&props[range]) {
         Ok((_, table)) => Ok(table),
         Err(_) => Err(AmqpError::frame_error(

@@ -37,6 +37,24 @@ pub fn decode(payload: &[u8]) -> Result<AMQPClass, AmqpError> {
         ))
         .caused_by(class_id, method_id));
     }
+    if let Some(at) = table_offset(class_id, method_id, &payload[4..]) {
+        if let Err(e) = super::table::check(&payload[4 + at..]) {
+            return Err(AmqpError::syntax_error(match e {
+                super::table::TableError::TooDeep => format!(
+                    "field table in {} nested deeper than {} levels",
+                    method_name(class_id, method_id),
+                    super::table::MAX_DEPTH
+                ),
+                super::table::TableError::Malformed => {
+                    format!(
+                        "malformed field table in {}",
+                        method_name(class_id, method_id)
+                    )
+                }
+            })
+            .caused_by(class_id, method_id));
+        }
+    }
     match parse_class(payload) {
         Ok((_, class)) => Ok(class),
         Err(_) => Err(AmqpError::syntax_error(format!(
@@ -45,6 +63,36 @@ pub fn decode(payload: &[u8]) -> Result<AMQPClass, AmqpError> {
         ))
         .caused_by(class_id, method_id)),
     }
+}
+
+/// Where the field table starts in the arguments of a client method that carries one
+/// (None for the others, or when the arguments before it are cut short).
+fn table_offset(class_id: u16, method_id: u16, args: &[u8]) -> Option<usize> {
+    enum A {
+        U16,
+        Short,
+        Bits,
+    }
+    use A::*;
+    let before: &[A] = match (class_id, method_id) {
+        (10, 11) => &[],                        // connection.start-ok: client properties
+        (40, 10) => &[U16, Short, Short, Bits], // exchange.declare
+        (40, 30) | (40, 40) => &[U16, Short, Short, Short, Bits], // exchange.bind / unbind
+        (50, 10) => &[U16, Short, Bits],        // queue.declare
+        (50, 20) => &[U16, Short, Short, Short, Bits], // queue.bind
+        (50, 50) => &[U16, Short, Short, Short], // queue.unbind
+        (60, 20) => &[U16, Short, Short, Bits], // basic.consume
+        _ => return None,
+    };
+    let mut at = 0usize;
+    for a in before {
+        at += match a {
+            U16 => 2,
+            Bits => 1,
+            Short => 1 + *args.get(at)? as usize,
+        };
+    }
+    (at < args.len()).then_some(at)
 }
 
 fn known_method(class_id: u16, method_id: u16) -> bool {

@@ -11,5 +11,6 @@ pub mod frame;
 pub mod method;
 pub mod reply;
 pub mod sasl;
+pub mod table;
 
 pub use error::{AmqpError, Scope};

@@ -30,6 +30,7 @@ pub fn parse_response(mechanism: &str, response: &[u8]) -> Option<Credentials> {
         "AMQPLAIN" => {
             let mut framed = (response.len() as u32).to_be_bytes().to_vec();
             framed.extend_from_slice(response);
+            super::table::check(&framed).ok()?;
             let (_, table) = parse_field_table(framed.as_slice()).ok()?;
             let text = |k: &str| match table.inner().get(k)? {
                 AMQPValue::LongString(s) => String::from_utf8(s.as_bytes().to_vec()).ok(),
