@@ -206,3 +206,63 @@ async fn consumers_per_channel_limit_is_530() {
     );
     b.stop().await;
 }
+
+/// A no-ack consumer that stops reading its socket: the broker sends it at most its window
+/// (1000 deliveries not yet written) plus what the kernel buffers, and keeps the rest queued
+/// rather than in its own memory; other clients are served meanwhile.
+#[tokio::test]
+async fn a_consumer_that_stops_reading_does_not_drain_the_queue_into_the_broker() {
+    let b = start_with(Config::default()).await;
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(Default::default()).await.unwrap();
+    ch.queue_declare("firehose".into(), Default::default(), FieldTable::default())
+        .await
+        .unwrap();
+    let body = vec![7u8; 10 * 1024];
+    for _ in 0..5000 {
+        ch.basic_publish(
+            "".into(),
+            "firehose".into(),
+            Default::default(),
+            &body,
+            Default::default(),
+        )
+        .await
+        .unwrap();
+    }
+    ch.wait_for_confirms().await.unwrap();
+
+    // consume no-ack, then never read again
+    let (mut stuck, _) = Raw::open(b.addr, Tune::default()).await;
+    stuck.open_channel(1).await;
+    stuck
+        .send(
+            1,
+            AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+                queue: "firehose".into(),
+                consumer_tag: "stuck".into(),
+                no_local: false,
+                no_ack: true,
+                exclusive: false,
+                nowait: true,
+                arguments: Default::default(),
+            })),
+        )
+        .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let left = message_count(&ch, "firehose").await;
+    // window 1000 + at most a few MB of socket buffers (a few hundred 10 KiB messages)
+    assert!(
+        left >= 3000,
+        "only {left} of 5000 left: the broker took them off the queue"
+    );
+    // and everyone else is still served
+    let other = b.connect().await;
+    let och = other.create_channel().await.unwrap();
+    och.queue_declare("other".into(), Default::default(), FieldTable::default())
+        .await
+        .unwrap();
+    drop(stuck);
+    b.stop().await;
+}
