@@ -69,10 +69,6 @@ impl Credit {
     pub fn set_limit(&self, limit: u32) {
         self.limit.store(limit, Ordering::Release);
     }
-
-    pub fn used(&self) -> u32 {
-        self.used.load(Ordering::Acquire)
-    }
 }
 
 /// What a connection receives from queues.

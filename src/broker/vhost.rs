@@ -703,8 +703,4 @@ impl VHost {
         }
         restored
     }
-
-    pub fn queue_names(&self) -> Vec<String> {
-        self.queues.iter().map(|q| q.key().clone()).collect()
-    }
 }

@@ -175,18 +175,6 @@ impl Exchange {
         !self.read().all.is_empty()
     }
 
-    pub fn has_binding(
-        &self,
-        destination: &Destination,
-        routing_key: &str,
-        arguments: &FieldTable,
-    ) -> bool {
-        self.read()
-            .all
-            .iter()
-            .any(|x| x.same(destination, routing_key, arguments))
-    }
-
     pub fn bindings(&self) -> Vec<Binding> {
         self.read().all.clone()
     }

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use amq_protocol::protocol::basic;
-use rand::Rng;
 
 use crate::broker::consumer::{ConsumerLink, Credit, NO_ACK_WINDOW};
 use crate::broker::queue::QueueCmd;
@@ -15,12 +14,7 @@ use crate::protocol::content::encode_content;
 use crate::protocol::{method, AmqpError};
 
 fn consumer_tag() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut rng = rand::thread_rng();
-    let suffix: String = (0..22)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-        .collect();
-    format!("amq.ctag-{suffix}")
+    super::server_generated("amq.ctag-")
 }
 
 impl Connection {

@@ -12,8 +12,21 @@ use amq_protocol::protocol::{
     access, basic as b, channel as c, confirm, exchange as e, queue as q, tx, AMQPClass,
 };
 
+use rand::Rng;
+
 use super::Connection;
 use crate::protocol::AmqpError;
+
+/// A name the server makes up, as RabbitMQ's: `prefix` and 22 URL-safe base64 characters
+/// (server-named queues `amq.gen-...`, consumer tags `amq.ctag-...`).
+fn server_generated(prefix: &str) -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    let mut rng = rand::thread_rng();
+    let suffix: String = (0..22)
+        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
+        .collect();
+    format!("{prefix}{suffix}")
+}
 
 impl Connection {
     pub(super) async fn channel_method(&mut self, ch: u16, m: AMQPClass) -> Result<(), AmqpError> {

@@ -2,7 +2,6 @@
 //! `amq.gen-` names; an empty queue name elsewhere means the channel's last declared queue.
 
 use amq_protocol::protocol::{queue, AMQPClass};
-use rand::Rng;
 
 use crate::broker::exchange::Destination;
 use crate::broker::queue::QueueCmd;
@@ -11,12 +10,7 @@ use crate::connection::Connection;
 use crate::protocol::AmqpError;
 
 fn server_named() -> String {
-    const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-    let mut rng = rand::thread_rng();
-    let suffix: String = (0..22)
-        .map(|_| ALPHABET[rng.gen_range(0..ALPHABET.len())] as char)
-        .collect();
-    format!("amq.gen-{suffix}")
+    super::server_generated("amq.gen-")
 }
 
 impl Connection {
