@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Real third-party clients against a built Warren: pika (Python), amqplib (Node) and
-# rabbitmq-c's amqp-tools (C). Installs the clients from their registries on first use.
+# rabbitmq-c's amqp-tools (C), over plain AMQP and over TLS, plus openssl s_client for
+# the TLS versions. Installs the clients from their registries on first use.
 # Usage: interop/run.sh [path/to/warren]    (default: target/release/warren)
 # Last line: N passed, N failed
 set -u
@@ -29,8 +30,18 @@ if [ ! -d "$ROOT/interop/node/node_modules/amqplib" ]; then
   (cd "$ROOT/interop/node" && npm install -q --no-audit --no-fund >&2)
 fi
 
-start_broker "$BIN"
-trap stop_broker EXIT
+# TLS: a throwaway PKI, an amqps listener that asks for (not requires) client
+# certificates, and the management API for creating the certificate user.
+TLS_DIR=$(mktemp -d)
+"$ROOT/interop/tls/make_certs.sh" "$TLS_DIR" || { echo "cannot make test certificates" >&2; exit 1; }
+AMQPS_PORT=$(free_port)
+MGMT_PORT=$(free_port)
+start_broker "$BIN" --amqps-listen "127.0.0.1:$AMQPS_PORT" --tls-cert "$TLS_DIR/server.pem" \
+  --tls-key "$TLS_DIR/server.key" --tls-ca "$TLS_DIR/ca.pem" --tls-verify-peer \
+  --management-listen "127.0.0.1:$MGMT_PORT"
+trap 'stop_broker; rm -rf "$TLS_DIR"' EXIT
+export TLS_DIR AMQPS_PORT MGMT_URL="http://127.0.0.1:$MGMT_PORT"
+export AMQPS_URL="amqps://guest:guest@localhost:$AMQPS_PORT/%2F"
 LOG="$BROKER_DIR/interop"
 mkdir -p "$LOG"
 
@@ -48,6 +59,9 @@ if command -v amqp-publish >/dev/null; then
 else
   echo "amqp-tools not installed (apt-get install amqp-tools)" >&2; TF=$((TF+1))
 fi
+
+"$ROOT/interop/tls/openssl_checks.sh" > "$LOG/tls.log" 2>&1
+rc=$?; cat "$LOG/tls.log" >&2; count "$LOG/tls.log" $rc openssl
 
 echo "$TP passed, $TF failed"
 [ $TF = 0 ]

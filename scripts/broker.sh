@@ -1,5 +1,7 @@
 # Start and stop a built warren binary for script-driven tests. Source it.
-#   start_broker BIN   -> exports AMQP_URL, BROKER_PID, BROKER_PORT, BROKER_DIR
+#   start_broker BIN [ARGS...] -> exports AMQP_URL, BROKER_PID, BROKER_PORT, BROKER_DIR
+#     (ARGS go to warren after the defaults; the management API is off unless ARGS
+#     give --management-listen)
 #   stop_broker        -> SIGTERM, wait, remove the data dir
 # The port is a free one above 20000, so nothing collides with 5672/5673 (lapin's
 # conn_refused test expects nothing listening on 5673).
@@ -25,11 +27,13 @@ PY
 }
 
 start_broker() {
-  local bin=$1 i
+  local bin=$1 i mgmt=(--management-listen none)
+  shift
+  case " $* " in *" --management-listen "*) mgmt=() ;; esac
   BROKER_PORT=$(free_port)
   BROKER_DIR=$(mktemp -d)
   "$bin" --amqp-listen "127.0.0.1:$BROKER_PORT" --amqp-listen "[::1]:$BROKER_PORT" \
-    --data-dir "$BROKER_DIR/data" > "$BROKER_DIR/warren.log" 2>&1 &
+    --data-dir "$BROKER_DIR/data" "${mgmt[@]}" "$@" > "$BROKER_DIR/warren.log" 2>&1 &
   BROKER_PID=$!
   for i in $(seq 1 100); do
     grep -q "listening for AMQP" "$BROKER_DIR/warren.log" 2>/dev/null && break

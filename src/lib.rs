@@ -21,6 +21,7 @@
 pub mod broker;
 pub mod config;
 pub mod connection;
+pub mod management;
 pub mod protocol;
 pub mod server;
 pub mod store;

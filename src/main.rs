@@ -33,6 +33,29 @@ struct Cli {
     /// error, warn, info, debug or trace.
     #[arg(long = "log-level", value_name = "LEVEL")]
     log_level: Option<String>,
+    /// AMQP over TLS listener, e.g. 0.0.0.0:5671 (repeatable). Given without
+    /// --amqp-listen, the broker is TLS-only.
+    #[arg(long = "amqps-listen", value_name = "ADDR")]
+    amqps_listen: Vec<String>,
+    /// PEM certificate chain for amqps.
+    #[arg(long = "tls-cert", value_name = "PATH")]
+    tls_cert: Option<PathBuf>,
+    /// PEM private key for amqps.
+    #[arg(long = "tls-key", value_name = "PATH")]
+    tls_key: Option<PathBuf>,
+    /// PEM CA bundle that client certificates are verified against.
+    #[arg(long = "tls-ca", value_name = "PATH")]
+    tls_ca: Option<PathBuf>,
+    /// Ask clients for a certificate and verify it against --tls-ca.
+    #[arg(long = "tls-verify-peer")]
+    tls_verify_peer: bool,
+    /// With --tls-verify-peer: refuse clients that present no certificate.
+    #[arg(long = "tls-fail-if-no-peer-cert")]
+    tls_fail_if_no_peer_cert: bool,
+    /// Management HTTP API listener (repeatable; default 0.0.0.0:15672 and [::]:15672;
+    /// "none" turns it off).
+    #[arg(long = "management-listen", value_name = "ADDR")]
+    management_listen: Vec<String>,
 }
 
 fn load(cli: &Cli) -> Result<Config, warren::config::ConfigError> {
@@ -43,6 +66,45 @@ fn load(cli: &Cli) -> Result<Config, warren::config::ConfigError> {
     config.apply_env(std::env::vars())?;
     if !cli.amqp_listen.is_empty() {
         config.set("amqp_listen", &cli.amqp_listen.join(","), "--amqp-listen")?;
+    }
+    if !cli.amqps_listen.is_empty() {
+        config.set(
+            "amqps_listen",
+            &cli.amqps_listen.join(","),
+            "--amqps-listen",
+        )?;
+        if cli.amqp_listen.is_empty() {
+            // TLS-only: the plaintext listener is off unless asked for on the command line
+            config.set("amqp_listen", "", "--amqps-listen")?;
+        }
+    }
+    for (flag, key, value) in [
+        ("--tls-cert", "tls_cert", &cli.tls_cert),
+        ("--tls-key", "tls_key", &cli.tls_key),
+        ("--tls-ca", "tls_ca", &cli.tls_ca),
+    ] {
+        if let Some(v) = value {
+            config.set(key, &v.display().to_string(), flag)?;
+        }
+    }
+    if cli.tls_verify_peer {
+        config.set("tls_verify_peer", "true", "--tls-verify-peer")?;
+    }
+    if cli.tls_fail_if_no_peer_cert {
+        config.set(
+            "tls_fail_if_no_peer_cert",
+            "true",
+            "--tls-fail-if-no-peer-cert",
+        )?;
+    }
+    if !cli.management_listen.is_empty() {
+        let addrs: Vec<&str> = cli
+            .management_listen
+            .iter()
+            .map(String::as_str)
+            .filter(|a| *a != "none")
+            .collect();
+        config.set("management_listen", &addrs.join(","), "--management-listen")?;
     }
     if let Some(d) = &cli.data_dir {
         config.set("data_dir", &d.display().to_string(), "--data-dir")?;
@@ -75,24 +137,36 @@ fn collect_when_idle() {
     });
 }
 
-async fn wait_for_signal() {
+/// Wait for SIGINT or SIGTERM; on SIGHUP reload the TLS certificate and go on waiting.
+async fn wait_for_signal(broker: &Broker) {
     #[cfg(unix)]
     {
         use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
+        let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
             signal(SignalKind::terminate()),
             signal(SignalKind::interrupt()),
+            signal(SignalKind::hangup()),
         ) else {
             let _ = tokio::signal::ctrl_c().await;
             return;
         };
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
+        loop {
+            tokio::select! {
+                _ = term.recv() => return,
+                _ = int.recv() => return,
+                _ = hup.recv() => match broker.reload_tls() {
+                    Ok(true) => tracing::info!("SIGHUP: TLS certificate reloaded; new connections use it"),
+                    Ok(false) => tracing::info!("SIGHUP: no amqps listener, nothing to reload"),
+                    Err(e) => tracing::error!("SIGHUP: TLS reload refused, keeping the old certificate: {e}"),
+                },
+            }
         }
     }
     #[cfg(not(unix))]
-    let _ = tokio::signal::ctrl_c().await;
+    {
+        let _ = broker;
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }
 
 fn main() -> ExitCode {
@@ -138,18 +212,36 @@ fn main() -> ExitCode {
             recovered.queues,
             took.as_millis()
         );
-        let addrs: Vec<String> = broker
-            .local_addrs()
-            .iter()
-            .map(SocketAddr::to_string)
-            .collect();
-        tracing::info!(
-            "Warren {} listening for AMQP on {} (data dir {})",
-            env!("CARGO_PKG_VERSION"),
-            addrs.join(", "),
-            data_dir.display()
-        );
-        wait_for_signal().await;
+        let list = |addrs: &[SocketAddr]| {
+            addrs
+                .iter()
+                .map(SocketAddr::to_string)
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        if !broker.local_addrs().is_empty() {
+            tracing::info!(
+                "Warren {} listening for AMQP on {} (data dir {})",
+                env!("CARGO_PKG_VERSION"),
+                list(broker.local_addrs()),
+                data_dir.display()
+            );
+        }
+        if !broker.tls_addrs().is_empty() {
+            tracing::info!(
+                "Warren {} listening for AMQPS (TLS) on {} (data dir {})",
+                env!("CARGO_PKG_VERSION"),
+                list(broker.tls_addrs()),
+                data_dir.display()
+            );
+        }
+        if !broker.management_addrs().is_empty() {
+            tracing::info!(
+                "management API listening on {}",
+                list(broker.management_addrs())
+            );
+        }
+        wait_for_signal(&broker).await;
         tracing::info!(
             "shutting down: closing {} connection(s)",
             broker.connection_count()

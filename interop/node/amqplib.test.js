@@ -80,3 +80,20 @@ test('channel error carries the RabbitMQ reply code', async () => {
     await assert.rejects(ch.checkExchange('no-such-exchange'), /404/);
   });
 });
+
+test('amqps: publish and get over TLS with the CA from the test PKI', async () => {
+  const fs = require('node:fs');
+  const path = require('node:path');
+  const opts = { ca: [fs.readFileSync(path.join(process.env.TLS_DIR, 'ca.pem'))], servername: 'localhost' };
+  const conn = await amqp.connect(process.env.AMQPS_URL, opts);
+  try {
+    const ch = await conn.createConfirmChannel();
+    const { queue } = await ch.assertQueue('', { exclusive: true });
+    await new Promise((resolve, reject) =>
+      ch.sendToQueue(queue, Buffer.from('order over amqps'), {}, (err) => (err ? reject(err) : resolve())));
+    const msg = await ch.get(queue, { noAck: true });
+    assert.strictEqual(msg.content.toString(), 'order over amqps');
+  } finally {
+    await conn.close().catch(() => {});
+  }
+});

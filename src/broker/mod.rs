@@ -3,11 +3,13 @@
 //! store ids. At start it rebuilds the vhosts from what the store recovered. Connections look
 //! things up here; nothing here writes to a socket.
 
+pub mod admin;
 pub mod alarm;
 pub mod auth;
 pub mod consumer;
 pub mod exchange;
 pub mod message;
+pub mod permissions;
 pub mod queue;
 pub mod vhost;
 
@@ -20,13 +22,16 @@ use tokio::sync::watch;
 
 use crate::config::Config;
 use crate::store::{Definition, Recovered, Store};
-use auth::Users;
-use vhost::VHost;
+use auth::{User, Users};
+use permissions::{Permission, Permissions, TopicPermission};
+use vhost::{VHost, VHostMeta};
 
 #[derive(Debug)]
 pub struct BrokerState {
     pub config: Arc<Config>,
     pub users: Users,
+    pub permissions: Permissions,
+    pub login_throttle: auth::LoginThrottle,
     vhosts: DashMap<String, Arc<VHost>>,
     next_id: AtomicU64,
     next_store_id: AtomicU64,
@@ -51,8 +56,10 @@ fn definition_vhost(d: &Definition) -> Option<&str> {
         Definition::Exchange { vhost, .. }
         | Definition::Queue { vhost, .. }
         | Definition::Binding { vhost, .. } => Some(vhost),
-        Definition::VHost { name } => Some(name),
-        Definition::User { .. } => None,
+        Definition::VHost { name, .. } => Some(name),
+        Definition::User { .. }
+        | Definition::Permission { .. }
+        | Definition::TopicPermission { .. } => None,
     }
 }
 
@@ -69,27 +76,35 @@ impl BrokerState {
             .iter()
             .any(|d| matches!(d, Definition::User { .. } | Definition::VHost { .. }));
         let users = Users::default();
+        let permissions = Permissions::default();
         let mut initial = Vec::new();
         if first_start {
-            users.add(&config.default_user, &config.default_pass);
-            if let Some(password_hash) = users.password_hash(&config.default_user) {
-                initial.push(Definition::User {
-                    name: config.default_user.clone(),
-                    password_hash,
-                });
-            }
+            // As RabbitMQ's default user: an administrator with full access to its vhost.
+            let admin = users.add(
+                &config.default_user,
+                &config.default_pass,
+                vec!["administrator".into()],
+            );
+            initial.push(Definition::User {
+                name: admin.name,
+                password_hash: admin.password_hash,
+                tags: admin.tags,
+            });
             initial.push(Definition::VHost {
                 name: config.default_vhost.clone(),
+                description: "Default virtual host".into(),
+                tags: Vec::new(),
+            });
+            initial.push(Definition::Permission {
+                user: config.default_user.clone(),
+                vhost: config.default_vhost.clone(),
+                configure: ".*".into(),
+                write: ".*".into(),
+                read: ".*".into(),
             });
         }
-        for d in &recovered.definitions {
-            if let Definition::User {
-                name,
-                password_hash,
-            } = d
-            {
-                users.add_hashed(name, password_hash.clone());
-            }
+        for d in recovered.definitions.iter().chain(initial.iter()) {
+            restore_access(d, &users, &permissions);
         }
         let mut names: BTreeSet<String> = recovered
             .definitions
@@ -110,6 +125,21 @@ impl BrokerState {
                 config.vhost_max_queues as usize,
             );
             report.messages += v.restore(&recovered.definitions, &mut positions);
+            for d in recovered.definitions.iter().chain(initial.iter()) {
+                if let Definition::VHost {
+                    name,
+                    description,
+                    tags,
+                } = d
+                {
+                    if name == &v.name {
+                        v.set_meta(VHostMeta {
+                            description: description.clone(),
+                            tags: tags.clone(),
+                        });
+                    }
+                }
+            }
             vhosts.insert(name, v);
         }
         report.queues = recovered
@@ -125,6 +155,8 @@ impl BrokerState {
         let state = Arc::new(Self {
             config: Arc::new(config),
             users,
+            permissions,
+            login_throttle: Default::default(),
             vhosts,
             next_id: AtomicU64::new(1),
             next_store_id: AtomicU64::new(recovered.max_store_id + 1),
@@ -139,6 +171,13 @@ impl BrokerState {
 
     pub fn vhost(&self, name: &str) -> Option<Arc<VHost>> {
         self.vhosts.get(name).map(|v| v.clone())
+    }
+
+    /// Every vhost, sorted by name.
+    pub fn vhost_list(&self) -> Vec<Arc<VHost>> {
+        let mut all: Vec<Arc<VHost>> = self.vhosts.iter().map(|v| v.clone()).collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
     }
 
     /// A process-unique id for connections and channel epochs.
@@ -168,5 +207,52 @@ impl BrokerState {
     /// The store identity of a new persistent message.
     pub fn next_store_id(&self) -> u64 {
         self.next_store_id.fetch_add(1, Ordering::Relaxed)
+    }
+}
+
+/// Users and permissions from a stored (or first-start) definition. A stored pattern that
+/// no longer compiles grants nothing, loudly, rather than stopping the broker.
+fn restore_access(d: &Definition, users: &Users, permissions: &Permissions) {
+    match d {
+        Definition::User {
+            name,
+            password_hash,
+            tags,
+        } => {
+            users.put(User {
+                name: name.clone(),
+                password_hash: password_hash.clone(),
+                tags: tags.clone(),
+            });
+        }
+        Definition::Permission {
+            user,
+            vhost,
+            configure,
+            write,
+            read,
+        } => match Permission::new(user, vhost, configure, write, read) {
+            Ok(p) => permissions.set(p),
+            Err(e) => tracing::error!(%user, %vhost, "stored permission ignored: {e}"),
+        },
+        Definition::TopicPermission {
+            user,
+            vhost,
+            exchange,
+            write,
+            read,
+        } => {
+            let t = TopicPermission {
+                user: user.clone(),
+                vhost: vhost.clone(),
+                exchange: exchange.clone(),
+                write: write.clone(),
+                read: read.clone(),
+            };
+            if let Err(e) = permissions.set_topic(t) {
+                tracing::error!(%user, %vhost, "stored topic permission ignored: {e}");
+            }
+        }
+        _ => {}
     }
 }

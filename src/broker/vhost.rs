@@ -58,7 +58,17 @@ pub struct VHost {
     max_queues: usize,
     /// Open connections to this vhost (counted by the handshake, released by the connection).
     pub connections: std::sync::atomic::AtomicUsize,
+    /// Description and tags, as the management API shows them.
+    meta: std::sync::RwLock<VHostMeta>,
+    /// Flips to true when the vhost is deleted; its connections watch it and close.
+    pub deleted: tokio::sync::watch::Sender<bool>,
     me: Weak<VHost>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct VHostMeta {
+    pub description: String,
+    pub tags: Vec<String>,
 }
 
 fn same(flag: bool) -> &'static str {
@@ -81,6 +91,8 @@ impl VHost {
             queue_ram_limit,
             max_queues,
             connections: std::sync::atomic::AtomicUsize::new(0),
+            meta: Default::default(),
+            deleted: tokio::sync::watch::channel(false).0,
             exchanges: DashMap::new(),
             queues: DashMap::new(),
             store,
@@ -100,6 +112,42 @@ impl VHost {
             );
         }
         vhost
+    }
+
+    pub fn meta(&self) -> VHostMeta {
+        self.meta.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set_meta(&self, meta: VHostMeta) {
+        *self.meta.write().unwrap_or_else(|p| p.into_inner()) = meta;
+    }
+
+    pub fn definition(&self) -> Definition {
+        let meta = self.meta();
+        Definition::VHost {
+            name: self.name.clone(),
+            description: meta.description,
+            tags: meta.tags,
+        }
+    }
+
+    /// The vhost is being deleted: close its connections (they watch `deleted`), delete
+    /// every queue (each actor removes its messages and definitions from the store) and
+    /// every exchange with its bindings.
+    pub async fn delete_everything(&self) {
+        let _ = self.deleted.send(true);
+        let queues: Vec<Arc<QueueHandle>> = self.queues.iter().map(|q| q.clone()).collect();
+        for q in queues {
+            let _ = self.delete_queue(&q, false, false).await;
+        }
+        let mut ops = Vec::new();
+        let names: Vec<String> = self.exchanges.iter().map(|x| x.key().clone()).collect();
+        for name in names {
+            if !name.is_empty() && !name.starts_with("amq.") {
+                let _ = self.delete_exchange_now(&name, false, &mut ops);
+            }
+        }
+        self.persist(ops).await;
     }
 
     fn no_exchange(&self, name: &str) -> AmqpError {

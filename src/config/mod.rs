@@ -60,6 +60,25 @@ pub struct Config {
     pub vhost_max_queues: u64,
     /// Most consumers per channel (0 = no limit): 530 for one more.
     pub consumer_max_per_channel: u64,
+    /// AMQP over TLS listeners (amqps); need `tls_cert` and `tls_key`.
+    pub amqps_listen: Vec<SocketAddr>,
+    /// The management HTTP API (RabbitMQ's paths); empty turns it off.
+    pub management_listen: Vec<SocketAddr>,
+    /// PEM certificate chain and private key of the amqps listeners.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// PEM CA bundle that client certificates are verified against.
+    pub tls_ca: Option<PathBuf>,
+    /// Ask clients for a certificate and verify it against `tls_ca` (RabbitMQ's verify_peer).
+    pub tls_verify_peer: bool,
+    /// With `tls_verify_peer`: refuse clients that send no certificate.
+    pub tls_fail_if_no_peer_cert: bool,
+    /// "tlsv1.2" and/or "tlsv1.3"; older versions are never offered.
+    pub tls_versions: Vec<String>,
+    /// Cipher suites by IANA/rustls or OpenSSL name; empty means rustls' safe defaults.
+    pub tls_ciphers: Vec<String>,
+    /// Where SASL EXTERNAL takes the user name: common_name or subject_alternative_name.
+    pub ssl_cert_login_from: String,
 }
 
 impl Default for Config {
@@ -91,6 +110,19 @@ impl Default for Config {
             vhost_max_connections: 0,
             vhost_max_queues: 0,
             consumer_max_per_channel: 0,
+            amqps_listen: Vec::new(),
+            management_listen: vec![
+                "0.0.0.0:15672".parse().expect("literal"),
+                "[::]:15672".parse().expect("literal"),
+            ],
+            tls_cert: None,
+            tls_key: None,
+            tls_ca: None,
+            tls_verify_peer: false,
+            tls_fail_if_no_peer_cert: false,
+            tls_versions: vec!["tlsv1.3".into(), "tlsv1.2".into()],
+            tls_ciphers: Vec::new(),
+            ssl_cert_login_from: "common_name".into(),
         }
     }
 }
@@ -120,6 +152,23 @@ pub const KEYS: &[&str] = &[
     "vhost_max_connections",
     "vhost_max_queues",
     "consumer_max_per_channel",
+    "amqps_listen",
+    "management_listen",
+    "tls_cert",
+    "tls_key",
+    "tls_ca",
+    "tls_verify_peer",
+    "tls_fail_if_no_peer_cert",
+    "tls_versions",
+    "tls_ciphers",
+    "ssl_cert_login_from",
+];
+
+/// RabbitMQ's Docker image variables, honoured as aliases (Warren's own names win).
+const RABBITMQ_ALIASES: &[(&str, &str)] = &[
+    ("RABBITMQ_DEFAULT_USER", "default_user"),
+    ("RABBITMQ_DEFAULT_PASS", "default_pass"),
+    ("RABBITMQ_DEFAULT_VHOST", "default_vhost"),
 ];
 
 fn list(value: &str) -> Vec<String> {
@@ -145,15 +194,54 @@ impl Config {
         {
             v.trim().parse::<T>().map_err(|e| format!("'{v}': {e}"))
         }
+        let addrs = |value: &str| -> Result<Vec<SocketAddr>, ConfigError> {
+            list(value)
+                .iter()
+                .map(|a| {
+                    a.parse::<SocketAddr>()
+                        .map_err(|e| bad(format!("'{a}': {e}")))
+                })
+                .collect()
+        };
+        let path = |value: &str| (!value.trim().is_empty()).then(|| PathBuf::from(value));
+        let flag = |value: &str| match value.trim() {
+            "true" | "1" | "yes" => Ok(true),
+            "false" | "0" | "no" => Ok(false),
+            other => Err(bad(format!("'{other}' is not true or false"))),
+        };
         match key {
-            "amqp_listen" => {
-                self.amqp_listen = list(value)
+            "amqp_listen" => self.amqp_listen = addrs(value)?,
+            "amqps_listen" => self.amqps_listen = addrs(value)?,
+            "management_listen" => self.management_listen = addrs(value)?,
+            "tls_cert" => self.tls_cert = path(value),
+            "tls_key" => self.tls_key = path(value),
+            "tls_ca" => self.tls_ca = path(value),
+            "tls_verify_peer" => self.tls_verify_peer = flag(value)?,
+            "tls_fail_if_no_peer_cert" => self.tls_fail_if_no_peer_cert = flag(value)?,
+            "tls_versions" => {
+                let versions: Vec<String> =
+                    list(value).iter().map(|v| v.to_ascii_lowercase()).collect();
+                if let Some(v) = versions
                     .iter()
-                    .map(|a| {
-                        a.parse::<SocketAddr>()
-                            .map_err(|e| bad(format!("'{a}': {e}")))
-                    })
-                    .collect::<Result<_, _>>()?
+                    .find(|v| !["tlsv1.2", "tlsv1.3"].contains(&v.as_str()))
+                {
+                    return Err(bad(format!(
+                        "'{v}' is not supported: only tlsv1.2 and tlsv1.3 are"
+                    )));
+                }
+                if versions.is_empty() {
+                    return Err(bad("at least one of tlsv1.2, tlsv1.3".into()));
+                }
+                self.tls_versions = versions;
+            }
+            "tls_ciphers" => self.tls_ciphers = list(value),
+            "ssl_cert_login_from" => {
+                if !["common_name", "subject_alternative_name"].contains(&value) {
+                    return Err(bad(format!(
+                        "'{value}' is not common_name or subject_alternative_name"
+                    )));
+                }
+                self.ssl_cert_login_from = value.to_owned();
             }
             "data_dir" => self.data_dir = PathBuf::from(value),
             "log_level" => {
@@ -281,10 +369,18 @@ impl Config {
     }
 
     /// Apply every `WARREN_*` variable; an unknown one is an error like an unknown key.
+    /// RabbitMQ's image variables (RABBITMQ_DEFAULT_USER/PASS/VHOST) count too, below
+    /// Warren's own names.
     pub fn apply_env(
         &mut self,
         vars: impl IntoIterator<Item = (String, String)>,
     ) -> Result<(), ConfigError> {
+        let vars: Vec<(String, String)> = vars.into_iter().collect();
+        for (name, value) in &vars {
+            if let Some((_, key)) = RABBITMQ_ALIASES.iter().find(|(n, _)| n == name) {
+                self.set(key, value, &format!("environment variable {name}"))?;
+            }
+        }
         for (name, value) in vars {
             if let Some(key) = name.strip_prefix("WARREN_") {
                 self.set(
@@ -334,6 +430,49 @@ mod tests {
     }
 
     #[test]
+    fn rabbitmq_image_variables_set_the_first_user_below_warrens_own() {
+        let mut c = Config::default();
+        let env = |pairs: &[(&str, &str)]| {
+            pairs
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect::<Vec<_>>()
+        };
+        c.apply_env(env(&[
+            ("RABBITMQ_DEFAULT_USER", "shop"),
+            ("RABBITMQ_DEFAULT_PASS", "s3cret"),
+            ("RABBITMQ_DEFAULT_VHOST", "orders"),
+            ("RABBITMQ_NODENAME", "rabbit@x"),
+        ]))
+        .unwrap();
+        assert_eq!(
+            (
+                c.default_user.as_str(),
+                c.default_pass.as_str(),
+                c.default_vhost.as_str()
+            ),
+            ("shop", "s3cret", "orders")
+        );
+        c.apply_env(env(&[
+            ("WARREN_DEFAULT_USER", "warren"),
+            ("RABBITMQ_DEFAULT_USER", "rabbit"),
+        ]))
+        .unwrap();
+        assert_eq!(c.default_user, "warren");
+    }
+
+    #[test]
+    fn old_tls_versions_are_refused() {
+        let mut c = Config::default();
+        let e = c
+            .set("tls_versions", "tlsv1.1,tlsv1.2", "flag")
+            .unwrap_err();
+        assert!(e.to_string().contains("tlsv1.1"), "{e}");
+        c.set("tls_versions", "TLSv1.2", "flag").unwrap();
+        assert_eq!(c.tls_versions, vec!["tlsv1.2"]);
+    }
+
+    #[test]
     fn the_example_config_file_is_the_default() {
         let mut c = Config::default();
         let text = include_str!("../../config/warren.toml");
@@ -349,6 +488,11 @@ mod tests {
                 "amqp_listen" => "127.0.0.1:5672",
                 "log_level" => "debug",
                 "vm_memory_high_watermark" => "0.5",
+                "tls_cert" | "tls_key" | "tls_ca" => "/tmp/x.pem",
+                "tls_verify_peer" | "tls_fail_if_no_peer_cert" => "true",
+                "tls_versions" => "tlsv1.3",
+                "ssl_cert_login_from" => "common_name",
+                "amqps_listen" | "management_listen" => "127.0.0.1:1",
                 "data_dir" | "default_user" | "default_pass" | "default_vhost"
                 | "loopback_users" | "product" | "product_version" | "cluster_name" => "x",
                 // fits every numeric key: u16 limits up to byte sizes with a 1 MiB floor

@@ -138,6 +138,7 @@ pub async fn handshake<R: AsyncRead + Unpin>(
     writer: &WriterTx,
     broker: &BrokerState,
     peer: SocketAddr,
+    tls: Option<&TlsPeer>,
 ) -> Result<Negotiated, HandshakeEnd> {
     let config = &broker.config;
     while rbuf.len() < 8 {
@@ -159,7 +160,7 @@ pub async fn handshake<R: AsyncRead + Unpin>(
             version_major: 0,
             version_minor: 9,
             server_properties: server_properties(broker),
-            mechanisms: LongString::from(sasl::MECHANISMS),
+            mechanisms: LongString::from(mechanisms(tls)),
             locales: LongString::from("en_US"),
         })),
     );
@@ -172,8 +173,7 @@ pub async fn handshake<R: AsyncRead + Unpin>(
     let consumer_cancel_notify =
         client_capability(&start_ok.client_properties, "consumer_cancel_notify");
     let blocked_notify = client_capability(&start_ok.client_properties, "connection.blocked");
-    let refused = |why: &str| {
-        tracing::warn!(%peer, mechanism = %mechanism, "login refused: {why}");
+    let refusal = || {
         HandshakeEnd::Refused(
             AmqpError::access_refused(format!(
                 "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
@@ -182,21 +182,24 @@ pub async fn handshake<R: AsyncRead + Unpin>(
             .caused_by(10, 11),
         )
     };
-    let Some(creds) = sasl::parse_response(&mechanism, start_ok.response.as_bytes()) else {
-        return Err(refused("unsupported mechanism or malformed response"));
+    let user = match authenticate(broker, &mechanism, start_ok.response.as_bytes(), tls) {
+        Ok(user) => user,
+        Err(why) => {
+            tracing::warn!(%peer, mechanism = %mechanism, "login refused: {why}");
+            let delay = broker.login_throttle.failed(peer.ip());
+            if !delay.is_zero() {
+                tracing::warn!(%peer, "repeated login failures: answering in {delay:?}");
+                tokio::time::sleep(delay).await;
+            }
+            return Err(refusal());
+        }
     };
-    if !broker.users.check(&creds.username, &creds.password) {
-        return Err(refused(&format!(
-            "bad credentials for user '{}'",
-            creds.username
-        )));
-    }
-    if config.loopback_users.contains(&creds.username) && !peer.ip().is_loopback() {
-        tracing::warn!(%peer, user = %creds.username, "login refused: user may only connect via localhost");
+    if config.loopback_users.contains(&user.name) && !peer.ip().is_loopback() {
+        tracing::warn!(%peer, user = %user.name, "login refused: user may only connect via localhost");
         return Err(HandshakeEnd::Refused(
             AmqpError::access_refused(format!(
                 "user '{}' can only connect via localhost",
-                creds.username
+                user.name
             ))
             .on_connection()
             .caused_by(10, 11),
@@ -238,6 +241,10 @@ pub async fn handshake<R: AsyncRead + Unpin>(
                 .into(),
         );
     };
+    broker
+        .permissions
+        .check_vhost(&user.name, vhost_name)
+        .map_err(|e| e.caused_by(10, 40))?;
     // Counted here, released by the connection when it ends (or below, if refused).
     let limit = broker.config.vhost_max_connections;
     let before = vhost
@@ -251,7 +258,7 @@ pub async fn handshake<R: AsyncRead + Unpin>(
             reply::NOT_ALLOWED,
             format!(
                 "access to vhost '{vhost_name}' refused for user '{}': connection limit ({limit}) is reached",
-                creds.username
+                user.name
             ),
         )
         .caused_by(10, 40)
@@ -267,10 +274,48 @@ pub async fn handshake<R: AsyncRead + Unpin>(
         frame_max,
         heartbeat,
         vhost,
-        user: creds.username,
+        user: user.name,
         consumer_cancel_notify,
         blocked_notify,
     })
+}
+
+/// What TLS told us about the peer, for SASL EXTERNAL.
+#[derive(Debug, Default, Clone)]
+pub struct TlsPeer {
+    /// The user name taken from the verified client certificate (CN or SAN).
+    pub cert_user: Option<String>,
+}
+
+/// The mechanisms offered: EXTERNAL only when a verified client certificate named a user.
+fn mechanisms(tls: Option<&TlsPeer>) -> String {
+    match tls.and_then(|t| t.cert_user.as_ref()) {
+        Some(_) => format!("EXTERNAL {}", sasl::MECHANISMS),
+        None => sasl::MECHANISMS.to_owned(),
+    }
+}
+
+fn authenticate(
+    broker: &BrokerState,
+    mechanism: &str,
+    response: &[u8],
+    tls: Option<&TlsPeer>,
+) -> Result<crate::broker::auth::User, String> {
+    if mechanism == "EXTERNAL" {
+        let name = tls
+            .and_then(|t| t.cert_user.clone())
+            .ok_or("EXTERNAL without a verified client certificate")?;
+        return broker
+            .users
+            .get(&name)
+            .ok_or_else(|| format!("certificate user '{name}' does not exist"));
+    }
+    let creds = sasl::parse_response(mechanism, response)
+        .ok_or("unsupported mechanism or malformed response")?;
+    broker
+        .users
+        .check(&creds.username, &creds.password)
+        .ok_or_else(|| format!("bad credentials for user '{}'", creds.username))
 }
 
 fn client_capability(props: &FieldTable, name: &str) -> bool {

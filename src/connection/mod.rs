@@ -9,7 +9,7 @@
 mod channel;
 mod dispatch;
 mod handlers;
-mod handshake;
+pub mod handshake;
 mod writer;
 
 use std::collections::HashMap;
@@ -66,8 +66,9 @@ pub struct Connection {
     pub id: u64,
     broker: Arc<BrokerState>,
     vhost: Arc<VHost>,
-    #[allow(dead_code)] // used by access control (permissions) next
     user: String,
+    /// Exchanges this user may publish to, valid while the permissions' generation holds.
+    write_cache: handlers::AccessCache,
     channel_max: u16,
     frame_max: u32,
     heartbeat: u16,
@@ -102,8 +103,12 @@ pub struct Connection {
 }
 
 /// Serve one accepted socket until it closes.
-pub async fn serve<S>(stream: S, peer: SocketAddr, broker: Arc<BrokerState>)
-where
+pub async fn serve<S>(
+    stream: S,
+    peer: SocketAddr,
+    broker: Arc<BrokerState>,
+    tls: Option<handshake::TlsPeer>,
+) where
     S: AsyncRead + AsyncWrite + Send + 'static,
 {
     let id = broker.next_id();
@@ -117,18 +122,23 @@ where
         // Small to start: an idle connection should cost little; it grows with the frames.
         let mut rbuf = BytesMut::with_capacity(MIN_READ);
         let timeout = Duration::from_millis(broker.config.handshake_timeout);
-        let negotiated = tokio::time::timeout(
-            timeout,
-            // boxed: its state is freed once open, instead of sizing the connection's task
-            Box::pin(handshake::handshake(
-                &mut reader,
-                &mut rbuf,
-                &writer,
-                &broker,
-                peer,
-            )),
-        )
-        .await;
+        let mut shutdown = broker.shutdown.subscribe();
+        let negotiated = tokio::select! {
+            n = tokio::time::timeout(
+                timeout,
+                // boxed: its state is freed once open, instead of sizing the connection's task
+                Box::pin(handshake::handshake(
+                    &mut reader,
+                    &mut rbuf,
+                    &writer,
+                    &broker,
+                    peer,
+                    tls.as_ref(),
+                )),
+            ) => n,
+            // a broker stopping does not wait for clients that have not finished opening
+            _ = shutdown.wait_for(|stopping| *stopping) => Ok(Err(HandshakeEnd::Gone)),
+        };
         match negotiated {
             Ok(Ok(n)) => {
                 tracing::debug!(user = %n.user, vhost = %n.vhost.name, "connection open");
@@ -186,6 +196,7 @@ impl Connection {
             broker,
             vhost: n.vhost,
             user: n.user,
+            write_cache: Default::default(),
             channel_max: n.channel_max,
             frame_max: n.frame_max,
             heartbeat: n.heartbeat,
@@ -221,6 +232,7 @@ impl Connection {
     async fn run<R: AsyncRead + Unpin>(mut self, mut reader: R, mut rbuf: BytesMut) {
         let mut events_rx: Option<mpsc::UnboundedReceiver<ConnEvent>> = None;
         let mut shutdown = self.broker.shutdown.subscribe();
+        let mut vhost_deleted = self.vhost.deleted.subscribe();
         let mut alarm = self.broker.memory_alarm.subscribe();
         let hb = self.heartbeat;
         let tick_every = if hb == 0 {
@@ -294,6 +306,13 @@ impl Connection {
                     if self.closing.is_none() {
                         let e = AmqpError::new(reply::CONNECTION_FORCED,
                             "broker forced connection closure with reason 'shutdown'");
+                        self.begin_close(&e);
+                    }
+                }
+                Ok(()) = vhost_deleted.changed() => {
+                    if self.closing.is_none() {
+                        let e = AmqpError::new(reply::CONNECTION_FORCED,
+                            format!("vhost '{}' is deleted", self.vhost.name));
                         self.begin_close(&e);
                     }
                 }

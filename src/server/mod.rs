@@ -1,6 +1,9 @@
-//! Listeners and the broker's lifetime: `Broker` binds the configured addresses, accepts
-//! sockets and spawns one connection task each, and on shutdown stops accepting, asks every
-//! connection to close (320 CONNECTION_FORCED) and waits for them. It never parses AMQP.
+//! Listeners and the broker's lifetime: `Broker` binds the configured addresses (AMQP,
+//! amqps, management HTTP), accepts sockets, completes TLS for amqps, and spawns one
+//! connection task each; on shutdown it stops accepting, asks every connection to close
+//! (320 CONNECTION_FORCED) and waits for them. It never parses AMQP.
+
+pub mod tls;
 
 use std::io;
 use std::net::SocketAddr;
@@ -16,6 +19,7 @@ use crate::broker::{BrokerState, RecoveryReport};
 use crate::config::Config;
 use crate::connection;
 use crate::store::{Store, StoreError};
+use tls::{Tls, TlsError};
 
 /// Errors that stop the broker from starting, each naming what was wrong.
 #[derive(Debug, thiserror::Error)]
@@ -24,8 +28,10 @@ pub enum StartError {
     Listen { addr: SocketAddr, source: io::Error },
     #[error("cannot create data directory {path}: {source}")]
     DataDir { path: PathBuf, source: io::Error },
-    #[error("no AMQP listener configured")]
+    #[error("no AMQP listener configured (amqp_listen and amqps_listen are both empty)")]
     NoListener,
+    #[error(transparent)]
+    Tls(#[from] TlsError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }
@@ -34,6 +40,9 @@ pub enum StartError {
 pub struct Broker {
     state: Arc<BrokerState>,
     addrs: Vec<SocketAddr>,
+    tls_addrs: Vec<SocketAddr>,
+    management_addrs: Vec<SocketAddr>,
+    tls: Option<Arc<Tls>>,
     accept_tasks: Vec<JoinHandle<()>>,
     recovery: RecoveryReport,
     recovery_time: Duration,
@@ -43,10 +52,14 @@ pub struct Broker {
 pub struct BrokerBuilder {
     config: Config,
     listen: Vec<SocketAddr>,
+    listen_tls: Vec<SocketAddr>,
+    management: Vec<SocketAddr>,
 }
 
 impl BrokerBuilder {
-    /// Start from a full configuration (listeners in it are replaced by `listen` calls).
+    /// Start from a full configuration. When any of `listen`, `listen_tls` or
+    /// `management_listen` is called, those calls decide every listener and the config's
+    /// listener lists are ignored (an embedded broker then serves no HTTP unless asked).
     pub fn config(mut self, config: Config) -> Self {
         self.config = config;
         self
@@ -58,31 +71,52 @@ impl BrokerBuilder {
         self
     }
 
+    /// Add an amqps listener (the config's tls_cert/tls_key are used).
+    pub fn listen_tls(mut self, addr: SocketAddr) -> Self {
+        self.listen_tls.push(addr);
+        self
+    }
+
+    /// Add a management HTTP listener.
+    pub fn management_listen(mut self, addr: SocketAddr) -> Self {
+        self.management.push(addr);
+        self
+    }
+
     pub fn data_dir(mut self, path: impl Into<PathBuf>) -> Self {
         self.config.data_dir = path.into();
         self
     }
 
     pub async fn start(mut self) -> Result<Broker, StartError> {
-        if !self.listen.is_empty() {
+        if !(self.listen.is_empty() && self.listen_tls.is_empty() && self.management.is_empty()) {
             self.config.amqp_listen = std::mem::take(&mut self.listen);
+            self.config.amqps_listen = std::mem::take(&mut self.listen_tls);
+            self.config.management_listen = std::mem::take(&mut self.management);
         }
-        if self.config.amqp_listen.is_empty() {
+        if self.config.amqp_listen.is_empty() && self.config.amqps_listen.is_empty() {
             return Err(StartError::NoListener);
         }
+        let tls = Tls::from_config(&self.config)?;
         let data_dir = self.config.data_dir.clone();
         std::fs::create_dir_all(&data_dir).map_err(|source| StartError::DataDir {
             path: data_dir,
             source,
         })?;
-        let mut listeners = Vec::new();
-        for addr in &self.config.amqp_listen {
-            let l = bind(*addr).map_err(|source| StartError::Listen {
-                addr: *addr,
-                source,
-            })?;
-            listeners.push(l);
-        }
+        let bind_all = |addrs: &[SocketAddr]| -> Result<Vec<TcpListener>, StartError> {
+            addrs
+                .iter()
+                .map(|addr| {
+                    bind(*addr).map_err(|source| StartError::Listen {
+                        addr: *addr,
+                        source,
+                    })
+                })
+                .collect()
+        };
+        let plain = bind_all(&self.config.amqp_listen)?;
+        let secure = bind_all(&self.config.amqps_listen)?;
+        let http = bind_all(&self.config.management_listen)?;
         // Recover before accepting anyone: clients must find their durable queues full.
         let started = std::time::Instant::now();
         let (store, recovered) =
@@ -91,23 +125,41 @@ impl BrokerBuilder {
         let recovery_time = started.elapsed();
         state.persist_initial().await;
         state.memory_alarm.spawn_monitor();
-        let mut addrs = Vec::new();
-        let mut accept_tasks = Vec::new();
-        for l in listeners {
-            let addr = l.local_addr().map_err(|source| StartError::Listen {
+        let local = |l: &TcpListener| {
+            l.local_addr().map_err(|source| StartError::Listen {
                 addr: SocketAddr::from(([0, 0, 0, 0], 0)),
                 source,
-            })?;
-            addrs.push(addr);
-            accept_tasks.push(tokio::spawn(accept_loop(l, state.clone())));
-        }
-        Ok(Broker {
-            state,
-            addrs,
-            accept_tasks,
+            })
+        };
+        let mut broker = Broker {
+            state: state.clone(),
+            addrs: Vec::new(),
+            tls_addrs: Vec::new(),
+            management_addrs: Vec::new(),
+            tls: tls.clone(),
+            accept_tasks: Vec::new(),
             recovery,
             recovery_time,
-        })
+        };
+        for l in plain {
+            broker.addrs.push(local(&l)?);
+            broker
+                .accept_tasks
+                .push(tokio::spawn(accept_loop(l, state.clone(), None)));
+        }
+        for l in secure {
+            broker.tls_addrs.push(local(&l)?);
+            broker
+                .accept_tasks
+                .push(tokio::spawn(accept_loop(l, state.clone(), tls.clone())));
+        }
+        for l in http {
+            broker.management_addrs.push(local(&l)?);
+            broker
+                .accept_tasks
+                .push(tokio::spawn(crate::management::serve(l, state.clone())));
+        }
+        Ok(broker)
     }
 }
 
@@ -126,7 +178,7 @@ fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
     TcpListener::from_std(socket.into())
 }
 
-async fn accept_loop(listener: TcpListener, state: Arc<BrokerState>) {
+async fn accept_loop(listener: TcpListener, state: Arc<BrokerState>, tls: Option<Arc<Tls>>) {
     loop {
         match listener.accept().await {
             Ok((stream, peer)) => {
@@ -138,7 +190,14 @@ async fn accept_loop(listener: TcpListener, state: Arc<BrokerState>) {
                     continue;
                 }
                 let _ = stream.set_nodelay(true);
-                tokio::spawn(connection::serve(stream, peer, state.clone()));
+                match &tls {
+                    None => {
+                        tokio::spawn(connection::serve(stream, peer, state.clone(), None));
+                    }
+                    Some(tls) => {
+                        tokio::spawn(serve_tls(stream, peer, state.clone(), tls.clone()));
+                    }
+                }
             }
             Err(e) => {
                 // Out of file descriptors and the like: back off instead of spinning.
@@ -149,18 +208,73 @@ async fn accept_loop(listener: TcpListener, state: Arc<BrokerState>) {
     }
 }
 
+/// Complete the TLS handshake (under the AMQP handshake timeout, so a silent client
+/// cannot hold the socket) and serve the decrypted stream.
+async fn serve_tls(
+    stream: tokio::net::TcpStream,
+    peer: SocketAddr,
+    state: Arc<BrokerState>,
+    tls: Arc<Tls>,
+) {
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls.current());
+    let timeout = Duration::from_millis(state.config.handshake_timeout);
+    let stream = match tokio::time::timeout(timeout, acceptor.accept(stream)).await {
+        Ok(Ok(s)) => s,
+        Ok(Err(e)) => {
+            tracing::warn!(%peer, "TLS handshake failed: {e}");
+            return;
+        }
+        Err(_) => {
+            tracing::warn!(%peer, "TLS handshake timed out");
+            return;
+        }
+    };
+    let cert_user = stream
+        .get_ref()
+        .1
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .and_then(|leaf| tls::cert_user(leaf, tls.cert_login));
+    let peer_info = crate::connection::handshake::TlsPeer { cert_user };
+    connection::serve(stream, peer, state, Some(peer_info)).await;
+}
+
 impl Broker {
     pub fn builder() -> BrokerBuilder {
         BrokerBuilder::default()
     }
 
-    /// The first bound listener address (with the real port when 0 was asked for).
+    /// The first bound AMQP listener address (with the real port when 0 was asked for);
+    /// the first amqps one for a TLS-only broker.
     pub fn local_addr(&self) -> SocketAddr {
-        self.addrs[0]
+        self.addrs
+            .first()
+            .or(self.tls_addrs.first())
+            .copied()
+            .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 0)))
     }
 
     pub fn local_addrs(&self) -> &[SocketAddr] {
         &self.addrs
+    }
+
+    /// The bound amqps listener addresses.
+    pub fn tls_addrs(&self) -> &[SocketAddr] {
+        &self.tls_addrs
+    }
+
+    /// The bound management HTTP listener addresses.
+    pub fn management_addrs(&self) -> &[SocketAddr] {
+        &self.management_addrs
+    }
+
+    /// Re-read the TLS certificate, key and CA: new connections get them, open ones keep
+    /// theirs; on error nothing changes. Ok(false) when there is no amqps listener.
+    pub fn reload_tls(&self) -> Result<bool, TlsError> {
+        match &self.tls {
+            None => Ok(false),
+            Some(tls) => tls.reload().map(|()| true),
+        }
     }
 
     /// What start-up restored from the store and how long it took.

@@ -33,11 +33,30 @@ pub enum Definition {
     },
     VHost {
         name: String,
+        description: String,
+        tags: Vec<String>,
     },
-    /// A user with RabbitMQ's salted SHA-256 password hash.
+    /// A user with RabbitMQ's salted SHA-256 password hash and its tags.
     User {
         name: String,
         password_hash: Vec<u8>,
+        tags: Vec<String>,
+    },
+    /// configure / write / read patterns of one user on one vhost.
+    Permission {
+        user: String,
+        vhost: String,
+        configure: String,
+        write: String,
+        read: String,
+    },
+    /// Routing-key patterns of one user for one exchange of one vhost.
+    TopicPermission {
+        user: String,
+        vhost: String,
+        exchange: String,
+        write: String,
+        read: String,
     },
 }
 
@@ -62,6 +81,12 @@ impl Writer {
     }
     fn flag(&mut self, b: bool) {
         self.0.push(b as u8);
+    }
+    fn strings(&mut self, list: &[String]) {
+        self.0.extend_from_slice(&(list.len() as u32).to_be_bytes());
+        for s in list {
+            self.str(s);
+        }
     }
     fn table(&mut self, t: &FieldTable) {
         let encoded = cookie_factory::gen(gen_field_table(t), Vec::new())
@@ -94,6 +119,33 @@ impl<'a> Reader<'a> {
         let (b, rest) = self.0.split_first()?;
         self.0 = rest;
         Some(*b != 0)
+    }
+    fn strings(&mut self) -> Option<Vec<String>> {
+        if self.0.len() < 4 {
+            return None;
+        }
+        let n = u32::from_be_bytes([self.0[0], self.0[1], self.0[2], self.0[3]]) as usize;
+        self.0 = &self.0[4..];
+        // each string takes at least its 4-byte length: a lying count fails here
+        if n > self.0.len() / 4 {
+            return None;
+        }
+        (0..n).map(|_| self.string()).collect()
+    }
+    /// Fields added after a record kind was first written: absent in older records.
+    fn strings_or_empty(&mut self) -> Option<Vec<String>> {
+        if self.0.is_empty() {
+            Some(Vec::new())
+        } else {
+            self.strings()
+        }
+    }
+    fn string_or_empty(&mut self) -> Option<String> {
+        if self.0.is_empty() {
+            Some(String::new())
+        } else {
+            self.string()
+        }
     }
     fn table(&mut self) -> Option<FieldTable> {
         let b = self.bytes()?;
@@ -138,13 +190,29 @@ pub fn definition_key(d: &Definition) -> Vec<u8> {
             w.str(routing_key);
             w.table(arguments);
         }
-        Definition::VHost { name } => {
+        Definition::VHost { name, .. } => {
             w.0.push(b'v');
             w.str(name);
         }
         Definition::User { name, .. } => {
             w.0.push(b'u');
             w.str(name);
+        }
+        Definition::Permission { user, vhost, .. } => {
+            w.0.push(b'p');
+            w.str(user);
+            w.str(vhost);
+        }
+        Definition::TopicPermission {
+            user,
+            vhost,
+            exchange,
+            ..
+        } => {
+            w.0.push(b't');
+            w.str(user);
+            w.str(vhost);
+            w.str(exchange);
         }
     }
     w.0
@@ -173,8 +241,35 @@ pub fn encode_definition(d: &Definition) -> Vec<u8> {
             w.flag(*auto_delete);
             w.table(arguments);
         }
-        Definition::Binding { .. } | Definition::VHost { .. } => {}
-        Definition::User { password_hash, .. } => w.bytes(password_hash),
+        Definition::Binding { .. } => {}
+        Definition::VHost {
+            description, tags, ..
+        } => {
+            w.str(description);
+            w.strings(tags);
+        }
+        Definition::User {
+            password_hash,
+            tags,
+            ..
+        } => {
+            w.bytes(password_hash);
+            w.strings(tags);
+        }
+        Definition::Permission {
+            configure,
+            write,
+            read,
+            ..
+        } => {
+            w.str(configure);
+            w.str(write);
+            w.str(read);
+        }
+        Definition::TopicPermission { write, read, .. } => {
+            w.str(write);
+            w.str(read);
+        }
     }
     w.0
 }
@@ -216,10 +311,29 @@ pub fn decode_definition(value: &[u8]) -> Option<Definition> {
                 arguments: r.table()?,
             })
         }
-        b'v' => Some(Definition::VHost { name: r.string()? }),
+        b'v' => Some(Definition::VHost {
+            name: r.string()?,
+            description: r.string_or_empty()?,
+            tags: r.strings_or_empty()?,
+        }),
         b'u' => Some(Definition::User {
             name: r.string()?,
             password_hash: r.bytes()?.to_vec(),
+            tags: r.strings_or_empty()?,
+        }),
+        b'p' => Some(Definition::Permission {
+            user: r.string()?,
+            vhost: r.string()?,
+            configure: r.string()?,
+            write: r.string()?,
+            read: r.string()?,
+        }),
+        b't' => Some(Definition::TopicPermission {
+            user: r.string()?,
+            vhost: r.string()?,
+            exchange: r.string()?,
+            write: r.string()?,
+            read: r.string()?,
         }),
         _ => None,
     }
@@ -295,15 +409,57 @@ mod tests {
         let more = [
             Definition::VHost {
                 name: "shop".into(),
+                description: "the shop".into(),
+                tags: vec!["prod".into()],
             },
             Definition::User {
                 name: "orders".into(),
                 password_hash: vec![1, 2, 3, 4, 9, 9],
+                tags: vec!["administrator".into(), "monitoring".into()],
+            },
+            Definition::Permission {
+                user: "orders".into(),
+                vhost: "shop".into(),
+                configure: "^orders\\.".into(),
+                write: ".*".into(),
+                read: "".into(),
+            },
+            Definition::TopicPermission {
+                user: "orders".into(),
+                vhost: "shop".into(),
+                exchange: "events".into(),
+                write: "^{username}".into(),
+                read: ".*".into(),
             },
         ];
         for d in defs.into_iter().chain(more) {
             assert_eq!(decode_definition(&encode_definition(&d)), Some(d));
         }
+    }
+
+    #[test]
+    fn users_and_vhosts_written_before_tags_existed_still_read() {
+        let mut old = vec![b'u'];
+        let mut w = Writer(Vec::new());
+        w.str("guest");
+        w.bytes(&[1, 2, 3, 4]);
+        old.extend_from_slice(&w.0);
+        assert_eq!(
+            decode_definition(&old),
+            Some(Definition::User {
+                name: "guest".into(),
+                password_hash: vec![1, 2, 3, 4],
+                tags: vec![]
+            })
+        );
+        let mut lying = encode_definition(&Definition::User {
+            name: "u".into(),
+            password_hash: vec![],
+            tags: vec![],
+        });
+        let n = lying.len();
+        lying[n - 4..].copy_from_slice(&u32::MAX.to_be_bytes());
+        assert_eq!(decode_definition(&lying), None);
     }
 
     #[test]

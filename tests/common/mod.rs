@@ -2,8 +2,10 @@
 //! dir, lapin connections to it, and a raw-frame client (`raw`) for protocol edges.
 #![allow(dead_code)]
 
+pub mod http;
 pub mod process;
 pub mod raw;
+pub mod tls;
 
 use std::time::Duration;
 
@@ -14,6 +16,10 @@ pub struct TestBroker {
     pub broker: Option<Broker>,
     pub url: String,
     pub addr: std::net::SocketAddr,
+    /// `http://127.0.0.1:PORT` when started with the management API.
+    pub management: Option<String>,
+    /// The amqps listener, when started with TLS.
+    pub tls_addr: Option<std::net::SocketAddr>,
     _dir: tempfile::TempDir,
 }
 
@@ -27,17 +33,42 @@ pub async fn start_with(config: Config) -> TestBroker {
 
 /// Start on an existing data dir (a restart keeps the same `TempDir`).
 pub async fn start_in(config: Config, dir: tempfile::TempDir) -> TestBroker {
-    let broker = Broker::builder()
+    start_custom(config, dir, false, false).await
+}
+
+/// A broker with the management API on a free port of 127.0.0.1.
+pub async fn start_with_management(config: Config) -> TestBroker {
+    start_custom(config, tempfile::tempdir().expect("temp dir"), true, false).await
+}
+
+/// Any mix of listeners: AMQP always, management and amqps (config's tls_* files) on ask.
+pub async fn start_custom(
+    config: Config,
+    dir: tempfile::TempDir,
+    management: bool,
+    tls: bool,
+) -> TestBroker {
+    let local = || "127.0.0.1:0".parse().unwrap();
+    let mut builder = Broker::builder()
         .config(config)
-        .listen("127.0.0.1:0".parse().unwrap())
-        .data_dir(dir.path())
-        .start()
-        .await
-        .expect("broker starts");
+        .listen(local())
+        .data_dir(dir.path());
+    if management {
+        builder = builder.management_listen(local());
+    }
+    if tls {
+        builder = builder.listen_tls(local());
+    }
+    let broker = builder.start().await.expect("broker starts");
     let addr = broker.local_addr();
     TestBroker {
         url: format!("amqp://guest:guest@{addr}/%2f"),
         addr,
+        management: broker
+            .management_addrs()
+            .first()
+            .map(|a| format!("http://{a}")),
+        tls_addr: broker.tls_addrs().first().copied(),
         broker: Some(broker),
         _dir: dir,
     }
@@ -48,6 +79,28 @@ impl TestBroker {
         Connection::connect(&self.url, ConnectionProperties::default())
             .await
             .expect("lapin connects")
+    }
+
+    /// A lapin connection as `user` to `vhost` (or the error the broker answered with).
+    pub async fn connect_as(
+        &self,
+        user: &str,
+        password: &str,
+        vhost: &str,
+    ) -> Result<Connection, lapin::Error> {
+        let vhost: String = vhost
+            .bytes()
+            .map(|b| match b {
+                b'/' => "%2f".to_owned(),
+                b => (b as char).to_string(),
+            })
+            .collect();
+        let url = format!("amqp://{user}:{password}@{}/{vhost}", self.addr);
+        Connection::connect(&url, ConnectionProperties::default()).await
+    }
+
+    pub fn state(&self) -> &std::sync::Arc<warren::broker::BrokerState> {
+        self.broker.as_ref().expect("running").state()
     }
 
     pub async fn stop(mut self) {

@@ -21,10 +21,12 @@ pub fn warren() -> Command {
 pub fn spawn(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Child, SocketAddr) {
     let mut cmd = warren();
     cmd.args(["--amqp-listen", "127.0.0.1:0", "--data-dir"])
-        .arg(data_dir)
-        .args(extra)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .arg(data_dir);
+    // several tests run at once: none may take the management API's fixed port
+    if !extra.contains(&"--management-listen") {
+        cmd.args(["--management-listen", "none"]);
+    }
+    cmd.args(extra).stdout(Stdio::piped()).stderr(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -54,4 +56,45 @@ pub fn spawn(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Child, S
         }
     });
     (child, addr)
+}
+
+/// Start the binary with exactly `args` and wait until it logged every marker (such as
+/// "listening for AMQPS (TLS) on "); returns the address after each marker and every log
+/// line seen until then.
+pub fn spawn_with(
+    args: &[&str],
+    env: &[(&str, &str)],
+    markers: &[&str],
+) -> (Child, Vec<SocketAddr>, Vec<String>) {
+    let mut cmd = warren();
+    cmd.args(args).stdout(Stdio::piped()).stderr(Stdio::null());
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.spawn().expect("spawn warren");
+    let mut reader = BufReader::new(child.stdout.take().expect("piped stdout"));
+    let mut found: Vec<Option<SocketAddr>> = vec![None; markers.len()];
+    let mut seen = Vec::new();
+    while found.iter().any(Option::is_none) {
+        let mut line = String::new();
+        if reader.read_line(&mut line).expect("read warren's log") == 0 {
+            panic!("warren exited before logging {markers:?}; it said: {seen:?}");
+        }
+        for (i, m) in markers.iter().enumerate() {
+            if let Some(rest) = line.split(m).nth(1) {
+                found[i] = rest
+                    .split([' ', ',', '\n'])
+                    .next()
+                    .and_then(|a| a.parse().ok());
+            }
+        }
+        seen.push(line);
+    }
+    std::thread::spawn(move || {
+        let mut sink = String::new();
+        while reader.read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {
+            sink.clear();
+        }
+    });
+    (child, found.into_iter().flatten().collect(), seen)
 }

@@ -2,6 +2,7 @@
 //! a channel. Prefetch is RabbitMQ's: `global=false` sets the limit for consumers started
 //! afterwards, `global=true` one shared by the whole channel; both apply together.
 
+use crate::broker::permissions::{Access, ResourceKind};
 use std::sync::Arc;
 
 use amq_protocol::protocol::basic;
@@ -53,6 +54,7 @@ impl Connection {
                 .ok_or_else(|| AmqpError::not_found("no previously declared queue"))?,
             n => n.to_owned(),
         };
+        self.authorize(Access::Read, ResourceKind::Queue, &name)?;
         let q = self.vhost.queue_for(&name, self.id)?;
         let events = self.events();
         let Some(state) = self.channels.get_mut(&ch) else {
@@ -161,6 +163,7 @@ impl Connection {
                 .ok_or_else(|| AmqpError::not_found("no previously declared queue"))?,
             n => n.to_owned(),
         };
+        self.authorize(Access::Read, ResourceKind::Queue, &name)?;
         let q = self.vhost.queue_for(&name, self.id)?;
         let got = q
             .ask(|reply| QueueCmd::Get {

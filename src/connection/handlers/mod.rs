@@ -14,8 +14,22 @@ use amq_protocol::protocol::{
 
 use rand::Rng;
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use super::Connection;
+use crate::broker::permissions::{Access, ResourceKind};
 use crate::protocol::AmqpError;
+
+/// Answers to "may this user publish to exchange X" for the publish hot path, dropped
+/// whenever any permission changes (so a revocation applies to the next publish).
+#[derive(Debug, Default)]
+pub struct AccessCache {
+    generation: u64,
+    write_ok: HashSet<Arc<str>>,
+    /// Whether the user has topic permissions in this vhost (usually not: no check).
+    pub has_topic: bool,
+}
 
 /// A name the server makes up, as RabbitMQ's: `prefix` and 22 URL-safe base64 characters
 /// (server-named queues `amq.gen-...`, consumer tags `amq.ctag-...`).
@@ -29,6 +43,41 @@ fn server_generated(prefix: &str) -> String {
 }
 
 impl Connection {
+    /// RabbitMQ's permission check for one operation on one resource of this vhost.
+    fn authorize(&self, access: Access, kind: ResourceKind, name: &str) -> Result<(), AmqpError> {
+        self.broker
+            .permissions
+            .check(&self.user, &self.vhost.name, access, kind, name)
+    }
+
+    /// Write permission on an exchange, from the cache when permissions have not changed
+    /// since it was filled. Also refreshes whether topic permissions need checking.
+    fn authorize_publish(&mut self, exchange: &Arc<str>) -> Result<(), AmqpError> {
+        let permissions = &self.broker.permissions;
+        let generation = permissions.generation();
+        let cache = &mut self.write_cache;
+        if cache.generation != generation || cache.write_ok.is_empty() {
+            cache.write_ok.clear();
+            cache.generation = generation;
+            cache.has_topic = permissions.has_topic(&self.user, &self.vhost.name);
+        }
+        if !cache.write_ok.contains(exchange.as_ref()) {
+            permissions.check(
+                &self.user,
+                &self.vhost.name,
+                Access::Write,
+                ResourceKind::Exchange,
+                exchange,
+            )?;
+            // bounded: a client cycling through exchange names cannot grow it forever
+            if cache.write_ok.len() >= 64 {
+                cache.write_ok.clear();
+            }
+            cache.write_ok.insert(exchange.clone());
+        }
+        Ok(())
+    }
+
     pub(super) async fn channel_method(&mut self, ch: u16, m: AMQPClass) -> Result<(), AmqpError> {
         match m {
             AMQPClass::Channel(c::AMQPMethod::Open(_)) => {

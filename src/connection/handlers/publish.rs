@@ -4,6 +4,8 @@
 //! messages come back as basic.return; in confirm mode each publish is then confirmed, and in
 //! tx mode it waits in the transaction buffer for tx.commit.
 
+use crate::broker::exchange::ExchangeKind;
+use crate::broker::permissions::Access;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -162,8 +164,21 @@ impl Connection {
             return Ok(());
         };
         let err = |e: AmqpError| e.caused_by(60, 40);
+        self.authorize_publish(&p.exchange).map_err(err)?;
         if !p.exchange.is_empty() {
             let x = self.vhost.exchange(&p.exchange).map_err(err)?;
+            if x.kind == ExchangeKind::Topic && self.write_cache.has_topic {
+                self.broker
+                    .permissions
+                    .check_topic(
+                        &self.user,
+                        &self.vhost.name,
+                        &p.exchange,
+                        Access::Write,
+                        &p.routing_key,
+                    )
+                    .map_err(err)?;
+            }
             if x.internal {
                 return Err(err(AmqpError::access_refused(format!(
                     "cannot publish to internal exchange '{}' in vhost '{}'",

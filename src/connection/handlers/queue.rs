@@ -4,6 +4,7 @@
 use amq_protocol::protocol::{queue, AMQPClass};
 
 use crate::broker::exchange::Destination;
+use crate::broker::permissions::{Access, ResourceKind};
 use crate::broker::queue::QueueCmd;
 use crate::broker::vhost::QueueSpec;
 use crate::connection::Connection;
@@ -45,6 +46,7 @@ impl Connection {
             } else {
                 requested.to_owned()
             };
+            self.authorize(Access::Configure, ResourceKind::Queue, &name)?;
             self.vhost
                 .declare_queue(
                     QueueSpec {
@@ -84,6 +86,12 @@ impl Connection {
         d: queue::Bind,
     ) -> Result<(), AmqpError> {
         let name = self.queue_name(ch, d.queue.as_str())?;
+        self.authorize_binding(
+            ResourceKind::Queue,
+            &name,
+            d.exchange.as_str(),
+            d.routing_key.as_str(),
+        )?;
         let q = self.vhost.queue_for(&name, self.id)?;
         self.vhost
             .bind(
@@ -108,6 +116,12 @@ impl Connection {
         d: queue::Unbind,
     ) -> Result<(), AmqpError> {
         let name = self.queue_name(ch, d.queue.as_str())?;
+        self.authorize_binding(
+            ResourceKind::Queue,
+            &name,
+            d.exchange.as_str(),
+            d.routing_key.as_str(),
+        )?;
         if let Ok(q) = self.vhost.queue(&name) {
             if q.exclusive_owner.is_some_and(|o| o != self.id) {
                 self.vhost.queue_for(&name, self.id)?;
@@ -134,6 +148,7 @@ impl Connection {
         d: queue::Purge,
     ) -> Result<(), AmqpError> {
         let name = self.queue_name(ch, d.queue.as_str())?;
+        self.authorize(Access::Read, ResourceKind::Queue, &name)?;
         let q = self.vhost.queue_for(&name, self.id)?;
         let n = q.ask(|reply| QueueCmd::Purge { reply }).await.unwrap_or(0);
         if !d.nowait {
@@ -153,6 +168,7 @@ impl Connection {
         d: queue::Delete,
     ) -> Result<(), AmqpError> {
         let name = self.queue_name(ch, d.queue.as_str())?;
+        self.authorize(Access::Configure, ResourceKind::Queue, &name)?;
         let n = match self.vhost.queue(&name) {
             Err(_) => 0, // idempotent, as RabbitMQ 3.x
             Ok(_) => {

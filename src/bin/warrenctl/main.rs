@@ -1,0 +1,334 @@
+//! `warrenctl`: rabbitmqctl's user, vhost and permission commands, with its command names,
+//! arguments and output shape, run against a Warren's management API (HTTP). It holds no
+//! state and never opens the data directory: the running broker does the work and stores it.
+
+mod http;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use serde_json::{json, Value};
+
+use http::{Api, ApiFailure};
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "warrenctl",
+    version,
+    about = "Manage a running Warren's users, vhosts and permissions (rabbitmqctl's commands)"
+)]
+struct Cli {
+    /// The management API, e.g. http://127.0.0.1:15672
+    #[arg(
+        long,
+        env = "WARRENCTL_URL",
+        default_value = "http://127.0.0.1:15672",
+        global = true
+    )]
+    url: String,
+    /// A user with the administrator tag.
+    #[arg(
+        long = "username",
+        id = "api_username",
+        env = "WARRENCTL_USERNAME",
+        default_value = "guest",
+        global = true
+    )]
+    api_username: String,
+    #[arg(
+        long = "password",
+        id = "api_password",
+        env = "WARRENCTL_PASSWORD",
+        default_value = "guest",
+        global = true
+    )]
+    api_password: String,
+    /// Suppress informational messages ("Listing users ...").
+    #[arg(short, long, global = true)]
+    quiet: bool,
+    /// Suppress informational messages and table headers.
+    #[arg(short, long, global = true)]
+    silent: bool,
+    /// Output format for list commands: table or json.
+    #[arg(long, default_value = "table", global = true)]
+    formatter: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand, Debug)]
+#[command(rename_all = "snake_case")]
+enum Command {
+    /// Create a user.
+    AddUser {
+        username: String,
+        password: String,
+    },
+    /// Delete a user and its permissions.
+    DeleteUser {
+        username: String,
+    },
+    ChangePassword {
+        username: String,
+        new_password: String,
+    },
+    /// Replace a user's tags (none clears them).
+    SetUserTags {
+        username: String,
+        tags: Vec<String>,
+    },
+    ListUsers,
+    AddVhost {
+        vhost: String,
+        #[arg(long)]
+        description: Option<String>,
+        /// Comma-separated.
+        #[arg(long)]
+        tags: Option<String>,
+    },
+    /// Delete a vhost with everything in it; its connections are closed.
+    DeleteVhost {
+        vhost: String,
+    },
+    ListVhosts,
+    SetPermissions {
+        #[arg(short = 'p', long = "vhost", default_value = "/")]
+        vhost: String,
+        username: String,
+        conf: String,
+        write: String,
+        read: String,
+    },
+    ClearPermissions {
+        #[arg(short = 'p', long = "vhost", default_value = "/")]
+        vhost: String,
+        username: String,
+    },
+    ListPermissions {
+        #[arg(short = 'p', long = "vhost", default_value = "/")]
+        vhost: String,
+    },
+    ListUserPermissions {
+        username: String,
+    },
+    SetTopicPermissions {
+        #[arg(short = 'p', long = "vhost", default_value = "/")]
+        vhost: String,
+        username: String,
+        exchange: String,
+        write: String,
+        read: String,
+    },
+    ClearTopicPermissions {
+        #[arg(short = 'p', long = "vhost", default_value = "/")]
+        vhost: String,
+        username: String,
+    },
+    ListTopicPermissions {
+        #[arg(short = 'p', long = "vhost", default_value = "/")]
+        vhost: String,
+    },
+}
+
+struct Out {
+    quiet: bool,
+    silent: bool,
+    json: bool,
+}
+
+impl Out {
+    fn info(&self, text: String) {
+        if !(self.quiet || self.silent || self.json) {
+            println!("{text}");
+        }
+    }
+
+    /// rabbitmqctl's table: a tab-separated header, then one row per item.
+    fn table(&self, header: &[&str], rows: &[Value], cell: impl Fn(&Value, &str) -> String) {
+        if self.json {
+            println!("{}", Value::Array(rows.to_vec()));
+            return;
+        }
+        if !self.silent {
+            println!("{}", header.join("\t"));
+        }
+        for r in rows {
+            let cells: Vec<String> = header.iter().map(|h| cell(r, h)).collect();
+            println!("{}", cells.join("\t"));
+        }
+    }
+}
+
+fn text(v: &Value, key: &str) -> String {
+    match &v[key] {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
+
+fn tag_list(v: &Value) -> String {
+    let tags: Vec<String> = v["tags"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|t| t.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    format!("[{}]", tags.join(", "))
+}
+
+fn run(cli: Cli) -> Result<(), ApiFailure> {
+    let api = Api::new(&cli.url, &cli.api_username, &cli.api_password);
+    let out = Out {
+        quiet: cli.quiet,
+        silent: cli.silent,
+        json: cli.formatter == "json",
+    };
+    match cli.command {
+        Command::AddUser { username, password } => {
+            out.info(format!("Adding user \"{username}\" ..."));
+            if api.get(&["users", &username])?.is_some() {
+                return Err(ApiFailure::Data(format!("user_already_exists: {username}")));
+            }
+            api.put(
+                &["users", &username],
+                json!({"password": password, "tags": ""}),
+            )?;
+        }
+        Command::DeleteUser { username } => {
+            out.info(format!("Deleting user \"{username}\" ..."));
+            api.delete(&["users", &username])?
+                .ok_or_else(|| ApiFailure::Data(format!("User \"{username}\" does not exist")))?;
+        }
+        Command::ChangePassword {
+            username,
+            new_password,
+        } => {
+            out.info(format!("Changing password for user \"{username}\" ..."));
+            api.get(&["users", &username])?
+                .ok_or_else(|| ApiFailure::Data(format!("User \"{username}\" does not exist")))?;
+            api.put(&["users", &username], json!({"password": new_password}))?;
+        }
+        Command::SetUserTags { username, tags } => {
+            out.info(format!(
+                "Setting tags for user \"{username}\" to [{}] ...",
+                tags.join(", ")
+            ));
+            api.get(&["users", &username])?
+                .ok_or_else(|| ApiFailure::Data(format!("User \"{username}\" does not exist")))?;
+            api.put(&["users", &username], json!({"tags": tags}))?;
+        }
+        Command::ListUsers => {
+            out.info("Listing users ...".into());
+            let users = api.list(&["users"])?;
+            out.table(&["user", "tags"], &users, |u, h| match h {
+                "user" => text(u, "name"),
+                _ => tag_list(u),
+            });
+        }
+        Command::AddVhost {
+            vhost,
+            description,
+            tags,
+        } => {
+            out.info(format!("Adding vhost \"{vhost}\" ..."));
+            let mut body = json!({});
+            if let Some(d) = description {
+                body["description"] = json!(d);
+            }
+            if let Some(t) = tags {
+                body["tags"] = json!(t);
+            }
+            api.put(&["vhosts", &vhost], body)?;
+        }
+        Command::DeleteVhost { vhost } => {
+            out.info(format!("Deleting vhost \"{vhost}\" ..."));
+            api.delete(&["vhosts", &vhost])?.ok_or_else(|| {
+                ApiFailure::Data(format!("Virtual host '{vhost}' does not exist"))
+            })?;
+        }
+        Command::ListVhosts => {
+            out.info("Listing vhosts ...".into());
+            let vhosts = api.list(&["vhosts"])?;
+            out.table(&["name"], &vhosts, text);
+        }
+        Command::SetPermissions {
+            vhost,
+            username,
+            conf,
+            write,
+            read,
+        } => {
+            out.info(format!(
+                "Setting permissions for user \"{username}\" in vhost \"{vhost}\" ..."
+            ));
+            api.put(
+                &["permissions", &vhost, &username],
+                json!({"configure": conf, "write": write, "read": read}),
+            )?;
+        }
+        Command::ClearPermissions { vhost, username } => {
+            out.info(format!(
+                "Clearing permissions for user \"{username}\" in vhost \"{vhost}\" ..."
+            ));
+            // as rabbitmqctl: clearing what is not set is not an error
+            api.delete(&["permissions", &vhost, &username])?;
+        }
+        Command::ListPermissions { vhost } => {
+            out.info(format!("Listing permissions for vhost \"{vhost}\" ..."));
+            let list = api.list(&["vhosts", &vhost, "permissions"])?;
+            out.table(&["user", "configure", "write", "read"], &list, text);
+        }
+        Command::ListUserPermissions { username } => {
+            out.info(format!("Listing permissions for user \"{username}\" ..."));
+            let list = api.list(&["users", &username, "permissions"])?;
+            out.table(&["vhost", "configure", "write", "read"], &list, text);
+        }
+        Command::SetTopicPermissions {
+            vhost,
+            username,
+            exchange,
+            write,
+            read,
+        } => {
+            out.info(format!(
+                "Setting topic permissions on \"{exchange}\" for user \"{username}\" in vhost \"{vhost}\" ..."
+            ));
+            api.put(
+                &["topic-permissions", &vhost, &username],
+                json!({"exchange": exchange, "write": write, "read": read}),
+            )?;
+        }
+        Command::ClearTopicPermissions { vhost, username } => {
+            out.info(format!(
+                "Clearing topic permissions for user \"{username}\" in vhost \"{vhost}\" ..."
+            ));
+            api.delete(&["topic-permissions", &vhost, &username])?;
+        }
+        Command::ListTopicPermissions { vhost } => {
+            out.info(format!(
+                "Listing topic permissions for vhost \"{vhost}\" ..."
+            ));
+            let list: Vec<Value> = api
+                .list(&["topic-permissions"])?
+                .into_iter()
+                .filter(|t| t["vhost"] == json!(vhost))
+                .collect();
+            out.table(&["user", "exchange", "write", "read"], &list, text);
+        }
+    }
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("Error:\n{e}");
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

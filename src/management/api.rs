@@ -1,0 +1,486 @@
+//! The routes: /api/whoami, /api/overview, /api/users, /api/vhosts, /api/permissions and
+//! /api/topic-permissions with RabbitMQ's methods, status codes (201 created, 204 updated
+//! or deleted, 404 unknown) and JSON field names.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, Path, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use base64::Engine;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use super::{administrator, authenticate, ApiError};
+use crate::broker::admin::PasswordSpec;
+use crate::broker::auth::{parse_tags, User, HASHING_ALGORITHM};
+use crate::broker::permissions::{Permission, TopicPermission};
+use crate::broker::vhost::{VHost, VHostMeta};
+use crate::broker::BrokerState;
+
+type St = State<Arc<BrokerState>>;
+type Peer = ConnectInfo<SocketAddr>;
+type ApiResult = Result<Response, ApiError>;
+
+pub fn router(state: Arc<BrokerState>) -> Router {
+    Router::new()
+        .route("/api/whoami", get(whoami))
+        .route("/api/overview", get(overview))
+        .route("/api/users", get(list_users))
+        .route(
+            "/api/users/{name}",
+            get(get_user).put(put_user).delete(delete_user),
+        )
+        .route("/api/users/{name}/permissions", get(user_permissions))
+        .route("/api/vhosts", get(list_vhosts))
+        .route(
+            "/api/vhosts/{name}",
+            get(get_vhost).put(put_vhost).delete(delete_vhost),
+        )
+        .route("/api/vhosts/{name}/permissions", get(vhost_permissions))
+        .route("/api/permissions", get(list_permissions))
+        .route(
+            "/api/permissions/{vhost}/{user}",
+            get(get_permission)
+                .put(put_permission)
+                .delete(delete_permission),
+        )
+        .route("/api/topic-permissions", get(list_topic_permissions))
+        .route(
+            "/api/topic-permissions/{vhost}/{user}",
+            get(get_topic_permissions)
+                .put(put_topic_permission)
+                .delete(delete_topic_permissions),
+        )
+        .with_state(state)
+}
+
+fn tags_json(tags: &[String]) -> Value {
+    json!(tags)
+}
+
+fn user_json(u: &User) -> Value {
+    json!({
+        "name": u.name,
+        "password_hash": base64::engine::general_purpose::STANDARD.encode(&u.password_hash),
+        "hashing_algorithm": HASHING_ALGORITHM,
+        "tags": tags_json(&u.tags),
+        "limits": {},
+    })
+}
+
+fn vhost_json(v: &VHost) -> Value {
+    let meta = v.meta();
+    json!({
+        "name": v.name,
+        "description": meta.description,
+        "tags": tags_json(&meta.tags),
+        "default_queue_type": "classic",
+        "metadata": {"description": meta.description, "tags": tags_json(&meta.tags)},
+        "tracing": false,
+    })
+}
+
+fn permission_json(p: &Permission) -> Value {
+    json!({
+        "user": p.user,
+        "vhost": p.vhost,
+        "configure": p.configure.source,
+        "write": p.write.source,
+        "read": p.read.source,
+    })
+}
+
+fn topic_json(t: &TopicPermission) -> Value {
+    json!({
+        "user": t.user,
+        "vhost": t.vhost,
+        "exchange": t.exchange,
+        "write": t.write,
+        "read": t.read,
+    })
+}
+
+fn ok(v: Value) -> ApiResult {
+    Ok(Json(v).into_response())
+}
+
+fn created_or_updated(created: bool) -> ApiResult {
+    Ok(if created {
+        StatusCode::CREATED
+    } else {
+        StatusCode::NO_CONTENT
+    }
+    .into_response())
+}
+
+fn no_content() -> ApiResult {
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// A JSON body; an empty body is `{}` (RabbitMQ accepts PUT /api/vhosts/x without one).
+fn body<T: for<'de> Deserialize<'de>>(bytes: &Bytes) -> Result<T, ApiError> {
+    let text: &[u8] = if bytes.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        bytes
+    };
+    serde_json::from_slice(text).map_err(|e| ApiError::bad_request(e.to_string()))
+}
+
+/// Tags arrive as a list or as one comma-separated string.
+#[derive(Deserialize, Default)]
+#[serde(untagged)]
+enum Tags {
+    List(Vec<String>),
+    Text(String),
+    #[default]
+    Missing,
+}
+
+impl Tags {
+    fn into_vec(self) -> Option<Vec<String>> {
+        match self {
+            Tags::List(l) => Some(l.into_iter().filter(|t| !t.is_empty()).collect()),
+            Tags::Text(t) => Some(parse_tags(&t)),
+            Tags::Missing => None,
+        }
+    }
+}
+
+async fn whoami(State(state): St, ConnectInfo(peer): Peer, headers: HeaderMap) -> ApiResult {
+    let user = authenticate(&state, &headers, peer).await?;
+    ok(json!({"name": user.name, "tags": tags_json(&user.tags)}))
+}
+
+async fn overview(State(state): St, ConnectInfo(peer): Peer, headers: HeaderMap) -> ApiResult {
+    authenticate(&state, &headers, peer).await?;
+    let c = &state.config;
+    ok(json!({
+        "management_version": c.product_version,
+        "rabbitmq_version": c.product_version,
+        "product_name": "Warren",
+        "product_version": env!("CARGO_PKG_VERSION"),
+        "cluster_name": c.cluster_name,
+        "node": format!("warren@{}", c.cluster_name),
+    }))
+}
+
+async fn list_users(State(state): St, ConnectInfo(peer): Peer, headers: HeaderMap) -> ApiResult {
+    administrator(&state, &headers, peer).await?;
+    ok(state.users.list().iter().map(user_json).collect())
+}
+
+async fn get_user(
+    State(state): St,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult {
+    administrator(&state, &headers, peer).await?;
+    let user = state.users.get(&name).ok_or_else(ApiError::not_found)?;
+    ok(user_json(&user))
+}
+
+#[derive(Deserialize)]
+struct UserBody {
+    password: Option<String>,
+    password_hash: Option<String>,
+    hashing_algorithm: Option<String>,
+    #[serde(default)]
+    tags: Tags,
+}
+
+async fn put_user(
+    State(state): St,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> ApiResult {
+    administrator(&state, &headers, peer).await?;
+    let b: UserBody = body(&bytes)?;
+    if let Some(alg) = &b.hashing_algorithm {
+        if alg != HASHING_ALGORITHM {
+            return Err(ApiError::bad_request(format!(
+                "hashing_algorithm '{alg}' is not supported, only {HASHING_ALGORITHM}"
+            )));
+        }
+    }
+    let existing = state.users.get(&name);
+    let password = match (b.password, b.password_hash) {
+        (Some(p), _) => PasswordSpec::Clear(p),
+        (None, Some(h)) if h.is_empty() => PasswordSpec::None,
+        (None, Some(h)) => PasswordSpec::Hash(
+            base64::engine::general_purpose::STANDARD
+                .decode(h.trim())
+                .map_err(|e| ApiError::bad_request(format!("password_hash: {e}")))?,
+        ),
+        (None, None) => match &existing {
+            Some(u) => PasswordSpec::Hash(u.password_hash.clone()),
+            None => {
+                return Err(ApiError::bad_request(
+                    "Must specify password or password_hash",
+                ))
+            }
+        },
+    };
+    let password = match (&password, &existing) {
+        // keeping a passwordless user's empty hash is not "a bad hash"
+        (PasswordSpec::Hash(h), Some(_)) if h.is_empty() => PasswordSpec::None,
+        _ => password,
+    };
+    let tags = b
+        .tags
+        .into_vec()
+        .or_else(|| existing.map(|u| u.tags))
+        .unwrap_or_default();
+    let created = state.put_user(&name, password, tags).await?;
+    created_or_updated(created)
+}
+
+async fn delete_user(
+    State(state): St,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult {
+    administrator(&state, &headers, peer).await?;
+    if state.users.get(&name).is_none() {
+        return Err(ApiError::not_found());
+    }
+    state.delete_user(&name).await?;
+    no_content()
+}
+
+async fn user_permissions(
+    State(state): St,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult {
+    administrator(&state, &headers, peer).await?;
+    if state.users.get(&name).is_none() {
+        return Err(ApiError::not_found());
+    }
+    let list = state.permissions.list(|p| p.user == name);
+    ok(list.iter().map(|p| permission_json(p)).collect())
+}
+
+async fn list_vhosts(State(state): St, ConnectInfo(peer): Peer, headers: HeaderMap) -> ApiResult {
+    let user = authenticate(&state, &headers, peer).await?;
+    // as RabbitMQ: administrators and monitors see every vhost, others the ones they
+    // have permissions on
+    let all = user.is_administrator() || user.has_tag("monitoring");
+    let list: Vec<Value> = state
+        .vhost_list()
+        .iter()
+        .filter(|v| all || state.permissions.get(&user.name, &v.name).is_some())
+        .map(|v| vhost_json(v))
+        .collect();
+    ok(Value::Array(list))
+}
+
+async fn get_vhost(
+    State(state): St,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult {
+    let user = authenticate(&state, &headers, peer).await?;
+    let v = state.vhost(&name).ok_or_else(ApiError::not_found)?;
+    if !user.is_administrator() && state.permissions.get(&user.name, &name).is_none() {
+        return Err(ApiError::not_authorised("Access refused."));
+    }
+    ok(vhost_json(&v))
+}
+
+#[derive(Deserialize)]
+struct VHostBody {
+    description: Option<String>,
+    #[serde(default)]
+    tags: Tags,
+}
+
+async fn put_vhost(
+    State(state): St,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+    bytes: Bytes,
+) -> ApiResult {
+    administrator(&state, &headers, peer).await?;
+    let b: VHostBody = body(&bytes)?;
+    let old = state.vhost(&name).map(|v| v.meta()).unwrap_or_default();
+    let meta = VHostMeta {
+        description: b.description.unwrap_or(old.description),
+        tags: b.tags.into_vec().unwrap_or(old.tags),
+    };
+    let created = state.add_vhost(&name, meta).await?;
+    created_or_updated(created)
+}
+
+async fn delete_vhost(
+    State(state): St,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult {
+    administrator(&state, &headers, peer).await?;
+    if state.vhost(&name).is_none() {
+        return Err(ApiError::not_found());
+    }
+    state.delete_vhost(&name).await?;
+    no_content()
+}
+
+async fn vhost_permissions(
+    State(state): St,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path(name): Path<String>,
+) -> ApiResult {
+    administrator(&state, &headers, peer).await?;
+    if state.vhost(&name).is_none() {
+        return Err(ApiError::not_found());
+    }
+    let list = state.permissions.list(|p| p.vhost == name);
+    ok(list.iter().map(|p| permission_json(p)).collect())
+}
+
+async fn list_permissions(
+    State(state): St,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+) -> ApiResult {
+    administrator(&state, &headers, peer).await?;
+    let list = state.permissions.list(|_| true);
+    ok(list.iter().map(|p| permission_json(p)).collect())
+}
+
+async fn get_permission(
+    State(state): St,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path((vhost, user)): Path<(String, String)>,
+) -> ApiResult {
+    administrator(&state, &headers, peer).await?;
+    let p = state
+        .permissions
+        .get(&user, &vhost)
+        .ok_or_else(ApiError::not_found)?;
+    ok(permission_json(&p))
+}
+
+#[derive(Deserialize)]
+struct PermissionBody {
+    configure: String,
+    write: String,
+    read: String,
+}
+
+async fn put_permission(
+    State(state): St,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path((vhost, user)): Path<(String, String)>,
+    bytes: Bytes,
+) -> ApiResult {
+    administrator(&state, &headers, peer).await?;
+    let b: PermissionBody = body(&bytes)?;
+    let created = state
+        .set_permissions(&user, &vhost, &b.configure, &b.write, &b.read)
+        .await?;
+    created_or_updated(created)
+}
+
+async fn delete_permission(
+    State(state): St,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path((vhost, user)): Path<(String, String)>,
+) -> ApiResult {
+    administrator(&state, &headers, peer).await?;
+    if state.permissions.get(&user, &vhost).is_none() {
+        return Err(ApiError::not_found());
+    }
+    state.clear_permissions(&user, &vhost).await?;
+    no_content()
+}
+
+async fn list_topic_permissions(
+    State(state): St,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+) -> ApiResult {
+    administrator(&state, &headers, peer).await?;
+    let list = state.permissions.list_topic(|_| true);
+    ok(list.iter().map(topic_json).collect())
+}
+
+async fn get_topic_permissions(
+    State(state): St,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path((vhost, user)): Path<(String, String)>,
+) -> ApiResult {
+    administrator(&state, &headers, peer).await?;
+    let list = state
+        .permissions
+        .list_topic(|t| t.user == user && t.vhost == vhost);
+    if list.is_empty() {
+        return Err(ApiError::not_found());
+    }
+    ok(list.iter().map(topic_json).collect())
+}
+
+#[derive(Deserialize)]
+struct TopicBody {
+    exchange: String,
+    write: String,
+    read: String,
+}
+
+async fn put_topic_permission(
+    State(state): St,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path((vhost, user)): Path<(String, String)>,
+    bytes: Bytes,
+) -> ApiResult {
+    administrator(&state, &headers, peer).await?;
+    let b: TopicBody = body(&bytes)?;
+    let created = !state.permissions.has_topic(&user, &vhost)
+        || state
+            .permissions
+            .list_topic(|t| t.user == user && t.vhost == vhost && t.exchange == b.exchange)
+            .is_empty();
+    state
+        .set_topic_permissions(TopicPermission {
+            user,
+            vhost,
+            exchange: b.exchange,
+            write: b.write,
+            read: b.read,
+        })
+        .await?;
+    created_or_updated(created)
+}
+
+async fn delete_topic_permissions(
+    State(state): St,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path((vhost, user)): Path<(String, String)>,
+) -> ApiResult {
+    administrator(&state, &headers, peer).await?;
+    if !state.permissions.has_topic(&user, &vhost) {
+        return Err(ApiError::not_found());
+    }
+    state.clear_topic_permissions(&user, &vhost, None).await?;
+    no_content()
+}

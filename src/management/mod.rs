@@ -1,0 +1,147 @@
+//! The management HTTP API on RabbitMQ's paths and JSON shapes, for users, vhosts and
+//! permissions (what `warrenctl` and RabbitMQ's own tooling call). It authenticates every
+//! request with HTTP basic auth against the broker's users, requires the administrator tag
+//! for changes, and hands the work to `BrokerState`'s admin operations, which persist it.
+//! It never touches queues or connections directly.
+
+mod api;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+use base64::Engine;
+use serde_json::json;
+use tokio::net::TcpListener;
+
+use crate::broker::admin::AdminError;
+use crate::broker::auth::User;
+use crate::broker::BrokerState;
+
+/// Serve the API on one listener until the broker stops.
+pub async fn serve(listener: TcpListener, state: Arc<BrokerState>) {
+    let app = api::router(state);
+    let service = app.into_make_service_with_connect_info::<SocketAddr>();
+    if let Err(e) = axum::serve(listener, service).await {
+        tracing::error!("management listener stopped: {e}");
+    }
+}
+
+/// An API error in RabbitMQ's JSON shape: `{"error": ..., "reason": ...}`.
+#[derive(Debug)]
+pub struct ApiError {
+    status: StatusCode,
+    error: &'static str,
+    reason: String,
+}
+
+impl ApiError {
+    fn not_authorised(reason: &str) -> Self {
+        Self {
+            status: StatusCode::UNAUTHORIZED,
+            error: "not_authorised",
+            reason: reason.to_owned(),
+        }
+    }
+
+    fn not_found() -> Self {
+        Self {
+            status: StatusCode::NOT_FOUND,
+            error: "Object Not Found",
+            reason: "Not Found".into(),
+        }
+    }
+
+    fn bad_request(reason: impl Into<String>) -> Self {
+        Self {
+            status: StatusCode::BAD_REQUEST,
+            error: "bad_request",
+            reason: reason.into(),
+        }
+    }
+}
+
+impl From<AdminError> for ApiError {
+    fn from(e: AdminError) -> Self {
+        match e {
+            AdminError::NoSuchUser(_) | AdminError::NoSuchVHost(_) => Self {
+                status: StatusCode::BAD_REQUEST,
+                error: "bad_request",
+                reason: e.to_string(),
+            },
+            AdminError::BadRequest(reason) => Self::bad_request(reason),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = Json(json!({"error": self.error, "reason": self.reason}));
+        if self.status == StatusCode::UNAUTHORIZED {
+            // as RabbitMQ: lets browsers and curl prompt for credentials
+            (
+                self.status,
+                [(
+                    header::WWW_AUTHENTICATE,
+                    "Basic realm=\"RabbitMQ Management\"",
+                )],
+                body,
+            )
+                .into_response()
+        } else {
+            (self.status, body).into_response()
+        }
+    }
+}
+
+/// The user behind a request's basic auth: must exist, have the right password, may use
+/// the management API and, for `loopback_users`, come from loopback. Failures are logged
+/// with the peer and throttled like AMQP logins.
+async fn authenticate(
+    state: &BrokerState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> Result<User, ApiError> {
+    let creds = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Basic "))
+        .and_then(|b| {
+            base64::engine::general_purpose::STANDARD
+                .decode(b.trim())
+                .ok()
+        })
+        .and_then(|raw| String::from_utf8(raw).ok());
+    let Some((name, password)) = creds.as_deref().and_then(|c| c.split_once(':')) else {
+        return Err(ApiError::not_authorised("Login failed"));
+    };
+    let Some(user) = state.users.check(name, password) else {
+        tracing::warn!(%peer, user = %name, "management login refused: bad credentials");
+        let delay = state.login_throttle.failed(peer.ip());
+        tokio::time::sleep(delay).await;
+        return Err(ApiError::not_authorised("Login failed"));
+    };
+    if state.config.loopback_users.contains(&user.name) && !peer.ip().is_loopback() {
+        return Err(ApiError::not_authorised(
+            "User can only log in via localhost",
+        ));
+    }
+    if !user.may_use_management() {
+        return Err(ApiError::not_authorised("Not management user"));
+    }
+    Ok(user)
+}
+
+async fn administrator(
+    state: &BrokerState,
+    headers: &HeaderMap,
+    peer: SocketAddr,
+) -> Result<User, ApiError> {
+    let user = authenticate(state, headers, peer).await?;
+    if !user.is_administrator() {
+        return Err(ApiError::not_authorised("Not administrator user"));
+    }
+    Ok(user)
+}

@@ -1,0 +1,457 @@
+//! Who may do what, as a shop sets it up: one user per service, each with its own vhost
+//! or its own corner of one, permissions as RabbitMQ's regular expressions, refusals as
+//! RabbitMQ words them, changes that apply at once and survive a restart.
+
+mod common;
+
+use common::{reply_code, reply_text, start, within, TestBroker};
+use lapin::options::*;
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, ExchangeKind};
+use warren::broker::admin::PasswordSpec;
+use warren::broker::permissions::TopicPermission;
+use warren::broker::vhost::VHostMeta;
+
+/// The orders service: may create and read `orders.*` queues, publish to the `orders`
+/// exchange and the default exchange, and nothing else.
+async fn with_orders_user(b: &TestBroker) {
+    let s = b.state();
+    s.put_user("orders", PasswordSpec::Clear("o-pass".into()), vec![])
+        .await
+        .unwrap();
+    s.set_permissions(
+        "orders",
+        "/",
+        "^orders(\\..*)?$",
+        "^(orders|amq\\.default|orders\\..*)$",
+        "^(orders|orders\\..*)$",
+    )
+    .await
+    .unwrap();
+}
+
+async fn declare(ch: &lapin::Channel, q: &str) -> Result<(), lapin::Error> {
+    ch.queue_declare(
+        q.into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .map(|_| ())
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_user_without_permissions_on_a_vhost_is_refused_at_open() {
+    let b = start().await;
+    b.state()
+        .put_user("stranger", PasswordSpec::Clear("s".into()), vec![])
+        .await
+        .unwrap();
+    let err = b.connect_as("stranger", "s", "/").await.unwrap_err();
+    assert_eq!(reply_code(&err), Some(530));
+    assert_eq!(
+        reply_text(&err),
+        "NOT_ALLOWED - access to vhost '/' refused for user 'stranger'"
+    );
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn configure_permission_decides_which_queues_a_user_may_declare_and_delete() {
+    let b = start().await;
+    with_orders_user(&b).await;
+    let conn = b.connect_as("orders", "o-pass", "/").await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    declare(&ch, "orders.new").await.unwrap();
+    let err = declare(&ch, "payments").await.unwrap_err();
+    assert_eq!(reply_code(&err), Some(403));
+    assert_eq!(
+        reply_text(&err),
+        "ACCESS_REFUSED - configure access to queue 'payments' in vhost '/' refused for user 'orders'"
+    );
+    // the channel closed, the connection did not
+    let ch = conn.create_channel().await.unwrap();
+    // a server-named queue is checked under its generated name: amq.gen-... is not orders.*
+    let err = declare(&ch, "").await.unwrap_err();
+    assert_eq!(reply_code(&err), Some(403));
+    assert!(
+        reply_text(&err).contains("queue 'amq.gen-"),
+        "{}",
+        reply_text(&err)
+    );
+    // passive declare needs no permission, as in RabbitMQ
+    let admin = b.connect().await;
+    let ach = admin.create_channel().await.unwrap();
+    declare(&ach, "payments").await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_declare(
+        "payments".into(),
+        QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let err = ch
+        .queue_delete("payments".into(), QueueDeleteOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(reply_code(&err), Some(403));
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn write_permission_on_the_exchange_decides_who_may_publish() {
+    let b = start().await;
+    with_orders_user(&b).await;
+    let admin = b.connect().await;
+    let ach = admin.create_channel().await.unwrap();
+    for x in ["orders", "payments"] {
+        ach.exchange_declare(
+            x.into(),
+            ExchangeKind::Fanout,
+            ExchangeDeclareOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    }
+    let conn = b.connect_as("orders", "o-pass", "/").await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let publish = |ch: lapin::Channel, x: &'static str| async move {
+        ch.basic_publish(
+            x.into(),
+            "rk".into(),
+            BasicPublishOptions::default(),
+            b"order 1",
+            BasicProperties::default(),
+        )
+        .await?
+        .await
+    };
+    within(publish(ch.clone(), "orders")).await.unwrap();
+    within(publish(ch.clone(), "")).await.unwrap();
+    let err = within(publish(ch.clone(), "payments")).await.unwrap_err();
+    assert_eq!(reply_code(&err), Some(403));
+    assert_eq!(
+        reply_text(&err),
+        "ACCESS_REFUSED - write access to exchange 'payments' in vhost '/' refused for user 'orders'"
+    );
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn read_permission_decides_consume_get_and_purge_and_binding_needs_both_ends() {
+    let b = start().await;
+    with_orders_user(&b).await;
+    let admin = b.connect().await;
+    let ach = admin.create_channel().await.unwrap();
+    declare(&ach, "payments").await.unwrap();
+    declare(&ach, "orders.in").await.unwrap();
+    let conn = b.connect_as("orders", "o-pass", "/").await.unwrap();
+
+    let ch = conn.create_channel().await.unwrap();
+    let err = ch
+        .basic_consume(
+            "payments".into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        reply_text(&err),
+        "ACCESS_REFUSED - read access to queue 'payments' in vhost '/' refused for user 'orders'"
+    );
+    let ch = conn.create_channel().await.unwrap();
+    let err = ch
+        .basic_get("payments".into(), BasicGetOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(reply_code(&err), Some(403));
+    let ch = conn.create_channel().await.unwrap();
+    let err = ch
+        .queue_purge("payments".into(), QueuePurgeOptions::default())
+        .await
+        .unwrap_err();
+    assert_eq!(reply_code(&err), Some(403));
+
+    // allowed on its own queue
+    let ch = conn.create_channel().await.unwrap();
+    ch.basic_get("orders.in".into(), BasicGetOptions::default())
+        .await
+        .unwrap();
+    ch.queue_purge("orders.in".into(), QueuePurgeOptions::default())
+        .await
+        .unwrap();
+    // binding orders.in to amq.topic: write on the queue is there, read on amq.topic is not
+    let err = ch
+        .queue_bind(
+            "orders.in".into(),
+            "amq.topic".into(),
+            "#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        reply_text(&err),
+        "ACCESS_REFUSED - read access to exchange 'amq.topic' in vhost '/' refused for user 'orders'"
+    );
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn revoking_permissions_refuses_the_very_next_publish() {
+    let b = start().await;
+    with_orders_user(&b).await;
+    let conn = b.connect_as("orders", "o-pass", "/").await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    declare(&ch, "orders.q").await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let publish = |ch: lapin::Channel| async move {
+        ch.basic_publish(
+            "".into(),
+            "orders.q".into(),
+            BasicPublishOptions::default(),
+            b"x",
+            BasicProperties::default(),
+        )
+        .await?
+        .await
+    };
+    for _ in 0..3 {
+        within(publish(ch.clone())).await.unwrap();
+    }
+    b.state().clear_permissions("orders", "/").await.unwrap();
+    let err = within(publish(ch.clone())).await.unwrap_err();
+    assert_eq!(reply_code(&err), Some(403));
+    // and a new connection cannot even open the vhost
+    let err = b.connect_as("orders", "o-pass", "/").await.unwrap_err();
+    assert_eq!(reply_code(&err), Some(530));
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn topic_permissions_limit_routing_keys_on_topic_exchanges() {
+    let b = start().await;
+    let s = b.state();
+    s.put_user("shipping", PasswordSpec::Clear("p".into()), vec![])
+        .await
+        .unwrap();
+    s.set_permissions("shipping", "/", ".*", ".*", ".*")
+        .await
+        .unwrap();
+    s.set_topic_permissions(TopicPermission {
+        user: "shipping".into(),
+        vhost: "/".into(),
+        exchange: "amq.topic".into(),
+        write: "^{username}\\.".into(),
+        read: "^shipping\\.|^orders\\.shipped$".into(),
+    })
+    .await
+    .unwrap();
+    let conn = b.connect_as("shipping", "p", "/").await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    declare(&ch, "shipping.events").await.unwrap();
+    ch.queue_bind(
+        "shipping.events".into(),
+        "amq.topic".into(),
+        "orders.shipped".into(),
+        QueueBindOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let err = ch
+        .queue_bind(
+            "shipping.events".into(),
+            "amq.topic".into(),
+            "payments.#".into(),
+            QueueBindOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(
+        reply_text(&err),
+        "ACCESS_REFUSED - read access to topic 'payments.#' in exchange 'amq.topic' in vhost '/' refused for user 'shipping'"
+    );
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let publish = |ch: lapin::Channel, rk: &'static str| async move {
+        ch.basic_publish(
+            "amq.topic".into(),
+            rk.into(),
+            BasicPublishOptions::default(),
+            b"x",
+            BasicProperties::default(),
+        )
+        .await?
+        .await
+    };
+    within(publish(ch.clone(), "shipping.label.printed"))
+        .await
+        .unwrap();
+    let err = within(publish(ch.clone(), "orders.created"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        reply_text(&err),
+        "ACCESS_REFUSED - write access to topic 'orders.created' in exchange 'amq.topic' in vhost '/' refused for user 'shipping'"
+    );
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_a_vhost_closes_its_connections_and_removes_everything_in_it() {
+    let b = start().await;
+    let s = b.state();
+    s.add_vhost("shop", VHostMeta::default()).await.unwrap();
+    s.set_permissions("guest", "shop", ".*", ".*", ".*")
+        .await
+        .unwrap();
+    let conn = b.connect_as("guest", "guest", "shop").await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_declare(
+        "orders".into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    ch.basic_publish(
+        "".into(),
+        "orders".into(),
+        BasicPublishOptions::default(),
+        b"o1",
+        BasicProperties::default().with_delivery_mode(2),
+    )
+    .await
+    .unwrap();
+    // a connection to another vhost stays
+    let other = b.connect().await;
+
+    s.delete_vhost("shop").await.unwrap();
+    within(async {
+        while conn.status().connected() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert!(other.status().connected());
+    let err = b.connect_as("guest", "guest", "shop").await.unwrap_err();
+    assert_eq!(reply_code(&err), Some(530));
+
+    // recreated, it is empty: no queue, no messages, no permissions; and after a restart too
+    s.add_vhost("shop", VHostMeta::default()).await.unwrap();
+    assert!(s.permissions.get("guest", "shop").is_none());
+    s.set_permissions("guest", "shop", ".*", ".*", ".*")
+        .await
+        .unwrap();
+    let b = b.restart().await;
+    let conn = b.connect_as("guest", "guest", "shop").await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    let err = ch
+        .queue_declare(
+            "orders".into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..Default::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+        .unwrap_err();
+    assert_eq!(reply_code(&err), Some(404));
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_tags_permissions_and_vhosts_survive_a_restart() {
+    let b = start().await;
+    let s = b.state();
+    s.put_user(
+        "ops",
+        PasswordSpec::Clear("ops-pass".into()),
+        vec!["monitoring".into()],
+    )
+    .await
+    .unwrap();
+    s.add_vhost(
+        "eu",
+        VHostMeta {
+            description: "EU shop".into(),
+            tags: vec!["prod".into()],
+        },
+    )
+    .await
+    .unwrap();
+    s.set_permissions("ops", "eu", "", "", "^metrics$")
+        .await
+        .unwrap();
+    s.set_topic_permissions(TopicPermission {
+        user: "ops".into(),
+        vhost: "eu".into(),
+        exchange: "amq.topic".into(),
+        write: "^$".into(),
+        read: ".*".into(),
+    })
+    .await
+    .unwrap();
+    s.put_user("temp", PasswordSpec::Clear("t".into()), vec![])
+        .await
+        .unwrap();
+    s.set_permissions("temp", "eu", ".*", ".*", ".*")
+        .await
+        .unwrap();
+    s.delete_user("temp").await.unwrap();
+
+    let b = b.restart().await;
+    let s = b.state();
+    let ops = s.users.check("ops", "ops-pass").expect("ops still logs in");
+    assert_eq!(ops.tags, vec!["monitoring"]);
+    assert!(s.users.get("temp").is_none());
+    assert!(s.permissions.get("temp", "eu").is_none());
+    let p = s.permissions.get("ops", "eu").unwrap();
+    assert_eq!(
+        (p.configure.source.as_str(), p.read.source.as_str()),
+        ("", "^metrics$")
+    );
+    assert!(s.permissions.has_topic("ops", "eu"));
+    assert_eq!(s.vhost("eu").unwrap().meta().description, "EU shop");
+    // the default user is the first start's administrator, not re-created
+    assert_eq!(s.users.get("guest").unwrap().tags, vec!["administrator"]);
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_wrong_passwords_from_one_address_are_slowed_down() {
+    let b = start().await;
+    let mut last = std::time::Duration::ZERO;
+    for _ in 0..7 {
+        let t = std::time::Instant::now();
+        let err = b.connect_as("guest", "wrong", "/").await.unwrap_err();
+        assert_eq!(reply_code(&err), Some(403));
+        last = t.elapsed();
+    }
+    // five pass at once, then one per second: the seventh waited for its slot
+    assert!(last >= std::time::Duration::from_millis(900), "{last:?}");
+    // the right password is never delayed into a refusal
+    b.connect_as("guest", "guest", "/").await.unwrap();
+    b.stop().await;
+}

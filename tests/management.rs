@@ -1,0 +1,321 @@
+//! Running the shop's users, vhosts and permissions through the management API on
+//! RabbitMQ's paths, and through `warrenctl` with rabbitmqctl's commands, while clients are
+//! connected.
+
+mod common;
+
+use common::http::Api;
+use common::{reply_code, start_with_management};
+use serde_json::json;
+use warren::Config;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn whoami_and_the_login_rules() {
+    let b = start_with_management(Config::default()).await;
+    let url = b.management.clone().unwrap();
+    let (status, body) = Api::new(&url, "guest", "guest").get("/api/whoami").await;
+    assert_eq!(status, 200);
+    assert_eq!(body, json!({"name": "guest", "tags": ["administrator"]}));
+
+    let (status, body) = Api::new(&url, "guest", "wrong").get("/api/whoami").await;
+    assert_eq!(status, 401);
+    assert_eq!(
+        body,
+        json!({"error": "not_authorised", "reason": "Login failed"})
+    );
+
+    // a user without a management tag cannot log in; a management user cannot administer
+    let admin = Api::new(&url, "guest", "guest");
+    let (status, _) = admin
+        .put("/api/users/app", json!({"password": "app", "tags": ""}))
+        .await;
+    assert_eq!(status, 201);
+    let (status, body) = Api::new(&url, "app", "app").get("/api/whoami").await;
+    assert_eq!(
+        (status, body["reason"].clone()),
+        (401, json!("Not management user"))
+    );
+    admin
+        .put(
+            "/api/users/viewer",
+            json!({"password": "v", "tags": "management"}),
+        )
+        .await;
+    let (status, body) = Api::new(&url, "viewer", "v").get("/api/users").await;
+    assert_eq!(
+        (status, body["reason"].clone()),
+        (401, json!("Not administrator user"))
+    );
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn users_are_created_updated_listed_and_deleted_with_rabbitmqs_codes() {
+    let b = start_with_management(Config::default()).await;
+    let api = Api::new(b.management.as_ref().unwrap(), "guest", "guest");
+
+    let (status, _) = api
+        .put(
+            "/api/users/orders",
+            json!({"password": "o1", "tags": ["management"]}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, _) = api
+        .put(
+            "/api/users/orders",
+            json!({"password": "o2", "tags": "administrator,monitoring"}),
+        )
+        .await;
+    assert_eq!(status, 204);
+    let (status, user) = api.get("/api/users/orders").await;
+    assert_eq!(status, 200);
+    assert_eq!(user["name"], "orders");
+    assert_eq!(user["tags"], json!(["administrator", "monitoring"]));
+    assert_eq!(user["hashing_algorithm"], "rabbit_password_hashing_sha256");
+    assert_eq!(
+        user["password_hash"].as_str().unwrap().len(),
+        48,
+        "36 bytes, base64"
+    );
+
+    let (_, list) = api.get("/api/users").await;
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, vec!["guest", "orders"]);
+
+    // a hash exported from RabbitMQ imports unchanged: RabbitMQ's passwords guide,
+    // "test12" with salt 908DC60A
+    let (status, _) = api
+        .put(
+            "/api/users/imported",
+            json!({
+                "password_hash": "kI3GCqW5JLMJa4iX1lo7X4D6XbYqlLgxIs30+P6tENUV2POR",
+                "hashing_algorithm": "rabbit_password_hashing_sha256",
+                "tags": []
+            }),
+        )
+        .await;
+    assert_eq!(status, 201);
+    api.put(
+        "/api/permissions/%2F/imported",
+        json!({"configure": ".*", "write": ".*", "read": ".*"}),
+    )
+    .await;
+    b.connect_as("imported", "test12", "/").await.unwrap();
+
+    let (status, _) = api.put("/api/users/nopass", json!({"tags": ""})).await;
+    assert_eq!(status, 400);
+    let (status, _) = api.delete("/api/users/orders").await;
+    assert_eq!(status, 204);
+    let (status, body) = api.get("/api/users/orders").await;
+    assert_eq!(status, 404);
+    assert_eq!(
+        body,
+        json!({"error": "Object Not Found", "reason": "Not Found"})
+    );
+    let (status, _) = api.delete("/api/users/orders").await;
+    assert_eq!(status, 404);
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vhosts_and_permissions_through_the_api_take_effect_for_amqp_clients() {
+    let b = start_with_management(Config::default()).await;
+    let api = Api::new(b.management.as_ref().unwrap(), "guest", "guest");
+
+    let (status, _) = api
+        .put(
+            "/api/vhosts/shop-eu",
+            json!({"description": "EU shop", "tags": "prod"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, _) = api.put("/api/vhosts/shop-eu", json!({})).await;
+    assert_eq!(status, 204);
+    let (_, v) = api.get("/api/vhosts/shop-eu").await;
+    assert_eq!(v["description"], "EU shop");
+    assert_eq!(v["tags"], json!(["prod"]));
+    let (_, list) = api.get("/api/vhosts").await;
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_eq!(api.get("/api/vhosts/%2F").await.0, 200);
+
+    api.put("/api/users/orders", json!({"password": "o", "tags": ""}))
+        .await;
+    assert_eq!(
+        reply_code(&b.connect_as("orders", "o", "shop-eu").await.unwrap_err()),
+        Some(530)
+    );
+    let (status, _) = api
+        .put(
+            "/api/permissions/shop-eu/orders",
+            json!({"configure": "^orders", "write": ".*", "read": ".*"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (_, p) = api.get("/api/permissions/shop-eu/orders").await;
+    assert_eq!(
+        p,
+        json!({"user": "orders", "vhost": "shop-eu", "configure": "^orders", "write": ".*", "read": ".*"})
+    );
+    let conn = b.connect_as("orders", "o", "shop-eu").await.unwrap();
+    assert_eq!(
+        api.get("/api/vhosts/shop-eu/permissions")
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        api.get("/api/users/orders/permissions").await.1[0]["vhost"],
+        "shop-eu"
+    );
+    assert_eq!(
+        api.get("/api/permissions")
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+
+    // a bad regular expression is a 400, and nothing changes
+    let (status, body) = api
+        .put(
+            "/api/permissions/shop-eu/orders",
+            json!({"configure": "(", "write": ".*", "read": ".*"}),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    assert_eq!(
+        api.get("/api/permissions/shop-eu/orders").await.1["configure"],
+        "^orders"
+    );
+    // unknown user or vhost
+    let (status, _) = api
+        .put(
+            "/api/permissions/nope/orders",
+            json!({"configure": "", "write": "", "read": ""}),
+        )
+        .await;
+    assert_eq!(status, 400);
+
+    // deleting the vhost closes the connection on it
+    assert_eq!(api.delete("/api/vhosts/shop-eu").await.0, 204);
+    common::within(async {
+        while conn.status().connected() {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    assert_eq!(api.get("/api/vhosts/shop-eu").await.0, 404);
+    assert_eq!(api.get("/api/permissions/shop-eu/orders").await.0, 404);
+    b.stop().await;
+}
+
+/// Run warrenctl against the broker; (exit code, stdout, stderr).
+fn warrenctl(url: &str, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warrenctl"))
+        .arg("--url")
+        .arg(url)
+        .args(args)
+        .env_remove("WARRENCTL_USERNAME")
+        .env_remove("WARRENCTL_PASSWORD")
+        .output()
+        .expect("run warrenctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn warrenctl_speaks_rabbitmqctl() {
+    let b = start_with_management(Config::default()).await;
+    let url = b.management.clone().unwrap();
+    let run = |args: &'static [&'static str]| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || warrenctl(&url, args))
+    };
+
+    let (code, out, _) = run(&["add_user", "orders", "s3cret"]).await.unwrap();
+    assert_eq!((code, out.as_str()), (0, "Adding user \"orders\" ...\n"));
+    let (code, _, err) = run(&["add_user", "orders", "again"]).await.unwrap();
+    assert_ne!(code, 0);
+    assert!(err.contains("user_already_exists: orders"), "{err}");
+    run(&["set_user_tags", "orders", "monitoring", "management"])
+        .await
+        .unwrap();
+    let (_, out, _) = run(&["list_users"]).await.unwrap();
+    assert_eq!(
+        out,
+        "Listing users ...\nuser\ttags\nguest\t[administrator]\norders\t[monitoring, management]\n"
+    );
+    let (_, out, _) = run(&["-q", "list_users"]).await.unwrap();
+    assert!(out.starts_with("user\ttags\n"), "{out}");
+
+    run(&["add_vhost", "shop"]).await.unwrap();
+    let (_, out, _) = run(&["list_vhosts"]).await.unwrap();
+    assert_eq!(out, "Listing vhosts ...\nname\n/\nshop\n");
+    let (code, out, _) = run(&[
+        "set_permissions",
+        "-p",
+        "shop",
+        "orders",
+        "^orders",
+        ".*",
+        ".*",
+    ])
+    .await
+    .unwrap();
+    assert_eq!(code, 0);
+    assert_eq!(
+        out,
+        "Setting permissions for user \"orders\" in vhost \"shop\" ...\n"
+    );
+    let (_, out, _) = run(&["list_permissions", "-p", "shop"]).await.unwrap();
+    assert_eq!(
+        out,
+        "Listing permissions for vhost \"shop\" ...\nuser\tconfigure\twrite\tread\norders\t^orders\t.*\t.*\n"
+    );
+    // the user really can use it, with the password warrenctl set
+    b.connect_as("orders", "s3cret", "shop").await.unwrap();
+    run(&["change_password", "orders", "n3w"]).await.unwrap();
+    b.connect_as("orders", "n3w", "shop").await.unwrap();
+    assert_eq!(
+        reply_code(&b.connect_as("orders", "s3cret", "shop").await.unwrap_err()),
+        Some(403)
+    );
+
+    run(&["clear_permissions", "-p", "shop", "orders"])
+        .await
+        .unwrap();
+    let (_, out, _) = run(&["-s", "list_permissions", "-p", "shop"])
+        .await
+        .unwrap();
+    assert_eq!(out, "");
+    let (code, _, _) = run(&["delete_vhost", "shop"]).await.unwrap();
+    assert_eq!(code, 0);
+    let (code, _, err) = run(&["delete_vhost", "shop"]).await.unwrap();
+    assert_ne!(code, 0);
+    assert!(err.contains("does not exist"), "{err}");
+    run(&["delete_user", "orders"]).await.unwrap();
+    let (_, out, _) = run(&["-q", "list_users"]).await.unwrap();
+    assert_eq!(out, "user\ttags\nguest\t[administrator]\n");
+
+    // wrong admin credentials: rabbitmqctl's "no permission" exit code
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warrenctl"))
+        .args(["--url", &url, "--password", "wrong", "list_users"])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(77));
+    b.stop().await;
+}
