@@ -455,3 +455,44 @@ async fn repeated_wrong_passwords_from_one_address_are_slowed_down() {
     b.connect_as("guest", "guest", "/").await.unwrap();
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_publisher_cannot_claim_another_user_id_unless_it_is_an_impersonator() {
+    let b = start().await;
+    with_orders_user(&b).await;
+    let s = b.state();
+    s.put_user(
+        "gateway",
+        PasswordSpec::Clear("g".into()),
+        vec!["impersonator".into()],
+    )
+    .await
+    .unwrap();
+    s.set_permissions("gateway", "/", ".*", ".*", ".*").await.unwrap();
+    let publish = |ch: lapin::Channel, user_id: &'static str| async move {
+        ch.basic_publish(
+            "".into(),
+            "anywhere".into(),
+            BasicPublishOptions::default(),
+            b"x",
+            BasicProperties::default().with_user_id(user_id.into()),
+        )
+        .await?
+        .await
+    };
+    let conn = b.connect_as("orders", "o-pass", "/").await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    within(publish(ch.clone(), "orders")).await.unwrap();
+    let err = within(publish(ch.clone(), "payments")).await.unwrap_err();
+    assert_eq!(reply_code(&err), Some(406));
+    assert_eq!(
+        reply_text(&err),
+        "PRECONDITION_FAILED - user_id property set to 'payments' but authenticated user was 'orders'"
+    );
+    let conn = b.connect_as("gateway", "g", "/").await.unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    within(publish(ch.clone(), "payments")).await.unwrap();
+    b.stop().await;
+}

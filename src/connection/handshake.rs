@@ -25,6 +25,7 @@ pub struct Negotiated {
     pub heartbeat: u16,
     pub vhost: Arc<VHost>,
     pub user: String,
+    pub impersonator: bool,
     pub consumer_cancel_notify: bool,
     /// The client understands connection.blocked / unblocked.
     pub blocked_notify: bool,
@@ -274,6 +275,7 @@ pub async fn handshake<R: AsyncRead + Unpin>(
         frame_max,
         heartbeat,
         vhost,
+        impersonator: user.has_tag("impersonator"),
         user: user.name,
         consumer_cancel_notify,
         blocked_notify,

@@ -67,6 +67,8 @@ pub struct Connection {
     broker: Arc<BrokerState>,
     vhost: Arc<VHost>,
     user: String,
+    /// The user has the impersonator tag: may publish with another user_id.
+    impersonator: bool,
     /// Exchanges this user may publish to, valid while the permissions' generation holds.
     write_cache: handlers::AccessCache,
     channel_max: u16,
@@ -195,6 +197,7 @@ impl Connection {
             id,
             broker,
             vhost: n.vhost,
+            impersonator: n.impersonator,
             user: n.user,
             write_cache: Default::default(),
             channel_max: n.channel_max,

@@ -52,6 +52,8 @@ pub struct PropertyPeek {
     /// Byte range of the headers table (with its length prefix) inside the property bytes.
     pub headers: Option<Range<usize>>,
     pub expiration: Option<Range<usize>>,
+    /// RabbitMQ validates it against the authenticated user.
+    pub user_id: Option<Range<usize>>,
 }
 
 impl PropertyPeek {
@@ -91,7 +93,8 @@ pub fn peek_properties(props: &[u8]) -> Result<PropertyPeek, AmqpError> {
             continue;
         }
         match bit {
-            15 | 14 | 10 | 9 | 7 | 5 | 4 | 3 | 2 => {
+            4 => peek.user_id = Some(short_str(&mut at)?),
+            15 | 14 | 10 | 9 | 7 | 5 | 3 | 2 => {
                 short_str(&mut at)?;
             }
             8 => peek.expiration = Some(short_str(&mut at)?),

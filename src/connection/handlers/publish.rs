@@ -187,6 +187,18 @@ impl Connection {
             }
         }
         let peek = peek_properties(&header.properties)?;
+        if let Some(range) = &peek.user_id {
+            // RabbitMQ's validated user-id: a publisher cannot claim to be someone else
+            // unless it has the impersonator tag
+            let claimed = &header.properties[range.clone()];
+            if claimed != self.user.as_bytes() && !self.impersonator {
+                return Err(err(AmqpError::precondition_failed(format!(
+                    "user_id property set to '{}' but authenticated user was '{}'",
+                    String::from_utf8_lossy(claimed),
+                    self.user
+                ))));
+            }
+        }
         let expiration = match &peek.expiration {
             None => None,
             Some(range) => {
