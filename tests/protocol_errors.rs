@@ -344,3 +344,147 @@ async fn deeply_nested_message_headers_match_nothing_and_crash_nothing() {
     broker_still_serves(b.addr).await;
     b.stop().await;
 }
+
+#[tokio::test]
+async fn garbage_in_the_middle_of_a_stream_is_501_and_nothing_else_is_lost() {
+    let b = start().await;
+    let mut raw = opened(b.addr).await;
+    // a declared queue with a message in it, from another client, must survive
+    let mut other = opened(b.addr).await;
+    other
+        .send(
+            1,
+            AMQPClass::Queue(queue::AMQPMethod::Declare(queue::Declare {
+                queue: "kept".into(),
+                passive: false,
+                durable: false,
+                exclusive: false,
+                auto_delete: false,
+                nowait: false,
+                arguments: Default::default(),
+            })),
+        )
+        .await;
+    other.recv_method().await;
+    other.send(1, publish("", "kept")).await;
+    other.send_bytes(&content_header(1, 2)).await;
+    other.send_bytes(&body_frame(1, b"ok")).await;
+
+    raw.send_bytes(b"GET / HTTP/1.1\r\nHost: warren\r\n\r\n")
+        .await;
+    let (code, text, _, _) = raw.expect_connection_close().await;
+    assert_eq!(code, 501, "{text}");
+    assert!(raw.closed_by_broker().await);
+    other
+        .send(
+            1,
+            AMQPClass::Basic(basic::AMQPMethod::Get(basic::Get {
+                queue: "kept".into(),
+                no_ack: true,
+            })),
+        )
+        .await;
+    let (_, m) = other.recv_method().await;
+    assert!(
+        matches!(m, AMQPClass::Basic(basic::AMQPMethod::GetOk(_))),
+        "{m:?}"
+    );
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_truncated_frame_then_eof_frees_the_connection() {
+    let b = start().await;
+    let mut raw = opened(b.addr).await;
+    // half of a 100-byte method frame, then the client goes away
+    raw.send_bytes(&[1, 0, 1, 0, 0, 0, 100, 0, 60, 0, 40]).await;
+    drop(raw);
+    let broker = b.broker.as_ref().unwrap();
+    common::within(async {
+        while broker.connection_count() > 0 {
+            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+        }
+    })
+    .await;
+    broker_still_serves(b.addr).await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn closing_a_channel_twice_is_504_on_the_second() {
+    let b = start().await;
+    let mut raw = opened(b.addr).await;
+    let close = || {
+        AMQPClass::Channel(channel::AMQPMethod::Close(channel::Close {
+            reply_code: 200,
+            reply_text: "bye".into(),
+            class_id: 0,
+            method_id: 0,
+        }))
+    };
+    raw.send(1, close()).await;
+    let (ch, m) = raw.recv_method().await;
+    assert!(
+        matches!(m, AMQPClass::Channel(channel::AMQPMethod::CloseOk(_))) && ch == 1,
+        "{m:?}"
+    );
+    raw.send(1, close()).await;
+    let (code, text, _, _) = raw.expect_connection_close().await;
+    assert_eq!(
+        (code, text.as_str()),
+        (504, "CHANNEL_ERROR - expected 'channel.open'")
+    );
+    broker_still_serves(b.addr).await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn closing_the_connection_twice_gets_one_close_ok() {
+    let b = start().await;
+    let mut raw = opened(b.addr).await;
+    let close = || {
+        AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
+            reply_code: 200,
+            reply_text: "bye".into(),
+            class_id: 0,
+            method_id: 0,
+        }))
+    };
+    raw.send(0, close()).await;
+    raw.send(0, close()).await;
+    let (_, m) = raw.recv_method().await;
+    assert!(
+        matches!(m, AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))),
+        "{m:?}"
+    );
+    // the second close is not answered: nothing more arrives (the broker lingers reading
+    // until the client hangs up, as RabbitMQ, then closes the socket itself)
+    let more = tokio::time::timeout(std::time::Duration::from_millis(500), raw.recv_frame()).await;
+    assert!(
+        matches!(more, Err(_) | Ok(None)),
+        "unexpected frame after close-ok: {more:?}"
+    );
+    broker_still_serves(b.addr).await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn ack_of_an_unknown_delivery_tag_is_406() {
+    let b = start().await;
+    let mut raw = opened(b.addr).await;
+    raw.send(
+        1,
+        AMQPClass::Basic(basic::AMQPMethod::Ack(basic::Ack {
+            delivery_tag: 42,
+            multiple: false,
+        })),
+    )
+    .await;
+    let (code, text) = raw.expect_channel_close(1).await;
+    assert_eq!(
+        (code, text.as_str()),
+        (406, "PRECONDITION_FAILED - unknown delivery tag 42")
+    );
+    broker_still_serves(b.addr).await;
+    b.stop().await;
+}
