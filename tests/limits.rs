@@ -46,6 +46,31 @@ async fn message_count(ch: &lapin::Channel, queue: &str) -> u32 {
 
 #[tokio::test]
 async fn memory_alarm_blocks_publishers_while_consumers_drain() {
+    // a watermark far below what any process uses, then none
+    alarm_blocks_publishers_while_consumers_drain(
+        |a| a.set_memory_limit(1),
+        |a| a.set_memory_limit(u64::MAX),
+        "low on memory",
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn disk_alarm_blocks_publishers_while_consumers_drain() {
+    // more free space than any disk has, then the default 50 MB
+    alarm_blocks_publishers_while_consumers_drain(
+        |a| a.set_disk_free_limit(u64::MAX),
+        |a| a.set_disk_free_limit(50_000_000),
+        "low on disk",
+    )
+    .await;
+}
+
+async fn alarm_blocks_publishers_while_consumers_drain(
+    raise: fn(&warren::broker::alarm::ResourceAlarm),
+    clear: fn(&warren::broker::alarm::ResourceAlarm),
+    reason: &str,
+) {
     let b = start_with(Config::default()).await;
     let conn = b.connect().await;
     let ch = conn.create_channel().await.unwrap();
@@ -65,13 +90,15 @@ async fn memory_alarm_blocks_publishers_while_consumers_drain() {
     })
     .await;
 
-    let alarm = b.broker.as_ref().unwrap().state().memory_alarm.clone();
-    alarm.set_limit(1); // far below what any process uses
+    let alarm = b.broker.as_ref().unwrap().state().alarm.clone();
+    raise(&alarm);
     let (_, m) = publisher.recv_method().await;
-    assert!(
-        matches!(m, AMQPClass::Connection(connection::AMQPMethod::Blocked(_))),
-        "{m:?}"
-    );
+    match m {
+        AMQPClass::Connection(connection::AMQPMethod::Blocked(b)) => {
+            assert_eq!(b.reason.as_str(), reason)
+        }
+        other => panic!("expected connection.blocked, got {other:?}"),
+    }
     publisher
         .send_bytes(&publish_frames("orders", b"during", 5))
         .await;
@@ -85,7 +112,7 @@ async fn memory_alarm_blocks_publishers_while_consumers_drain() {
     assert_eq!(got.delivery.data, b"before");
     assert_eq!(message_count(&ch, "orders").await, 0);
 
-    alarm.set_limit(u64::MAX);
+    clear(&alarm);
     let (_, m) = publisher.recv_method().await;
     assert!(
         matches!(

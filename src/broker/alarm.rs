@@ -1,25 +1,34 @@
-//! The memory alarm, RabbitMQ's `vm_memory_high_watermark`: a task samples the broker's own
-//! resident memory and raises the alarm above the limit. Connections that publish are then
-//! sent `connection.blocked` and no longer read until it clears; consumers keep draining.
-//! The limit can be changed while running (like `rabbitmqctl set_vm_memory_high_watermark`).
+//! Resource alarms, RabbitMQ's `vm_memory_high_watermark` and `disk_free_limit`: a task
+//! samples the broker's resident memory and the free space of the data dir's filesystem and
+//! raises the alarm while either is past its limit. Connections that publish are then sent
+//! `connection.blocked` (with the reason) and no longer read until it clears; consumers
+//! keep draining. Both limits can be changed while running (like rabbitmqctl's
+//! `set_vm_memory_high_watermark` and `set_disk_free_limit`). Never blocks a task: only the
+//! sampler reads /proc and calls statvfs.
 
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
 
-/// How often resident memory is sampled.
+/// How often memory and disk are sampled.
 const SAMPLE_EVERY: Duration = Duration::from_millis(200);
 
 #[derive(Debug)]
-pub struct MemoryAlarm {
-    limit: AtomicU64,
+pub struct ResourceAlarm {
+    memory_limit: AtomicU64,
+    disk_free_limit: AtomicU64,
+    memory_over: AtomicBool,
+    disk_low: AtomicBool,
+    /// Where the data lives: the filesystem whose free space counts.
+    data_dir: PathBuf,
     raised: watch::Sender<bool>,
 }
 
 /// Total RAM from /proc/meminfo, in bytes.
-fn total_memory() -> Option<u64> {
+pub fn total_memory() -> Option<u64> {
     let info = std::fs::read_to_string("/proc/meminfo").ok()?;
     let kb: u64 = info
         .lines()
@@ -44,28 +53,68 @@ pub fn resident_memory() -> Option<u64> {
     Some(kb * 1024)
 }
 
-impl MemoryAlarm {
-    /// The limit is `absolute` bytes when non-zero, else `relative` of total RAM.
-    pub fn new(relative: f64, absolute: u64) -> Arc<Self> {
-        let limit = if absolute > 0 {
-            absolute
-        } else {
-            total_memory().map_or(u64::MAX, |t| (t as f64 * relative) as u64)
-        };
+/// Bytes available to unprivileged users on the filesystem holding `path`.
+pub fn free_disk(path: &std::path::Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st = std::mem::MaybeUninit::<libc::statvfs>::uninit();
+    // SAFETY: `c` is a valid NUL-terminated path and `st` is written by statvfs on success.
+    let rc = unsafe { libc::statvfs(c.as_ptr(), st.as_mut_ptr()) };
+    if rc != 0 {
+        return None;
+    }
+    // SAFETY: statvfs returned 0, so it filled the struct.
+    let st = unsafe { st.assume_init() };
+    Some(st.f_bavail as u64 * st.f_frsize as u64)
+}
+
+/// Why publishers are blocked, as RabbitMQ words it in connection.blocked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Memory,
+    Disk,
+}
+
+impl Reason {
+    pub fn text(self) -> &'static str {
+        match self {
+            Reason::Memory => "low on memory",
+            Reason::Disk => "low on disk",
+        }
+    }
+}
+
+impl ResourceAlarm {
+    /// `memory_limit` and `disk_free_limit` in bytes (u64::MAX / 0 turn them off).
+    pub fn new(memory_limit: u64, disk_free_limit: u64, data_dir: PathBuf) -> Arc<Self> {
         let (raised, _) = watch::channel(false);
         Arc::new(Self {
-            limit: AtomicU64::new(limit),
+            memory_limit: AtomicU64::new(memory_limit),
+            disk_free_limit: AtomicU64::new(disk_free_limit),
+            memory_over: AtomicBool::new(false),
+            disk_low: AtomicBool::new(false),
+            data_dir,
             raised,
         })
     }
 
-    pub fn limit(&self) -> u64 {
-        self.limit.load(Ordering::Relaxed)
+    pub fn memory_limit(&self) -> u64 {
+        self.memory_limit.load(Ordering::Relaxed)
     }
 
-    /// Change the limit; the alarm follows at once.
-    pub fn set_limit(&self, bytes: u64) {
-        self.limit.store(bytes, Ordering::Relaxed);
+    /// Change the memory watermark; the alarm follows at once.
+    pub fn set_memory_limit(&self, bytes: u64) {
+        self.memory_limit.store(bytes, Ordering::Relaxed);
+        self.check();
+    }
+
+    pub fn disk_free_limit(&self) -> u64 {
+        self.disk_free_limit.load(Ordering::Relaxed)
+    }
+
+    /// Change the disk free limit; the alarm follows at once.
+    pub fn set_disk_free_limit(&self, bytes: u64) {
+        self.disk_free_limit.store(bytes, Ordering::Relaxed);
         self.check();
     }
 
@@ -77,22 +126,42 @@ impl MemoryAlarm {
         *self.raised.borrow()
     }
 
+    /// The reason to give blocked publishers (memory first when both hold).
+    pub fn reason(&self) -> Reason {
+        if self.disk_low.load(Ordering::Relaxed) && !self.memory_over.load(Ordering::Relaxed) {
+            Reason::Disk
+        } else {
+            Reason::Memory
+        }
+    }
+
     fn check(&self) {
-        let Some(rss) = resident_memory() else { return };
-        let over = rss > self.limit();
-        self.raised.send_if_modified(|raised| {
-            if *raised != over {
+        if let Some(rss) = resident_memory() {
+            let limit = self.memory_limit();
+            let over = rss > limit;
+            if self.memory_over.swap(over, Ordering::Relaxed) != over {
                 if over {
-                    tracing::warn!("memory alarm: {rss} bytes resident, above the {} byte watermark; blocking publishers", self.limit());
+                    tracing::warn!("memory alarm: {rss} bytes resident, above the {limit} byte watermark; blocking publishers");
                 } else {
                     tracing::info!("memory alarm cleared: {rss} bytes resident");
                 }
-                *raised = over;
-                true
-            } else {
-                false
             }
-        });
+        }
+        if let Some(free) = free_disk(&self.data_dir) {
+            let limit = self.disk_free_limit();
+            let low = free < limit;
+            if self.disk_low.swap(low, Ordering::Relaxed) != low {
+                if low {
+                    tracing::warn!("disk alarm: {free} bytes free on {}, below the {limit} byte limit; blocking publishers", self.data_dir.display());
+                } else {
+                    tracing::info!("disk alarm cleared: {free} bytes free");
+                }
+            }
+        }
+        let raised =
+            self.memory_over.load(Ordering::Relaxed) || self.disk_low.load(Ordering::Relaxed);
+        self.raised
+            .send_if_modified(|r| std::mem::replace(r, raised) != raised);
     }
 
     /// Sample until the alarm is dropped by everyone else.
@@ -116,17 +185,25 @@ mod tests {
     use super::*;
 
     #[tokio::test]
-    async fn alarm_follows_the_limit() {
-        let alarm = MemoryAlarm::new(0.0, u64::MAX);
+    async fn alarm_follows_either_limit() {
+        let alarm = ResourceAlarm::new(u64::MAX, 0, std::env::temp_dir());
         let rx = alarm.subscribe();
-        alarm.set_limit(1);
+        alarm.set_memory_limit(1);
         assert!(*rx.borrow() && alarm.is_raised());
-        alarm.set_limit(u64::MAX);
+        assert_eq!(alarm.reason(), Reason::Memory);
+        alarm.set_memory_limit(u64::MAX);
+        assert!(!alarm.is_raised());
+        alarm.set_disk_free_limit(u64::MAX);
+        assert!(alarm.is_raised());
+        assert_eq!(alarm.reason().text(), "low on disk");
+        alarm.set_disk_free_limit(0);
         assert!(!alarm.is_raised());
     }
 
     #[test]
-    fn this_process_has_resident_memory() {
+    fn this_process_has_resident_memory_and_its_disk_has_room() {
         assert!(resident_memory().unwrap_or(0) > 0);
+        assert!(free_disk(&std::env::temp_dir()).unwrap_or(0) > 0);
+        assert_eq!(free_disk(std::path::Path::new("/no/such/dir")), None);
     }
 }

@@ -41,7 +41,8 @@ pub struct BrokerState {
     pub store: Option<Store>,
     /// The first start's default user and vhost, to be stored before serving.
     initial_definitions: std::sync::Mutex<Vec<Definition>>,
-    pub memory_alarm: Arc<alarm::MemoryAlarm>,
+    /// Memory and disk alarms: publishers are blocked while either is raised.
+    pub alarm: Arc<alarm::ResourceAlarm>,
 }
 
 /// What start-up recovery restored, for the log line.
@@ -148,10 +149,19 @@ impl BrokerState {
             .filter(|d| matches!(d, Definition::Queue { .. }))
             .count();
         let (shutdown, _) = watch::channel(false);
-        let config_watermark = (
-            config.vm_memory_high_watermark,
-            config.vm_memory_high_watermark_absolute,
-        );
+        let total = alarm::total_memory();
+        let memory_limit = match config.vm_memory_high_watermark_absolute {
+            0 => total.map_or(u64::MAX, |t| {
+                (t as f64 * config.vm_memory_high_watermark) as u64
+            }),
+            absolute => absolute,
+        };
+        let disk_free_limit = match (config.disk_free_limit_relative, total) {
+            (r, Some(t)) if r > 0.0 => (t as f64 * r) as u64,
+            _ => config.disk_free_limit,
+        };
+        let alarm =
+            alarm::ResourceAlarm::new(memory_limit, disk_free_limit, config.data_dir.clone());
         let state = Arc::new(Self {
             config: Arc::new(config),
             users,
@@ -163,7 +173,7 @@ impl BrokerState {
             connections: AtomicUsize::new(0),
             shutdown,
             initial_definitions: std::sync::Mutex::new(initial),
-            memory_alarm: alarm::MemoryAlarm::new(config_watermark.0, config_watermark.1),
+            alarm,
             store,
         });
         (state, report)

@@ -52,6 +52,11 @@ pub struct Config {
     pub vm_memory_high_watermark: f64,
     /// ...or above this many bytes when non-zero (RabbitMQ's `.absolute`).
     pub vm_memory_high_watermark_absolute: u64,
+    /// Disk alarm: publishers are blocked while the data dir's filesystem has fewer free
+    /// bytes than this (RabbitMQ's `disk_free_limit.absolute`, default 50 MB)...
+    pub disk_free_limit: u64,
+    /// ...or than this fraction of total RAM, when non-zero (`disk_free_limit.relative`).
+    pub disk_free_limit_relative: f64,
     /// Most client connections at once (0 = no limit); more are closed on accept.
     pub connection_max: u64,
     /// Most connections per vhost (0 = no limit): 530 for one more.
@@ -106,6 +111,8 @@ impl Default for Config {
             store_cache_size: 67_108_864,
             vm_memory_high_watermark: 0.4,
             vm_memory_high_watermark_absolute: 0,
+            disk_free_limit: 50_000_000,
+            disk_free_limit_relative: 0.0,
             connection_max: 0,
             vhost_max_connections: 0,
             vhost_max_queues: 0,
@@ -148,6 +155,8 @@ pub const KEYS: &[&str] = &[
     "store_cache_size",
     "vm_memory_high_watermark",
     "vm_memory_high_watermark_absolute",
+    "disk_free_limit",
+    "disk_free_limit_relative",
     "connection_max",
     "vhost_max_connections",
     "vhost_max_queues",
@@ -304,6 +313,16 @@ impl Config {
             }
             "vm_memory_high_watermark_absolute" => {
                 self.vm_memory_high_watermark_absolute = num(value).map_err(bad)?
+            }
+            "disk_free_limit" => self.disk_free_limit = num(value).map_err(bad)?,
+            "disk_free_limit_relative" => {
+                let f: f64 = num(value).map_err(bad)?;
+                if !(0.0..=100.0).contains(&f) {
+                    return Err(bad(format!(
+                        "{f} is not a multiple of total RAM in [0, 100]"
+                    )));
+                }
+                self.disk_free_limit_relative = f;
             }
             "connection_max" => self.connection_max = num(value).map_err(bad)?,
             "vhost_max_connections" => self.vhost_max_connections = num(value).map_err(bad)?,
@@ -487,7 +506,7 @@ mod tests {
             let value = match *key {
                 "amqp_listen" => "127.0.0.1:5672",
                 "log_level" => "debug",
-                "vm_memory_high_watermark" => "0.5",
+                "vm_memory_high_watermark" | "disk_free_limit_relative" => "0.5",
                 "tls_cert" | "tls_key" | "tls_ca" => "/tmp/x.pem",
                 "tls_verify_peer" | "tls_fail_if_no_peer_cert" => "true",
                 "tls_versions" => "tlsv1.3",

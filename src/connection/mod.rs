@@ -236,7 +236,7 @@ impl Connection {
         let mut events_rx: Option<mpsc::UnboundedReceiver<ConnEvent>> = None;
         let mut shutdown = self.broker.shutdown.subscribe();
         let mut vhost_deleted = self.vhost.deleted.subscribe();
-        let mut alarm = self.broker.memory_alarm.subscribe();
+        let mut alarm = self.broker.alarm.subscribe();
         let hb = self.heartbeat;
         let tick_every = if hb == 0 {
             Duration::from_secs(3600)
@@ -271,7 +271,7 @@ impl Connection {
                             // awaits the store), and an idle connection's task should
                             // not carry their space; one allocation per read is cheap
                             Box::pin(self.handle_input(&mut rbuf)).await;
-                            if self.published && self.broker.memory_alarm.is_raised() {
+                            if self.published && self.broker.alarm.is_raised() {
                                 self.set_blocked(true);
                             }
                         }
@@ -431,7 +431,7 @@ impl Connection {
         if self.blocked_notify {
             let m = if blocked {
                 connection::AMQPMethod::Blocked(connection::Blocked {
-                    reason: "low on memory".into(),
+                    reason: self.broker.alarm.reason().text().into(),
                 })
             } else {
                 connection::AMQPMethod::Unblocked(connection::Unblocked {})

@@ -8,6 +8,8 @@
 pub mod content;
 pub mod error;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod method;
 pub mod reply;
 pub mod sasl;

@@ -124,7 +124,7 @@ impl BrokerBuilder {
         let (state, recovery) = BrokerState::new(self.config, Some(store), recovered);
         let recovery_time = started.elapsed();
         state.persist_initial().await;
-        state.memory_alarm.spawn_monitor();
+        state.alarm.spawn_monitor();
         let local = |l: &TcpListener| {
             l.local_addr().map_err(|source| StartError::Listen {
                 addr: SocketAddr::from(([0, 0, 0, 0], 0)),
