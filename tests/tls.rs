@@ -301,7 +301,7 @@ async fn the_binary_runs_tls_only_with_the_docker_user_and_reloads_on_sighup() {
     let first = pki.server("first");
     let (cert, key, _) = pki.write_server(&first);
     let data = tempfile::tempdir().unwrap();
-    let (mut child, addrs, log) = common::process::spawn_with(
+    let (child, addrs, log) = common::process::spawn_with(
         &[
             "--amqps-listen",
             "127.0.0.1:0",
@@ -328,6 +328,7 @@ async fn the_binary_runs_tls_only_with_the_docker_user_and_reloads_on_sighup() {
         !log.iter().any(|l| l.contains("listening for AMQP on")),
         "no plaintext listener: {log:?}"
     );
+    let child = common::process::KillOnDrop(child);
     let (tls_addr, http) = (addrs[0], format!("http://{}", addrs[1]));
 
     // the image's variables made an administrator with full access to its vhost, no guest
@@ -369,7 +370,7 @@ async fn the_binary_runs_tls_only_with_the_docker_user_and_reloads_on_sighup() {
     pki.write_server(&second);
     let hup = || {
         assert!(std::process::Command::new("kill")
-            .args(["-HUP", &child.id().to_string()])
+            .args(["-HUP", &child.0.id().to_string()])
             .status()
             .unwrap()
             .success())
@@ -396,7 +397,6 @@ async fn the_binary_runs_tls_only_with_the_docker_user_and_reloads_on_sighup() {
             .unwrap(),
         second.der
     );
-    assert!(child.try_wait().unwrap().is_none(), "still running");
-    child.kill().unwrap();
-    child.wait().unwrap();
+    let mut child = child;
+    assert!(child.0.try_wait().unwrap().is_none(), "still running");
 }

@@ -13,8 +13,11 @@ use std::time::Duration;
 
 use tokio::sync::watch;
 
-/// How often memory and disk are sampled.
+/// How often memory and disk are sampled...
 const SAMPLE_EVERY: Duration = Duration::from_millis(200);
+/// ...and how often once memory is past half the watermark: a fast publisher can add
+/// hundreds of megabytes a second, so near the limit the alarm must look often.
+const SAMPLE_EVERY_NEAR: Duration = Duration::from_millis(10);
 
 #[derive(Debug)]
 pub struct ResourceAlarm {
@@ -107,7 +110,7 @@ impl ResourceAlarm {
     /// Change the memory watermark; the alarm follows at once.
     pub fn set_memory_limit(&self, bytes: u64) {
         self.memory_limit.store(bytes, Ordering::Relaxed);
-        self.check();
+        let _ = self.check();
     }
 
     pub fn disk_free_limit(&self) -> u64 {
@@ -117,7 +120,7 @@ impl ResourceAlarm {
     /// Change the disk free limit; the alarm follows at once.
     pub fn set_disk_free_limit(&self, bytes: u64) {
         self.disk_free_limit.store(bytes, Ordering::Relaxed);
-        self.check();
+        let _ = self.check();
     }
 
     pub fn subscribe(&self) -> watch::Receiver<bool> {
@@ -137,15 +140,25 @@ impl ResourceAlarm {
         }
     }
 
-    fn check(&self) {
+    /// Sample both resources; true when memory is past half its limit.
+    fn check(&self) -> bool {
+        let mut near = false;
         if let Some(rss) = resident_memory() {
+            near = rss > self.memory_limit() / 2;
             let limit = self.memory_limit();
-            let over = rss > limit;
+            // Over the watermark *because of messages*: when what is above it is memory
+            // the allocator kept after a drain, or connections, blocking publishers frees
+            // nothing and would hold them for good. RabbitMQ's VM frees per process, so it
+            // does not meet this; with a general-purpose allocator Warren must tell them apart.
+            let messages = super::message::message_bytes();
+            let over = rss > limit && messages >= limit / 4;
             if self.memory_over.swap(over, Ordering::Relaxed) != over {
                 if over {
-                    tracing::warn!("memory alarm: {rss} bytes resident, above the {limit} byte watermark; blocking publishers");
+                    tracing::warn!("memory alarm: {rss} bytes resident ({messages} in messages), above the {limit} byte watermark; blocking publishers");
                 } else {
-                    tracing::info!("memory alarm cleared: {rss} bytes resident");
+                    tracing::info!(
+                        "memory alarm cleared: {rss} bytes resident ({messages} in messages)"
+                    );
                 }
             }
         }
@@ -164,21 +177,30 @@ impl ResourceAlarm {
             self.memory_over.load(Ordering::Relaxed) || self.disk_low.load(Ordering::Relaxed);
         self.raised
             .send_if_modified(|r| std::mem::replace(r, raised) != raised);
+        near
     }
 
-    /// Sample until the alarm is dropped by everyone else.
+    /// Sample until the alarm is dropped by everyone else. A thread of its own, not a
+    /// task: under the very load the alarm is for, busy workers would delay a timer task
+    /// while publishers keep adding memory.
     pub fn spawn_monitor(self: &Arc<Self>) {
         let weak = Arc::downgrade(self);
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(SAMPLE_EVERY);
-            loop {
-                tick.tick().await;
-                match weak.upgrade() {
+        let spawned = std::thread::Builder::new()
+            .name("warren-alarm".into())
+            .spawn(move || loop {
+                let near = match weak.upgrade() {
                     Some(alarm) => alarm.check(),
                     None => break,
-                }
-            }
-        });
+                };
+                std::thread::sleep(if near {
+                    SAMPLE_EVERY_NEAR
+                } else {
+                    SAMPLE_EVERY
+                });
+            });
+        if let Err(e) = spawned {
+            tracing::error!("cannot start the resource alarm monitor: {e}");
+        }
     }
 }
 

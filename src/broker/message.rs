@@ -1,9 +1,37 @@
 //! `Message`: what a publisher sent, shared by every queue it was routed to. Properties and
 //! body stay the `Bytes` that came off the socket; nothing here ever re-encodes them.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use bytes::Bytes;
+
+/// Bytes of message properties and bodies alive in this process (queued, unacked or in
+/// flight). The memory alarm uses it to tell "memory full of messages" (blocking publishers
+/// helps) from memory the allocator merely kept (blocking would not free it).
+static MESSAGE_BYTES: AtomicU64 = AtomicU64::new(0);
+
+pub fn message_bytes() -> u64 {
+    MESSAGE_BYTES.load(Ordering::Relaxed)
+}
+
+/// Counts one message's bytes in `MESSAGE_BYTES` for as long as the message lives.
+#[derive(Debug)]
+pub struct Accounted(u64);
+
+impl Accounted {
+    pub fn new(properties: &Bytes, body: &Bytes) -> Self {
+        let n = (properties.len() + body.len()) as u64;
+        MESSAGE_BYTES.fetch_add(n, Ordering::Relaxed);
+        Accounted(n)
+    }
+}
+
+impl Drop for Accounted {
+    fn drop(&mut self) {
+        MESSAGE_BYTES.fetch_sub(self.0, Ordering::Relaxed);
+    }
+}
 
 #[derive(Debug)]
 pub struct Message {
@@ -21,6 +49,8 @@ pub struct Message {
     /// Identity in the store when persistent (0 = never stored); one per publish, however
     /// many durable queues hold it.
     pub store_id: u64,
+    /// Built with `Accounted::new(&properties, &body)`.
+    pub accounted: Accounted,
 }
 
 /// A message as one queue holds it: the queue's own sequence id gives requeued
@@ -42,6 +72,7 @@ impl Message {
             .expiration
             .and_then(|range| std::str::from_utf8(&r.properties[range]).ok()?.parse().ok());
         Message {
+            accounted: Accounted::new(&r.properties, &r.body),
             exchange: r.exchange.into(),
             routing_key: r.routing_key.into(),
             properties: r.properties,

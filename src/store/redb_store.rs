@@ -286,6 +286,10 @@ mod tests {
 
     fn message(id: u64, body: &'static [u8]) -> Arc<Message> {
         Arc::new(Message {
+            accounted: crate::broker::message::Accounted::new(
+                &Bytes::from_static(&[0, 0]),
+                &Bytes::from_static(body),
+            ),
             exchange: "ex".into(),
             routing_key: "rk".into(),
             properties: Bytes::from_static(&[0, 0]),

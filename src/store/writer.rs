@@ -113,6 +113,7 @@ mod tests {
             queue: q.into(),
             seq,
             message: Arc::new(Message {
+                accounted: crate::broker::message::Accounted::new(&Bytes::new(), &Bytes::new()),
                 exchange: "".into(),
                 routing_key: q.into(),
                 properties: Bytes::new(),

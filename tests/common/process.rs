@@ -98,3 +98,13 @@ pub fn spawn_with(
     });
     (child, found.into_iter().flatten().collect(), seen)
 }
+
+/// Kills the broker when a test ends, passed or panicked: no stray process outlives it.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -256,6 +256,10 @@ mod tests {
 
     fn message(priority: u8, store_id: u64) -> Arc<Message> {
         Arc::new(Message {
+            accounted: crate::broker::message::Accounted::new(
+                &Bytes::new(),
+                &Bytes::from_static(b"0123456789"),
+            ),
             exchange: "".into(),
             routing_key: "q".into(),
             properties: Bytes::new(),

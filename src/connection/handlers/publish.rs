@@ -217,6 +217,7 @@ impl Connection {
         let persistent = peek.persistent();
         let (properties, body) = compact(header.properties, p.body.into_bytes());
         let message = Arc::new(Message {
+            accounted: crate::broker::message::Accounted::new(&properties, &body),
             persistent,
             priority: peek.priority.unwrap_or(0),
             expiration,
