@@ -116,7 +116,7 @@ async fn a_publisher_far_past_the_watermark_is_held_back_and_nothing_is_lost() {
             assert_eq!(d.data.len(), SIZE);
             d.ack(BasicAckOptions::default()).await.unwrap();
             next += 1;
-            if next % 20 == 0 {
+            if next.is_multiple_of(20) {
                 tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
@@ -132,7 +132,7 @@ async fn a_publisher_far_past_the_watermark_is_held_back_and_nothing_is_lost() {
     let peak = peak.load(Ordering::Relaxed);
     eprintln!(
         "published {} MB through a {} MB watermark; broker peak RSS {} MB",
-        MESSAGES as usize * SIZE >> 20,
+        (MESSAGES as usize * SIZE) >> 20,
         WATERMARK >> 20,
         peak >> 20
     );
