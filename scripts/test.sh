@@ -34,9 +34,15 @@ scripts/conformance.sh target/release/warren 2>"$LOGDIR/conformance.err" | tee "
 conf_rc=${PIPESTATUS[0]}
 [ "$conf_rc" != 0 ] && tail -40 "$LOGDIR/conformance.err"
 
+echo "== soak: 20 s of connection churn, then leak and loss checks (bench/soak.sh)"
+bench/soak.sh 20 > "$LOGDIR/soak.log" 2>&1
+soak_rc=$?
+tail -9 "$LOGDIR/soak.log"
+
 sum() { tail -1 "$1" | grep -oE "[0-9]+ $2" | grep -oE '[0-9]+' || echo 0; }
-TP=$((RP + $(sum "$LOGDIR/interop.log" passed) + $(sum "$LOGDIR/conformance.log" passed)))
-TF=$((RF + $(sum "$LOGDIR/interop.log" failed) + $(sum "$LOGDIR/conformance.log" failed)))
-echo "rust: $RP passed, $RF failed | interop: $(tail -1 "$LOGDIR/interop.log") | conformance suites: $(tail -1 "$LOGDIR/conformance.log")"
+TP=$((RP + $(sum "$LOGDIR/interop.log" passed) + $(sum "$LOGDIR/conformance.log" passed) + $(sum "$LOGDIR/soak.log" passed)))
+TF=$((RF + $(sum "$LOGDIR/interop.log" failed) + $(sum "$LOGDIR/conformance.log" failed) + $(sum "$LOGDIR/soak.log" failed)))
+[ "$soak_rc" != 0 ] && [ "$(sum "$LOGDIR/soak.log" failed)" = 0 ] && TF=$((TF + 1))
+echo "rust: $RP passed, $RF failed | interop: $(tail -1 "$LOGDIR/interop.log") | conformance suites: $(tail -1 "$LOGDIR/conformance.log") | soak: $(tail -1 "$LOGDIR/soak.log")"
 echo "$TP passed, $TF failed"
-[ "$cargo_rc" = 0 ] && [ "$interop_rc" = 0 ] && [ "$conf_rc" = 0 ]
+[ "$cargo_rc" = 0 ] && [ "$interop_rc" = 0 ] && [ "$conf_rc" = 0 ] && [ "$soak_rc" = 0 ]

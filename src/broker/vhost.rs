@@ -114,6 +114,14 @@ impl VHost {
         vhost
     }
 
+    pub fn queue_count(&self) -> usize {
+        self.queues.len()
+    }
+
+    pub fn exchange_count(&self) -> usize {
+        self.exchanges.len()
+    }
+
     pub fn meta(&self) -> VHostMeta {
         self.meta.read().unwrap_or_else(|p| p.into_inner()).clone()
     }

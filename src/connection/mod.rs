@@ -25,7 +25,7 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::broker::consumer::{ConnEvent, Credit};
-use crate::broker::queue::QueueHandle;
+use crate::broker::queue::{QueueCmd, QueueHandle};
 use crate::broker::vhost::VHost;
 use crate::broker::BrokerState;
 use crate::protocol::{frame, method, reply, AmqpError};
@@ -329,6 +329,17 @@ impl Connection {
         }
         // boxed: needed once, at the end; not worth carrying for the connection's life
         Box::pin(self.teardown()).await;
+        // Deliveries still on their way here would die with the receiver, and the queues
+        // would hold them as unacked for good: close it (a queue whose send then fails
+        // keeps the message) and hand back every delivery that had already arrived.
+        if let Some(mut rx) = events_rx.take().or_else(|| self.new_events_rx.take()) {
+            rx.close();
+            while let Ok(ev) = rx.try_recv() {
+                if let ConnEvent::Deliver { queue, message, .. } = ev {
+                    queue.send(QueueCmd::Reinsert(vec![message])).await;
+                }
+            }
+        }
         self.flush();
     }
 

@@ -160,7 +160,21 @@ async fn whoami(State(state): St, ConnectInfo(peer): Peer, headers: HeaderMap) -
 async fn overview(State(state): St, ConnectInfo(peer): Peer, headers: HeaderMap) -> ApiResult {
     authenticate(&state, &headers, peer).await?;
     let c = &state.config;
+    let vhosts = state.vhost_list();
+    let connections = state.connections.load(std::sync::atomic::Ordering::Relaxed);
     ok(json!({
+        "object_totals": {
+            "connections": connections,
+            "queues": vhosts.iter().map(|v| v.queue_count()).sum::<usize>(),
+            "exchanges": vhosts.iter().map(|v| v.exchange_count()).sum::<usize>(),
+        },
+        // Warren's own: what a soak test watches for leaks
+        "warren": {
+            "alive_tasks": tokio::runtime::Handle::current().metrics().num_alive_tasks(),
+            "resident_memory": crate::broker::alarm::resident_memory(),
+            "message_bytes": crate::broker::message::message_bytes(),
+            "memory_alarm": state.alarm.is_raised(),
+        },
         "management_version": c.product_version,
         "rabbitmq_version": c.product_version,
         "product_name": "Warren",

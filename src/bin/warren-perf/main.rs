@@ -9,6 +9,7 @@
 mod client;
 mod sample;
 mod scenarios;
+mod soak;
 
 use std::process::ExitCode;
 use std::time::Duration;
@@ -29,6 +30,9 @@ enum Scenario {
     Connections,
     /// fill a queue with --messages messages with no consumer, then drain it
     Backlog,
+    /// --producers and --consumers connections churning (open, publish with confirms or
+    /// consume and ack, close) for --duration; checks every confirmed message is acked once
+    Soak,
 }
 
 #[derive(Parser, Debug)]
@@ -132,6 +136,7 @@ fn main() -> ExitCode {
             Scenario::Fanout => scenarios::fanout(opts).await,
             Scenario::Connections => scenarios::connections(opts).await,
             Scenario::Backlog => scenarios::backlog(opts).await,
+            Scenario::Soak => soak::soak(opts).await,
         }
     });
     match result {
