@@ -397,6 +397,7 @@ async fn users_tags_permissions_and_vhosts_survive_a_restart() {
         VHostMeta {
             description: "EU shop".into(),
             tags: vec!["prod".into()],
+            ..Default::default()
         },
     )
     .await
@@ -468,7 +469,9 @@ async fn a_publisher_cannot_claim_another_user_id_unless_it_is_an_impersonator()
     )
     .await
     .unwrap();
-    s.set_permissions("gateway", "/", ".*", ".*", ".*").await.unwrap();
+    s.set_permissions("gateway", "/", ".*", ".*", ".*")
+        .await
+        .unwrap();
     let publish = |ch: lapin::Channel, user_id: &'static str| async move {
         ch.basic_publish(
             "".into(),
@@ -482,7 +485,9 @@ async fn a_publisher_cannot_claim_another_user_id_unless_it_is_an_impersonator()
     };
     let conn = b.connect_as("orders", "o-pass", "/").await.unwrap();
     let ch = conn.create_channel().await.unwrap();
-    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
     within(publish(ch.clone(), "orders")).await.unwrap();
     let err = within(publish(ch.clone(), "payments")).await.unwrap_err();
     assert_eq!(reply_code(&err), Some(406));
@@ -492,7 +497,9 @@ async fn a_publisher_cannot_claim_another_user_id_unless_it_is_an_impersonator()
     );
     let conn = b.connect_as("gateway", "g", "/").await.unwrap();
     let ch = conn.create_channel().await.unwrap();
-    ch.confirm_select(ConfirmSelectOptions::default()).await.unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
     within(publish(ch.clone(), "payments")).await.unwrap();
     b.stop().await;
 }

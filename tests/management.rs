@@ -319,3 +319,106 @@ async fn warrenctl_speaks_rabbitmqctl() {
     assert_eq!(out.status.code(), Some(77));
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn vhost_limits_are_per_vhost_and_survive_a_restart() {
+    let b = start_with_management(Config::default()).await;
+    let api = Api::new(b.management.as_ref().unwrap(), "guest", "guest");
+    api.put("/api/vhosts/flash-sale", json!({})).await;
+    api.put(
+        "/api/permissions/flash-sale/guest",
+        json!({"configure": ".*", "write": ".*", "read": ".*"}),
+    )
+    .await;
+    let (status, _) = api
+        .put(
+            "/api/vhost-limits/flash-sale/max-connections",
+            json!({"value": 1}),
+        )
+        .await;
+    assert_eq!(status, 204);
+    api.put(
+        "/api/vhost-limits/flash-sale/max-queues",
+        json!({"value": 2}),
+    )
+    .await;
+    assert_eq!(
+        api.get("/api/vhost-limits").await.1,
+        json!([{"vhost": "flash-sale", "value": {"max-connections": 1, "max-queues": 2}}])
+    );
+    let (status, _) = api
+        .put(
+            "/api/vhost-limits/flash-sale/max-bananas",
+            json!({"value": 1}),
+        )
+        .await;
+    assert_eq!(status, 400);
+
+    let first = b.connect_as("guest", "guest", "flash-sale").await.unwrap();
+    let err = b
+        .connect_as("guest", "guest", "flash-sale")
+        .await
+        .unwrap_err();
+    assert_eq!(reply_code(&err), Some(530));
+    assert_eq!(
+        common::reply_text(&err),
+        "NOT_ALLOWED - access to vhost 'flash-sale' refused for user 'guest': connection limit (1) is reached"
+    );
+    // other vhosts are not limited by it
+    let _a = b.connect().await;
+    let _b = b.connect().await;
+    let ch = first.create_channel().await.unwrap();
+    for q in ["q1", "q2"] {
+        ch.queue_declare(q.into(), Default::default(), Default::default())
+            .await
+            .unwrap();
+    }
+    let err = ch
+        .queue_declare("q3".into(), Default::default(), Default::default())
+        .await
+        .unwrap_err();
+    assert_eq!(reply_code(&err), Some(406));
+    drop(first);
+
+    // stored: after a restart the limit still holds; 0 allows no connection at all
+    let b = b.restart().await;
+    let s = b.state();
+    assert_eq!(
+        s.vhost("flash-sale").unwrap().limit("max-connections", 0),
+        Some(1)
+    );
+    s.set_vhost_limit("flash-sale", "max-connections", Some(0))
+        .await
+        .unwrap();
+    let err = b
+        .connect_as("guest", "guest", "flash-sale")
+        .await
+        .unwrap_err();
+    assert_eq!(reply_code(&err), Some(530));
+    // a negative limit lifts it, as in RabbitMQ
+    s.set_vhost_limit("flash-sale", "max-connections", Some(-1))
+        .await
+        .unwrap();
+    b.connect_as("guest", "guest", "flash-sale").await.unwrap();
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn warrenctl_sets_and_lists_vhost_limits() {
+    let b = start_with_management(Config::default()).await;
+    let url = b.management.clone().unwrap();
+    let run = |args: &'static [&'static str]| {
+        let url = url.clone();
+        tokio::task::spawn_blocking(move || warrenctl(&url, args))
+    };
+    let (code, _, err) = run(&["set_vhost_limits", "-p", "/", r#"{"max-queues": 100}"#])
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = run(&["-q", "list_vhost_limits", "-p", "/"]).await.unwrap();
+    assert_eq!(out, "{\"max-queues\":100}\n");
+    run(&["clear_vhost_limits", "-p", "/"]).await.unwrap();
+    let (_, out, _) = run(&["-q", "list_vhost_limits"]).await.unwrap();
+    assert_eq!(out, "{}\n");
+    b.stop().await;
+}

@@ -195,6 +195,33 @@ impl BrokerState {
         Ok(())
     }
 
+    /// Set (or with None clear) one of RabbitMQ's vhost limits: max-connections or
+    /// max-queues; negative means unlimited. Applies to the next connection or declare.
+    pub async fn set_vhost_limit(
+        &self,
+        vhost: &str,
+        name: &str,
+        value: Option<i64>,
+    ) -> Result<(), AdminError> {
+        if !["max-connections", "max-queues"].contains(&name) {
+            return Err(AdminError::BadRequest(format!(
+                "unknown vhost limit '{name}' (max-connections, max-queues)"
+            )));
+        }
+        let v = self
+            .vhost(vhost)
+            .ok_or_else(|| AdminError::NoSuchVHost(vhost.into()))?;
+        let mut meta = v.meta();
+        match value {
+            Some(n) => meta.limits.insert(name.to_owned(), n),
+            None => meta.limits.remove(name),
+        };
+        v.set_meta(meta);
+        self.commit_definitions(vec![StoreOp::PutDefinition(v.definition())])
+            .await;
+        Ok(())
+    }
+
     fn user_and_vhost_exist(&self, user: &str, vhost: &str) -> Result<(), AdminError> {
         if self.users.get(user).is_none() {
             return Err(AdminError::NoSuchUser(user.into()));

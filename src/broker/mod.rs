@@ -95,6 +95,7 @@ impl BrokerState {
                 name: config.default_vhost.clone(),
                 description: "Default virtual host".into(),
                 tags: Vec::new(),
+                limits: Vec::new(),
             });
             initial.push(Definition::Permission {
                 user: config.default_user.clone(),
@@ -131,12 +132,14 @@ impl BrokerState {
                     name,
                     description,
                     tags,
+                    limits,
                 } = d
                 {
                     if name == &v.name {
                         v.set_meta(VHostMeta {
                             description: description.clone(),
                             tags: tags.clone(),
+                            limits: limits.iter().cloned().collect(),
                         });
                     }
                 }

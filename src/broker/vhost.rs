@@ -69,6 +69,9 @@ pub struct VHost {
 pub struct VHostMeta {
     pub description: String,
     pub tags: Vec<String>,
+    /// RabbitMQ's vhost limits ("max-connections", "max-queues"): a negative value means
+    /// no limit, 0 allows none; absent, the broker-wide default applies.
+    pub limits: std::collections::BTreeMap<String, i64>,
 }
 
 fn same(flag: bool) -> &'static str {
@@ -114,6 +117,15 @@ impl VHost {
         vhost
     }
 
+    /// The limit named `name` in force: this vhost's own, else `default` (0 = none).
+    pub fn limit(&self, name: &str, default: u64) -> Option<u64> {
+        match self.meta().limits.get(name) {
+            Some(v) if *v < 0 => None,
+            Some(v) => Some(*v as u64),
+            None => (default > 0).then_some(default),
+        }
+    }
+
     pub fn queue_count(&self) -> usize {
         self.queues.len()
     }
@@ -136,6 +148,7 @@ impl VHost {
             name: self.name.clone(),
             description: meta.description,
             tags: meta.tags,
+            limits: meta.limits.into_iter().collect(),
         }
     }
 
@@ -523,11 +536,13 @@ impl VHost {
             return Ok((q, false));
         }
         let parsed = QueueArgs::parse(&spec.arguments, &spec.name, &self.name)?;
-        if self.max_queues > 0 && self.queues.len() >= self.max_queues {
-            return Err(AmqpError::precondition_failed(format!(
-                "cannot declare queue '{}': queue limit in vhost '{}' ({}) is reached",
-                spec.name, self.name, self.max_queues
-            )));
+        if let Some(max) = self.limit("max-queues", self.max_queues as u64) {
+            if self.queues.len() as u64 >= max {
+                return Err(AmqpError::precondition_failed(format!(
+                    "cannot declare queue '{}': queue limit in vhost '{}' ({max}) is reached",
+                    spec.name, self.name
+                )));
+            }
         }
         let mut created = false;
         let q = self

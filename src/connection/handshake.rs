@@ -247,11 +247,11 @@ pub async fn handshake<R: AsyncRead + Unpin>(
         .check_vhost(&user.name, vhost_name)
         .map_err(|e| e.caused_by(10, 40))?;
     // Counted here, released by the connection when it ends (or below, if refused).
-    let limit = broker.config.vhost_max_connections;
+    let limit = vhost.limit("max-connections", broker.config.vhost_max_connections);
     let before = vhost
         .connections
         .fetch_add(1, std::sync::atomic::Ordering::AcqRel) as u64;
-    if limit > 0 && before >= limit {
+    if let Some(limit) = limit.filter(|limit| before >= *limit) {
         vhost
             .connections
             .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);

@@ -42,6 +42,12 @@ pub fn router(state: Arc<BrokerState>) -> Router {
             get(get_vhost).put(put_vhost).delete(delete_vhost),
         )
         .route("/api/vhosts/{name}/permissions", get(vhost_permissions))
+        .route("/api/vhost-limits", get(list_vhost_limits))
+        .route("/api/vhost-limits/{vhost}", get(get_vhost_limits))
+        .route(
+            "/api/vhost-limits/{vhost}/{name}",
+            axum::routing::put(put_vhost_limit).delete(delete_vhost_limit),
+        )
         .route("/api/permissions", get(list_permissions))
         .route(
             "/api/permissions/{vhost}/{user}",
@@ -333,6 +339,7 @@ async fn put_vhost(
     let meta = VHostMeta {
         description: b.description.unwrap_or(old.description),
         tags: b.tags.into_vec().unwrap_or(old.tags),
+        limits: old.limits,
     };
     let created = state.add_vhost(&name, meta).await?;
     created_or_updated(created)
@@ -496,5 +503,70 @@ async fn delete_topic_permissions(
         return Err(ApiError::not_found());
     }
     state.clear_topic_permissions(&user, &vhost, None).await?;
+    no_content()
+}
+
+fn limits_json(v: &VHost) -> Value {
+    json!({"vhost": v.name, "value": v.meta().limits})
+}
+
+async fn list_vhost_limits(
+    State(state): St,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+) -> ApiResult {
+    administrator(&state, &headers, peer).await?;
+    let list: Vec<Value> = state
+        .vhost_list()
+        .iter()
+        .filter(|v| !v.meta().limits.is_empty())
+        .map(|v| limits_json(v))
+        .collect();
+    ok(Value::Array(list))
+}
+
+async fn get_vhost_limits(
+    State(state): St,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path(vhost): Path<String>,
+) -> ApiResult {
+    administrator(&state, &headers, peer).await?;
+    let v = state.vhost(&vhost).ok_or_else(ApiError::not_found)?;
+    // as RabbitMQ: a list, empty when the vhost has no limits
+    let list = if v.meta().limits.is_empty() {
+        vec![]
+    } else {
+        vec![limits_json(&v)]
+    };
+    ok(Value::Array(list))
+}
+
+#[derive(Deserialize)]
+struct LimitBody {
+    value: i64,
+}
+
+async fn put_vhost_limit(
+    State(state): St,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path((vhost, name)): Path<(String, String)>,
+    bytes: Bytes,
+) -> ApiResult {
+    administrator(&state, &headers, peer).await?;
+    let b: LimitBody = body(&bytes)?;
+    state.set_vhost_limit(&vhost, &name, Some(b.value)).await?;
+    no_content()
+}
+
+async fn delete_vhost_limit(
+    State(state): St,
+    ConnectInfo(peer): Peer,
+    headers: HeaderMap,
+    Path((vhost, name)): Path<(String, String)>,
+) -> ApiResult {
+    administrator(&state, &headers, peer).await?;
+    state.set_vhost_limit(&vhost, &name, None).await?;
     no_content()
 }

@@ -35,6 +35,8 @@ pub enum Definition {
         name: String,
         description: String,
         tags: Vec<String>,
+        /// RabbitMQ's vhost limits by name ("max-connections", "max-queues").
+        limits: Vec<(String, i64)>,
     },
     /// A user with RabbitMQ's salted SHA-256 password hash and its tags.
     User {
@@ -140,6 +142,26 @@ impl<'a> Reader<'a> {
             self.strings()
         }
     }
+    fn limits_or_empty(&mut self) -> Option<Vec<(String, i64)>> {
+        if self.0.is_empty() {
+            return Some(Vec::new());
+        }
+        let (n, rest) = self.0.split_first_chunk::<4>()?;
+        let n = u32::from_be_bytes(*n) as usize;
+        self.0 = rest;
+        // each limit takes at least 12 bytes: a lying count fails here
+        if n > self.0.len() / 12 {
+            return None;
+        }
+        (0..n)
+            .map(|_| {
+                let name = self.string()?;
+                let (v, rest) = self.0.split_first_chunk::<8>()?;
+                self.0 = rest;
+                Some((name, i64::from_be_bytes(*v)))
+            })
+            .collect()
+    }
     fn string_or_empty(&mut self) -> Option<String> {
         if self.0.is_empty() {
             Some(String::new())
@@ -243,10 +265,18 @@ pub fn encode_definition(d: &Definition) -> Vec<u8> {
         }
         Definition::Binding { .. } => {}
         Definition::VHost {
-            description, tags, ..
+            description,
+            tags,
+            limits,
+            ..
         } => {
             w.str(description);
             w.strings(tags);
+            w.0.extend_from_slice(&(limits.len() as u32).to_be_bytes());
+            for (name, value) in limits {
+                w.str(name);
+                w.0.extend_from_slice(&value.to_be_bytes());
+            }
         }
         Definition::User {
             password_hash,
@@ -315,6 +345,7 @@ pub fn decode_definition(value: &[u8]) -> Option<Definition> {
             name: r.string()?,
             description: r.string_or_empty()?,
             tags: r.strings_or_empty()?,
+            limits: r.limits_or_empty()?,
         }),
         b'u' => Some(Definition::User {
             name: r.string()?,
@@ -411,6 +442,7 @@ mod tests {
                 name: "shop".into(),
                 description: "the shop".into(),
                 tags: vec!["prod".into()],
+                limits: vec![("max-connections".into(), 10), ("max-queues".into(), -1)],
             },
             Definition::User {
                 name: "orders".into(),

@@ -128,6 +128,20 @@ enum Command {
         #[arg(short = 'p', long = "vhost", default_value = "/")]
         vhost: String,
     },
+    /// e.g. set_vhost_limits -p shop '{"max-connections": 100, "max-queues": 500}'
+    SetVhostLimits {
+        #[arg(short = 'p', long = "vhost", default_value = "/")]
+        vhost: String,
+        definition: String,
+    },
+    ClearVhostLimits {
+        #[arg(short = 'p', long = "vhost", default_value = "/")]
+        vhost: String,
+    },
+    ListVhostLimits {
+        #[arg(short = 'p', long = "vhost", default_value = "/")]
+        vhost: String,
+    },
 }
 
 struct Out {
@@ -317,6 +331,31 @@ fn run(cli: Cli) -> Result<(), ApiFailure> {
                 .filter(|t| t["vhost"] == json!(vhost))
                 .collect();
             out.table(&["user", "exchange", "write", "read"], &list, text);
+        }
+        Command::SetVhostLimits { vhost, definition } => {
+            out.info(format!(
+                "Applying limits for vhost \"{vhost}\": {definition} ..."
+            ));
+            let limits: serde_json::Map<String, Value> = serde_json::from_str(&definition)
+                .map_err(|e| ApiFailure::Data(format!("limits must be a JSON object: {e}")))?;
+            for (name, value) in limits {
+                api.put(&["vhost-limits", &vhost, &name], json!({ "value": value }))?;
+            }
+        }
+        Command::ClearVhostLimits { vhost } => {
+            out.info(format!("Clearing vhost \"{vhost}\" limits ..."));
+            for name in ["max-connections", "max-queues"] {
+                api.delete(&["vhost-limits", &vhost, name])?;
+            }
+        }
+        Command::ListVhostLimits { vhost } => {
+            out.info(format!("Listing limits for vhost \"{vhost}\" ..."));
+            let list = api.list(&["vhost-limits", &vhost])?;
+            let value = list
+                .first()
+                .map(|l| l["value"].clone())
+                .unwrap_or(json!({}));
+            println!("{value}");
         }
     }
     Ok(())
