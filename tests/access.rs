@@ -30,6 +30,36 @@ async fn with_orders_user(b: &TestBroker) {
     .unwrap();
 }
 
+/// Publish one message on a confirm channel and wait for its confirm (or the error).
+async fn publish(
+    ch: &lapin::Channel,
+    exchange: &str,
+    routing_key: &str,
+    properties: BasicProperties,
+) -> Result<(), lapin::Error> {
+    within(async {
+        ch.basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions::default(),
+            b"x",
+            properties,
+        )
+        .await?
+        .await
+    })
+    .await
+    .map(|_| ())
+}
+
+fn plain() -> BasicProperties {
+    BasicProperties::default()
+}
+
+fn as_user(user_id: &str) -> BasicProperties {
+    BasicProperties::default().with_user_id(user_id.into())
+}
+
 async fn declare(ch: &lapin::Channel, q: &str) -> Result<(), lapin::Error> {
     ch.queue_declare(
         q.into(),
@@ -123,20 +153,9 @@ async fn write_permission_on_the_exchange_decides_who_may_publish() {
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
-    let publish = |ch: lapin::Channel, x: &'static str| async move {
-        ch.basic_publish(
-            x.into(),
-            "rk".into(),
-            BasicPublishOptions::default(),
-            b"order 1",
-            BasicProperties::default(),
-        )
-        .await?
-        .await
-    };
-    within(publish(ch.clone(), "orders")).await.unwrap();
-    within(publish(ch.clone(), "")).await.unwrap();
-    let err = within(publish(ch.clone(), "payments")).await.unwrap_err();
+    publish(&ch, "orders", "rk", plain()).await.unwrap();
+    publish(&ch, "", "rk", plain()).await.unwrap();
+    let err = publish(&ch, "payments", "rk", plain()).await.unwrap_err();
     assert_eq!(reply_code(&err), Some(403));
     assert_eq!(
         reply_text(&err),
@@ -218,22 +237,11 @@ async fn revoking_permissions_refuses_the_very_next_publish() {
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
-    let publish = |ch: lapin::Channel| async move {
-        ch.basic_publish(
-            "".into(),
-            "orders.q".into(),
-            BasicPublishOptions::default(),
-            b"x",
-            BasicProperties::default(),
-        )
-        .await?
-        .await
-    };
     for _ in 0..3 {
-        within(publish(ch.clone())).await.unwrap();
+        publish(&ch, "", "orders.q", plain()).await.unwrap();
     }
     b.state().clear_permissions("orders", "/").await.unwrap();
-    let err = within(publish(ch.clone())).await.unwrap_err();
+    let err = publish(&ch, "", "orders.q", plain()).await.unwrap_err();
     assert_eq!(reply_code(&err), Some(403));
     // and a new connection cannot even open the vhost
     let err = b.connect_as("orders", "o-pass", "/").await.unwrap_err();
@@ -290,21 +298,10 @@ async fn topic_permissions_limit_routing_keys_on_topic_exchanges() {
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
-    let publish = |ch: lapin::Channel, rk: &'static str| async move {
-        ch.basic_publish(
-            "amq.topic".into(),
-            rk.into(),
-            BasicPublishOptions::default(),
-            b"x",
-            BasicProperties::default(),
-        )
-        .await?
-        .await
-    };
-    within(publish(ch.clone(), "shipping.label.printed"))
+    publish(&ch, "amq.topic", "shipping.label.printed", plain())
         .await
         .unwrap();
-    let err = within(publish(ch.clone(), "orders.created"))
+    let err = publish(&ch, "amq.topic", "orders.created", plain())
         .await
         .unwrap_err();
     assert_eq!(
@@ -472,24 +469,17 @@ async fn a_publisher_cannot_claim_another_user_id_unless_it_is_an_impersonator()
     s.set_permissions("gateway", "/", ".*", ".*", ".*")
         .await
         .unwrap();
-    let publish = |ch: lapin::Channel, user_id: &'static str| async move {
-        ch.basic_publish(
-            "".into(),
-            "anywhere".into(),
-            BasicPublishOptions::default(),
-            b"x",
-            BasicProperties::default().with_user_id(user_id.into()),
-        )
-        .await?
-        .await
-    };
     let conn = b.connect_as("orders", "o-pass", "/").await.unwrap();
     let ch = conn.create_channel().await.unwrap();
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
-    within(publish(ch.clone(), "orders")).await.unwrap();
-    let err = within(publish(ch.clone(), "payments")).await.unwrap_err();
+    publish(&ch, "", "anywhere", as_user("orders"))
+        .await
+        .unwrap();
+    let err = publish(&ch, "", "anywhere", as_user("payments"))
+        .await
+        .unwrap_err();
     assert_eq!(reply_code(&err), Some(406));
     assert_eq!(
         reply_text(&err),
@@ -500,6 +490,8 @@ async fn a_publisher_cannot_claim_another_user_id_unless_it_is_an_impersonator()
     ch.confirm_select(ConfirmSelectOptions::default())
         .await
         .unwrap();
-    within(publish(ch.clone(), "payments")).await.unwrap();
+    publish(&ch, "", "anywhere", as_user("payments"))
+        .await
+        .unwrap();
     b.stop().await;
 }

@@ -22,15 +22,7 @@ const MESSAGES: u32 = 20_000;
 const SIZE: usize = 16 * 1024;
 
 fn rss_of(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let kb: u64 = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))?
-        .split_whitespace()
-        .nth(1)?
-        .parse()
-        .ok()?;
-    Some(kb * 1024)
+    warren::broker::alarm::resident_memory_of(&pid.to_string())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

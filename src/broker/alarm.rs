@@ -45,7 +45,12 @@ pub fn total_memory() -> Option<u64> {
 
 /// This process's resident memory, in bytes.
 pub fn resident_memory() -> Option<u64> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    resident_memory_of("self")
+}
+
+/// Resident memory of process `pid` ("self" for this one), in bytes, from /proc.
+pub fn resident_memory_of(pid: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb: u64 = status
         .lines()
         .find(|l| l.starts_with("VmRSS:"))?

@@ -2,12 +2,11 @@
 //! /api/topic-permissions with RabbitMQ's methods, status codes (201 created, 204 updated
 //! or deleted, 404 unknown) and JSON field names.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::body::Bytes;
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -15,7 +14,7 @@ use base64::Engine;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::{administrator, authenticate, ApiError};
+use super::{Admin, ApiError, Authenticated};
 use crate::broker::admin::PasswordSpec;
 use crate::broker::auth::{parse_tags, User, HASHING_ALGORITHM};
 use crate::broker::permissions::{Permission, TopicPermission};
@@ -23,7 +22,6 @@ use crate::broker::vhost::{VHost, VHostMeta};
 use crate::broker::BrokerState;
 
 type St = State<Arc<BrokerState>>;
-type Peer = ConnectInfo<SocketAddr>;
 type ApiResult = Result<Response, ApiError>;
 
 pub fn router(state: Arc<BrokerState>) -> Router {
@@ -158,13 +156,11 @@ impl Tags {
     }
 }
 
-async fn whoami(State(state): St, ConnectInfo(peer): Peer, headers: HeaderMap) -> ApiResult {
-    let user = authenticate(&state, &headers, peer).await?;
+async fn whoami(Authenticated(user): Authenticated) -> ApiResult {
     ok(json!({"name": user.name, "tags": tags_json(&user.tags)}))
 }
 
-async fn overview(State(state): St, ConnectInfo(peer): Peer, headers: HeaderMap) -> ApiResult {
-    authenticate(&state, &headers, peer).await?;
+async fn overview(State(state): St, _user: Authenticated) -> ApiResult {
     let c = &state.config;
     let vhosts = state.vhost_list();
     let connections = state.connections.load(std::sync::atomic::Ordering::Relaxed);
@@ -190,18 +186,11 @@ async fn overview(State(state): St, ConnectInfo(peer): Peer, headers: HeaderMap)
     }))
 }
 
-async fn list_users(State(state): St, ConnectInfo(peer): Peer, headers: HeaderMap) -> ApiResult {
-    administrator(&state, &headers, peer).await?;
+async fn list_users(State(state): St, _: Admin) -> ApiResult {
     ok(state.users.list().iter().map(user_json).collect())
 }
 
-async fn get_user(
-    State(state): St,
-    ConnectInfo(peer): Peer,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> ApiResult {
-    administrator(&state, &headers, peer).await?;
+async fn get_user(State(state): St, _: Admin, Path(name): Path<String>) -> ApiResult {
     let user = state.users.get(&name).ok_or_else(ApiError::not_found)?;
     ok(user_json(&user))
 }
@@ -215,14 +204,7 @@ struct UserBody {
     tags: Tags,
 }
 
-async fn put_user(
-    State(state): St,
-    ConnectInfo(peer): Peer,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-    bytes: Bytes,
-) -> ApiResult {
-    administrator(&state, &headers, peer).await?;
+async fn put_user(State(state): St, _: Admin, Path(name): Path<String>, bytes: Bytes) -> ApiResult {
     let b: UserBody = body(&bytes)?;
     if let Some(alg) = &b.hashing_algorithm {
         if alg != HASHING_ALGORITHM {
@@ -263,13 +245,7 @@ async fn put_user(
     created_or_updated(created)
 }
 
-async fn delete_user(
-    State(state): St,
-    ConnectInfo(peer): Peer,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> ApiResult {
-    administrator(&state, &headers, peer).await?;
+async fn delete_user(State(state): St, _: Admin, Path(name): Path<String>) -> ApiResult {
     if state.users.get(&name).is_none() {
         return Err(ApiError::not_found());
     }
@@ -277,13 +253,7 @@ async fn delete_user(
     no_content()
 }
 
-async fn user_permissions(
-    State(state): St,
-    ConnectInfo(peer): Peer,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> ApiResult {
-    administrator(&state, &headers, peer).await?;
+async fn user_permissions(State(state): St, _: Admin, Path(name): Path<String>) -> ApiResult {
     if state.users.get(&name).is_none() {
         return Err(ApiError::not_found());
     }
@@ -291,8 +261,7 @@ async fn user_permissions(
     ok(list.iter().map(|p| permission_json(p)).collect())
 }
 
-async fn list_vhosts(State(state): St, ConnectInfo(peer): Peer, headers: HeaderMap) -> ApiResult {
-    let user = authenticate(&state, &headers, peer).await?;
+async fn list_vhosts(State(state): St, Authenticated(user): Authenticated) -> ApiResult {
     // as RabbitMQ: administrators and monitors see every vhost, others the ones they
     // have permissions on
     let all = user.is_administrator() || user.has_tag("monitoring");
@@ -307,11 +276,9 @@ async fn list_vhosts(State(state): St, ConnectInfo(peer): Peer, headers: HeaderM
 
 async fn get_vhost(
     State(state): St,
-    ConnectInfo(peer): Peer,
-    headers: HeaderMap,
+    Authenticated(user): Authenticated,
     Path(name): Path<String>,
 ) -> ApiResult {
-    let user = authenticate(&state, &headers, peer).await?;
     let v = state.vhost(&name).ok_or_else(ApiError::not_found)?;
     if !user.is_administrator() && state.permissions.get(&user.name, &name).is_none() {
         return Err(ApiError::not_authorised("Access refused."));
@@ -328,12 +295,10 @@ struct VHostBody {
 
 async fn put_vhost(
     State(state): St,
-    ConnectInfo(peer): Peer,
-    headers: HeaderMap,
+    _: Admin,
     Path(name): Path<String>,
     bytes: Bytes,
 ) -> ApiResult {
-    administrator(&state, &headers, peer).await?;
     let b: VHostBody = body(&bytes)?;
     let old = state.vhost(&name).map(|v| v.meta()).unwrap_or_default();
     let meta = VHostMeta {
@@ -345,13 +310,7 @@ async fn put_vhost(
     created_or_updated(created)
 }
 
-async fn delete_vhost(
-    State(state): St,
-    ConnectInfo(peer): Peer,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> ApiResult {
-    administrator(&state, &headers, peer).await?;
+async fn delete_vhost(State(state): St, _: Admin, Path(name): Path<String>) -> ApiResult {
     if state.vhost(&name).is_none() {
         return Err(ApiError::not_found());
     }
@@ -359,13 +318,7 @@ async fn delete_vhost(
     no_content()
 }
 
-async fn vhost_permissions(
-    State(state): St,
-    ConnectInfo(peer): Peer,
-    headers: HeaderMap,
-    Path(name): Path<String>,
-) -> ApiResult {
-    administrator(&state, &headers, peer).await?;
+async fn vhost_permissions(State(state): St, _: Admin, Path(name): Path<String>) -> ApiResult {
     if state.vhost(&name).is_none() {
         return Err(ApiError::not_found());
     }
@@ -373,23 +326,16 @@ async fn vhost_permissions(
     ok(list.iter().map(|p| permission_json(p)).collect())
 }
 
-async fn list_permissions(
-    State(state): St,
-    ConnectInfo(peer): Peer,
-    headers: HeaderMap,
-) -> ApiResult {
-    administrator(&state, &headers, peer).await?;
+async fn list_permissions(State(state): St, _: Admin) -> ApiResult {
     let list = state.permissions.list(|_| true);
     ok(list.iter().map(|p| permission_json(p)).collect())
 }
 
 async fn get_permission(
     State(state): St,
-    ConnectInfo(peer): Peer,
-    headers: HeaderMap,
+    _: Admin,
     Path((vhost, user)): Path<(String, String)>,
 ) -> ApiResult {
-    administrator(&state, &headers, peer).await?;
     let p = state
         .permissions
         .get(&user, &vhost)
@@ -406,12 +352,10 @@ struct PermissionBody {
 
 async fn put_permission(
     State(state): St,
-    ConnectInfo(peer): Peer,
-    headers: HeaderMap,
+    _: Admin,
     Path((vhost, user)): Path<(String, String)>,
     bytes: Bytes,
 ) -> ApiResult {
-    administrator(&state, &headers, peer).await?;
     let b: PermissionBody = body(&bytes)?;
     let created = state
         .set_permissions(&user, &vhost, &b.configure, &b.write, &b.read)
@@ -421,11 +365,9 @@ async fn put_permission(
 
 async fn delete_permission(
     State(state): St,
-    ConnectInfo(peer): Peer,
-    headers: HeaderMap,
+    _: Admin,
     Path((vhost, user)): Path<(String, String)>,
 ) -> ApiResult {
-    administrator(&state, &headers, peer).await?;
     if state.permissions.get(&user, &vhost).is_none() {
         return Err(ApiError::not_found());
     }
@@ -433,23 +375,16 @@ async fn delete_permission(
     no_content()
 }
 
-async fn list_topic_permissions(
-    State(state): St,
-    ConnectInfo(peer): Peer,
-    headers: HeaderMap,
-) -> ApiResult {
-    administrator(&state, &headers, peer).await?;
+async fn list_topic_permissions(State(state): St, _: Admin) -> ApiResult {
     let list = state.permissions.list_topic(|_| true);
     ok(list.iter().map(topic_json).collect())
 }
 
 async fn get_topic_permissions(
     State(state): St,
-    ConnectInfo(peer): Peer,
-    headers: HeaderMap,
+    _: Admin,
     Path((vhost, user)): Path<(String, String)>,
 ) -> ApiResult {
-    administrator(&state, &headers, peer).await?;
     let list = state
         .permissions
         .list_topic(|t| t.user == user && t.vhost == vhost);
@@ -468,12 +403,10 @@ struct TopicBody {
 
 async fn put_topic_permission(
     State(state): St,
-    ConnectInfo(peer): Peer,
-    headers: HeaderMap,
+    _: Admin,
     Path((vhost, user)): Path<(String, String)>,
     bytes: Bytes,
 ) -> ApiResult {
-    administrator(&state, &headers, peer).await?;
     let b: TopicBody = body(&bytes)?;
     let created = !state.permissions.has_topic(&user, &vhost)
         || state
@@ -494,11 +427,9 @@ async fn put_topic_permission(
 
 async fn delete_topic_permissions(
     State(state): St,
-    ConnectInfo(peer): Peer,
-    headers: HeaderMap,
+    _: Admin,
     Path((vhost, user)): Path<(String, String)>,
 ) -> ApiResult {
-    administrator(&state, &headers, peer).await?;
     if !state.permissions.has_topic(&user, &vhost) {
         return Err(ApiError::not_found());
     }
@@ -510,12 +441,7 @@ fn limits_json(v: &VHost) -> Value {
     json!({"vhost": v.name, "value": v.meta().limits})
 }
 
-async fn list_vhost_limits(
-    State(state): St,
-    ConnectInfo(peer): Peer,
-    headers: HeaderMap,
-) -> ApiResult {
-    administrator(&state, &headers, peer).await?;
+async fn list_vhost_limits(State(state): St, _: Admin) -> ApiResult {
     let list: Vec<Value> = state
         .vhost_list()
         .iter()
@@ -525,13 +451,7 @@ async fn list_vhost_limits(
     ok(Value::Array(list))
 }
 
-async fn get_vhost_limits(
-    State(state): St,
-    ConnectInfo(peer): Peer,
-    headers: HeaderMap,
-    Path(vhost): Path<String>,
-) -> ApiResult {
-    administrator(&state, &headers, peer).await?;
+async fn get_vhost_limits(State(state): St, _: Admin, Path(vhost): Path<String>) -> ApiResult {
     let v = state.vhost(&vhost).ok_or_else(ApiError::not_found)?;
     // as RabbitMQ: a list, empty when the vhost has no limits
     let list = if v.meta().limits.is_empty() {
@@ -549,12 +469,10 @@ struct LimitBody {
 
 async fn put_vhost_limit(
     State(state): St,
-    ConnectInfo(peer): Peer,
-    headers: HeaderMap,
+    _: Admin,
     Path((vhost, name)): Path<(String, String)>,
     bytes: Bytes,
 ) -> ApiResult {
-    administrator(&state, &headers, peer).await?;
     let b: LimitBody = body(&bytes)?;
     state.set_vhost_limit(&vhost, &name, Some(b.value)).await?;
     no_content()
@@ -562,11 +480,9 @@ async fn put_vhost_limit(
 
 async fn delete_vhost_limit(
     State(state): St,
-    ConnectInfo(peer): Peer,
-    headers: HeaderMap,
+    _: Admin,
     Path((vhost, name)): Path<(String, String)>,
 ) -> ApiResult {
-    administrator(&state, &headers, peer).await?;
     state.set_vhost_limit(&vhost, &name, None).await?;
     no_content()
 }

@@ -134,14 +134,45 @@ async fn authenticate(
     Ok(user)
 }
 
-async fn administrator(
-    state: &BrokerState,
-    headers: &HeaderMap,
-    peer: SocketAddr,
-) -> Result<User, ApiError> {
-    let user = authenticate(state, headers, peer).await?;
-    if !user.is_administrator() {
-        return Err(ApiError::not_authorised("Not administrator user"));
+/// A request by a user allowed into the management API (any management tag).
+pub struct Authenticated(pub User);
+
+/// A request by a user with the administrator tag.
+pub struct Admin;
+
+fn peer_of(parts: &axum::http::request::Parts) -> SocketAddr {
+    parts
+        .extensions
+        .get::<axum::extract::ConnectInfo<SocketAddr>>()
+        .map(|c| c.0)
+        .unwrap_or_else(|| SocketAddr::from(([0, 0, 0, 0], 0)))
+}
+
+impl axum::extract::FromRequestParts<Arc<BrokerState>> for Authenticated {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Arc<BrokerState>,
+    ) -> Result<Self, ApiError> {
+        let peer = peer_of(parts);
+        authenticate(state, &parts.headers, peer)
+            .await
+            .map(Authenticated)
     }
-    Ok(user)
+}
+
+impl axum::extract::FromRequestParts<Arc<BrokerState>> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &Arc<BrokerState>,
+    ) -> Result<Self, ApiError> {
+        let Authenticated(user) = Authenticated::from_request_parts(parts, state).await?;
+        if !user.is_administrator() {
+            return Err(ApiError::not_authorised("Not administrator user"));
+        }
+        Ok(Admin)
+    }
 }
