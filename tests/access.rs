@@ -495,3 +495,50 @@ async fn a_publisher_cannot_claim_another_user_id_unless_it_is_an_impersonator()
         .unwrap();
     b.stop().await;
 }
+
+/// Serve connections on a listener of the test's own as if they came from `peer`: the
+/// loopback rule reads the peer address, and a test may only use 127.0.0.1.
+async fn listen_as_if_from(b: &TestBroker, peer: &str) -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let state = b.state().clone();
+    let peer: std::net::SocketAddr = peer.parse().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(warren::connection::serve(stream, peer, state.clone(), None));
+        }
+    });
+    addr
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn guest_may_only_connect_from_loopback_unless_loopback_users_says_otherwise() {
+    let b = start().await;
+    with_orders_user(&b).await;
+    let remote = listen_as_if_from(&b, "203.0.113.7:40000").await;
+    let connect = |user: &str, pass: &str| {
+        let url = format!("amqp://{user}:{pass}@{remote}/%2f");
+        async move { lapin::Connection::connect(&url, Default::default()).await }
+    };
+    let err = connect("guest", "guest").await.unwrap_err();
+    assert_eq!(reply_code(&err), Some(403));
+    assert_eq!(
+        reply_text(&err),
+        "ACCESS_REFUSED - user 'guest' can only connect via localhost"
+    );
+    // other users may come from anywhere
+    connect("orders", "o-pass").await.unwrap();
+    b.stop().await;
+
+    let b = common::start_with(warren::Config {
+        loopback_users: vec![],
+        ..Default::default()
+    })
+    .await;
+    let remote = listen_as_if_from(&b, "203.0.113.7:40000").await;
+    let url = format!("amqp://guest:guest@{remote}/%2f");
+    lapin::Connection::connect(&url, Default::default())
+        .await
+        .unwrap();
+    b.stop().await;
+}
