@@ -542,3 +542,19 @@ async fn guest_may_only_connect_from_loopback_unless_loopback_users_says_otherwi
         .unwrap();
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleting_a_user_closes_its_connections_and_only_its() {
+    let b = start().await;
+    with_orders_user(&b).await;
+    let (mut raw, _) = common::raw::Raw::open_as(b.addr, "orders", "o-pass").await;
+    let other = b.connect().await;
+    b.state().delete_user("orders").await.unwrap();
+    let (code, text, _, _) = raw.expect_connection_close().await;
+    assert_eq!(
+        (code, text.as_str()),
+        (320, "CONNECTION_FORCED - user 'orders' is deleted")
+    );
+    assert!(other.status().connected());
+    b.stop().await;
+}

@@ -121,7 +121,7 @@ impl BrokerState {
         Ok(())
     }
 
-    /// Delete a user and everything granted to it.
+    /// Delete a user and everything granted to it; its open connections are closed.
     pub async fn delete_user(&self, name: &str) -> Result<(), AdminError> {
         let user = self
             .users
@@ -131,6 +131,8 @@ impl BrokerState {
         ops.extend(self.access_ops(|u, _| u == name));
         self.permissions.remove_where(|u, _| u == name);
         self.commit_definitions(ops).await;
+        // as RabbitMQ: the deleted user's connections are closed
+        self.users_deleted.send_modify(|n| *n += 1);
         Ok(())
     }
 

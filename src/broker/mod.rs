@@ -38,6 +38,8 @@ pub struct BrokerState {
     pub connections: AtomicUsize,
     /// Flips to true once on shutdown; every connection watches it.
     pub shutdown: watch::Sender<bool>,
+    /// Bumped when a user is deleted; connections check whether theirs still exists.
+    pub users_deleted: watch::Sender<u64>,
     pub store: Option<Store>,
     /// The first start's default user and vhost, to be stored before serving.
     initial_definitions: std::sync::Mutex<Vec<Definition>>,
@@ -175,6 +177,7 @@ impl BrokerState {
             next_store_id: AtomicU64::new(recovered.max_store_id + 1),
             connections: AtomicUsize::new(0),
             shutdown,
+            users_deleted: watch::channel(0).0,
             initial_definitions: std::sync::Mutex::new(initial),
             alarm,
             store,

@@ -236,6 +236,7 @@ impl Connection {
         let mut events_rx: Option<mpsc::UnboundedReceiver<ConnEvent>> = None;
         let mut shutdown = self.broker.shutdown.subscribe();
         let mut vhost_deleted = self.vhost.deleted.subscribe();
+        let mut users_deleted = self.broker.users_deleted.subscribe();
         let mut alarm = self.broker.alarm.subscribe();
         let hb = self.heartbeat;
         let tick_every = if hb == 0 {
@@ -316,6 +317,13 @@ impl Connection {
                     if self.closing.is_none() {
                         let e = AmqpError::new(reply::CONNECTION_FORCED,
                             format!("vhost '{}' is deleted", self.vhost.name));
+                        self.begin_close(&e);
+                    }
+                }
+                Ok(()) = users_deleted.changed() => {
+                    if self.closing.is_none() && self.broker.users.get(&self.user).is_none() {
+                        let e = AmqpError::new(reply::CONNECTION_FORCED,
+                            format!("user '{}' is deleted", self.user));
                         self.begin_close(&e);
                     }
                 }

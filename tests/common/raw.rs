@@ -33,6 +33,20 @@ impl Raw {
     /// Full handshake as guest/guest on vhost "/", answering tune with `tune`
     /// (0 = take the server's value). Returns the server's tune.
     pub async fn open(addr: SocketAddr, tune: Tune) -> (Raw, connection::Tune) {
+        Self::open_with(addr, tune, "guest", "guest").await
+    }
+
+    /// The same handshake as another user.
+    pub async fn open_as(addr: SocketAddr, user: &str, password: &str) -> (Raw, connection::Tune) {
+        Self::open_with(addr, Tune::default(), user, password).await
+    }
+
+    async fn open_with(
+        addr: SocketAddr,
+        tune: Tune,
+        user: &str,
+        password: &str,
+    ) -> (Raw, connection::Tune) {
         let mut raw = Raw::connect(addr).await;
         raw.send_bytes(frame::PROTOCOL_HEADER).await;
         let start = raw.recv_method().await;
@@ -40,7 +54,8 @@ impl Raw {
             start.1,
             AMQPClass::Connection(connection::AMQPMethod::Start(_))
         ));
-        raw.send(0, start_ok("PLAIN", b"\0guest\0guest")).await;
+        let response = format!("\0{user}\0{password}");
+        raw.send(0, start_ok("PLAIN", response.as_bytes())).await;
         let server_tune = match raw.recv_method().await.1 {
             AMQPClass::Connection(connection::AMQPMethod::Tune(t)) => t,
             other => panic!("expected tune, got {other:?}"),
