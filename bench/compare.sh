@@ -23,40 +23,12 @@ done
 WORK=$(mktemp -d /tmp/warren-bench.XXXXXX); chmod 755 "$WORK"  # the rabbitmq user must reach its dirs
 RMQ_PORT=5790; WARREN_PORT=5791
 
-if ! command -v rabbitmq-server >/dev/null; then
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq rabbitmq-server >/dev/null
-  # the package starts a system instance; we run our own
-  service rabbitmq-server stop >/dev/null 2>&1 || true
-fi
+. "$ROOT/scripts/rabbitmq.sh"
+install_rabbitmq
 (cd "$ROOT" && cargo build --release -q --bin warren --bin warren-perf) || exit 1
 PERF="$ROOT/target/release/warren-perf"
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-rmq_env() {
-  echo env HOME=/var/lib/rabbitmq RABBITMQ_NODENAME=warrenbench@localhost RABBITMQ_NODE_PORT=$RMQ_PORT \
-    RABBITMQ_DIST_PORT=$((RMQ_PORT + 20000)) RABBITMQ_NODE_IP_ADDRESS=127.0.0.1 \
-    RABBITMQ_MNESIA_BASE="$WORK/rmq/mnesia" RABBITMQ_LOG_BASE="$WORK/rmq/log" \
-    RABBITMQ_PID_FILE="$WORK/rmq/pid" RABBITMQ_ENABLED_PLUGINS_FILE="$WORK/rmq/plugins" \
-    RABBITMQ_CONFIG_FILE="$WORK/rmq/rabbitmq"
-}
-start_rabbitmq() {
-  rm -rf "$WORK/rmq"; mkdir -p "$WORK/rmq/mnesia" "$WORK/rmq/log"
-  echo "[]." > "$WORK/rmq/plugins"; : > "$WORK/rmq/rabbitmq.conf"
-  chown -R rabbitmq:rabbitmq "$WORK/rmq"
-  # setpriv, not su: su's PAM session would reset the open-files limit to 1024; from /tmp,
-  # because the rabbitmq user may not enter the directory we were started in
-  (cd /tmp && setpriv --reuid rabbitmq --regid rabbitmq --init-groups $(rmq_env) /usr/lib/rabbitmq/bin/rabbitmq-server -detached)
-  for _ in $(seq 1 60); do
-    (exec 3<>/dev/tcp/127.0.0.1/$RMQ_PORT) 2>/dev/null && break; sleep 0.5
-  done
-  for _ in $(seq 1 40); do [ -s "$WORK/rmq/pid" ] && break; sleep 0.25; done
-  sleep 1
-  RMQ_PID=$(cat "$WORK/rmq/pid")
-}
-stop_rabbitmq() {
-  (cd /tmp && setpriv --reuid rabbitmq --regid rabbitmq --init-groups $(rmq_env) /usr/lib/rabbitmq/bin/rabbitmqctl -n warrenbench@localhost stop >/dev/null 2>&1)
-  kill "$RMQ_PID" 2>/dev/null; sleep 1
-}
 start_warren() {
   rm -rf "$WORK/warren"
   "$ROOT/target/release/warren" --amqp-listen 127.0.0.1:$WARREN_PORT --data-dir "$WORK/warren" --management-listen none > "$WORK/warren.log" 2>&1 &

@@ -123,13 +123,15 @@ async fn unknown_class_or_method_is_540() {
 }
 
 #[tokio::test]
-async fn undecodable_method_arguments_are_502() {
+async fn undecodable_method_arguments_are_501_cannot_decode() {
     let b = start().await;
     let mut raw = opened(b.addr).await;
     // queue.declare with its arguments cut off
     raw.send_bytes(&[1, 0, 1, 0, 0, 0, 5, 0, 50, 0, 10, 0, 0xCE])
         .await;
-    assert_eq!(raw.expect_connection_close().await.0, 502);
+    let (code, text, _, _) = raw.expect_connection_close().await;
+    assert_eq!(code, 501, "{text}");
+    assert!(text.starts_with("FRAME_ERROR - cannot decode"), "{text}");
     b.stop().await;
 }
 
@@ -164,20 +166,27 @@ async fn body_longer_than_its_header_announced_is_a_frame_error() {
 }
 
 #[tokio::test]
-async fn heartbeat_on_a_non_zero_channel_is_501() {
+async fn heartbeat_on_a_non_zero_channel_is_505() {
     let b = start().await;
     let mut raw = opened(b.addr).await;
     raw.send_bytes(&[8, 0, 1, 0, 0, 0, 0, 0xCE]).await;
-    assert_eq!(raw.expect_connection_close().await.0, 501);
+    assert_eq!(raw.expect_connection_close().await.0, 505);
     b.stop().await;
 }
 
 #[tokio::test]
-async fn publish_on_channel_zero_is_503() {
+async fn publish_on_channel_zero_is_504() {
     let b = start().await;
     let mut raw = opened(b.addr).await;
     raw.send(0, publish("", "q")).await;
-    assert_eq!(raw.expect_connection_close().await.0, 503);
+    let (code, text, _, _) = raw.expect_connection_close().await;
+    assert_eq!(
+        (code, text.as_str()),
+        (
+            504,
+            "CHANNEL_ERROR - unexpected method in connection state running"
+        )
+    );
     b.stop().await;
 }
 
@@ -271,7 +280,7 @@ async fn deeply_nested_arguments_are_refused_without_crashing() {
     f.push(0xCE);
     raw.send_bytes(&f).await;
     let (code, text, _, _) = raw.expect_connection_close().await;
-    assert_eq!(code, 502, "{text}");
+    assert_eq!(code, 501, "{text}");
     broker_still_serves(b.addr).await;
     b.stop().await;
 }
@@ -439,7 +448,7 @@ async fn closing_a_channel_twice_is_504_on_the_second() {
 }
 
 #[tokio::test]
-async fn closing_the_connection_twice_gets_one_close_ok() {
+async fn closing_the_connection_twice_gets_a_close_ok_for_each() {
     let b = start().await;
     let mut raw = opened(b.addr).await;
     let close = || {
@@ -452,13 +461,14 @@ async fn closing_the_connection_twice_gets_one_close_ok() {
     };
     raw.send(0, close()).await;
     raw.send(0, close()).await;
-    let (_, m) = raw.recv_method().await;
-    assert!(
-        matches!(m, AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))),
-        "{m:?}"
-    );
-    // the second close is not answered: nothing more arrives (the broker lingers reading
-    // until the client hangs up, as RabbitMQ, then closes the socket itself)
+    // as RabbitMQ: each close is answered, then nothing else
+    for _ in 0..2 {
+        let (_, m) = raw.recv_method().await;
+        assert!(
+            matches!(m, AMQPClass::Connection(connection::AMQPMethod::CloseOk(_))),
+            "{m:?}"
+        );
+    }
     let more = tokio::time::timeout(std::time::Duration::from_millis(500), raw.recv_frame()).await;
     assert!(
         matches!(more, Err(_) | Ok(None)),
@@ -485,6 +495,37 @@ async fn ack_of_an_unknown_delivery_tag_is_406() {
         (code, text.as_str()),
         (406, "PRECONDITION_FAILED - unknown delivery tag 42")
     );
+    broker_still_serves(b.addr).await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn body_frame_without_a_publish_is_505() {
+    let b = start().await;
+    let mut raw = opened(b.addr).await;
+    raw.send_bytes(&body_frame(1, b"stray")).await;
+    let (code, text, _, _) = raw.expect_connection_close().await;
+    assert_eq!(code, 505, "{text}");
+    broker_still_serves(b.addr).await;
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn an_unknown_field_type_letter_in_arguments_is_501() {
+    let b = start().await;
+    let mut raw = opened(b.addr).await;
+    // queue.declare "q" with arguments {"x": 'Z' ...}: no such type letter
+    let mut payload = vec![0, 50, 0, 10, 0, 0, 1, b'q', 0];
+    let table = [1, b'x', b'Z', 0, 0, 0, 0];
+    payload.extend_from_slice(&(table.len() as u32).to_be_bytes());
+    payload.extend_from_slice(&table);
+    let mut f = vec![1, 0, 1];
+    f.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    f.extend_from_slice(&payload);
+    f.push(0xCE);
+    raw.send_bytes(&f).await;
+    let (code, text, _, _) = raw.expect_connection_close().await;
+    assert_eq!(code, 501, "{text}");
     broker_still_serves(b.addr).await;
     b.stop().await;
 }

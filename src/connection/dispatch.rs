@@ -26,8 +26,8 @@ impl Connection {
         let ch = f.channel;
         let result = match f.kind {
             FRAME_HEARTBEAT if ch == 0 => Ok(()),
-            FRAME_HEARTBEAT => Err(AmqpError::frame_error(format!(
-                "heartbeat frame on channel {ch}, expected channel 0"
+            FRAME_HEARTBEAT => Err(AmqpError::unexpected_frame(format!(
+                "type 8 (heartbeat) on channel {ch}, heartbeats belong on channel 0"
             ))),
             FRAME_METHOD => self.handle_method_frame(ch, f.payload).await,
             FRAME_HEADER => self.handle_header(ch, f.payload).await,
@@ -43,7 +43,19 @@ impl Connection {
 
     /// After we sent connection.close only close-ok (or a crossing close) matters.
     fn while_closing(&mut self, f: RawFrame) {
-        if self.client_closed || f.kind != FRAME_METHOD || f.channel != 0 {
+        if f.kind != FRAME_METHOD || f.channel != 0 {
+            return;
+        }
+        if self.client_closed {
+            // as RabbitMQ: every repeated connection.close gets its close-ok
+            if let Ok(AMQPClass::Connection(connection::AMQPMethod::Close(_))) =
+                method::decode(&f.payload)
+            {
+                self.send_method(
+                    0,
+                    AMQPClass::Connection(connection::AMQPMethod::CloseOk(connection::CloseOk {})),
+                );
+            }
             return;
         }
         match method::decode(&f.payload) {
@@ -183,8 +195,9 @@ impl Connection {
                 connection::AMQPMethod::Blocked(_) | connection::AMQPMethod::Unblocked(_),
             ) => Ok(()),
             AMQPClass::Connection(_) => Err(AmqpError::command_invalid("connection already open")),
-            _ => Err(AmqpError::command_invalid(
-                "non-connection method on channel 0",
+            // RabbitMQ's code and words for a channel method on channel 0
+            _ => Err(AmqpError::channel_error(
+                "unexpected method in connection state running",
             )),
         }
     }

@@ -22,8 +22,8 @@ pub fn ids(payload: &[u8]) -> (u16, u16) {
     )
 }
 
-/// Decode one method payload. Unknown classes or methods are 540 (as RabbitMQ), arguments
-/// that do not parse are 502.
+/// Decode one method payload. Unknown classes or methods are 540; arguments that do not
+/// parse are 501 FRAME_ERROR "cannot decode", as RabbitMQ answers them.
 pub fn decode(payload: &[u8]) -> Result<AMQPClass, AmqpError> {
     let (class_id, method_id) = ids(payload);
     if payload.len() < 4 {
@@ -39,15 +39,15 @@ pub fn decode(payload: &[u8]) -> Result<AMQPClass, AmqpError> {
     }
     if let Some(at) = table_offset(class_id, method_id, &payload[4..]) {
         if let Err(e) = super::table::check(&payload[4 + at..]) {
-            return Err(AmqpError::syntax_error(match e {
+            return Err(AmqpError::frame_error(match e {
                 super::table::TableError::TooDeep => format!(
-                    "field table in {} nested deeper than {} levels",
+                    "cannot decode {}: field table nested deeper than {} levels",
                     method_name(class_id, method_id),
                     super::table::MAX_DEPTH
                 ),
                 super::table::TableError::Malformed => {
                     format!(
-                        "malformed field table in {}",
+                        "cannot decode {}: malformed field table",
                         method_name(class_id, method_id)
                     )
                 }
@@ -57,7 +57,7 @@ pub fn decode(payload: &[u8]) -> Result<AMQPClass, AmqpError> {
     }
     match parse_class(payload) {
         Ok((_, class)) => Ok(class),
-        Err(_) => Err(AmqpError::syntax_error(format!(
+        Err(_) => Err(AmqpError::frame_error(format!(
             "cannot decode arguments of method {} ({class_id}, {method_id})",
             method_name(class_id, method_id)
         ))
@@ -359,9 +359,9 @@ mod tests {
     }
 
     #[test]
-    fn unknown_method_is_540_and_garbage_arguments_are_502() {
+    fn unknown_method_is_540_and_garbage_arguments_are_501() {
         assert_eq!(decode(&[0, 60, 0, 99]).unwrap_err().code, 540);
-        assert_eq!(decode(&[0, 50, 0, 10, 0]).unwrap_err().code, 502);
+        assert_eq!(decode(&[0, 50, 0, 10, 0]).unwrap_err().code, 501);
     }
 
     #[test]

@@ -48,6 +48,19 @@ pub async fn start_custom(
     management: bool,
     tls: bool,
 ) -> TestBroker {
+    // WARREN_TEST_BROKER=HOST:PORT points the raw-socket tests at another broker (RabbitMQ)
+    // to compare reply codes; tests that look inside Warren cannot run that way.
+    if let Ok(external) = std::env::var("WARREN_TEST_BROKER") {
+        let addr: std::net::SocketAddr = external.parse().expect("WARREN_TEST_BROKER=HOST:PORT");
+        return TestBroker {
+            url: format!("amqp://guest:guest@{addr}/%2f"),
+            addr,
+            management: None,
+            tls_addr: None,
+            broker: None,
+            _dir: dir,
+        };
+    }
     let local = || "127.0.0.1:0".parse().unwrap();
     let mut builder = Broker::builder()
         .config(config)
