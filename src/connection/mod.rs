@@ -342,7 +342,9 @@ impl Connection {
         // keeps the message) and hand back every delivery that had already arrived.
         if let Some(mut rx) = events_rx.take().or_else(|| self.new_events_rx.take()) {
             rx.close();
-            while let Ok(ev) = rx.try_recv() {
+            // recv, not try_recv: after close() only recv() returning None guarantees that
+            // a send racing with the close has been seen (try_recv can say Empty first)
+            while let Some(ev) = rx.recv().await {
                 if let ConnEvent::Deliver { queue, message, .. } = ev {
                     queue.send(QueueCmd::Reinsert(vec![message])).await;
                 }
