@@ -222,7 +222,9 @@ async fn put_user(State(state): St, _: Admin, Path(name): Path<String>, bytes: B
                 .decode(h.trim())
                 .map_err(|e| ApiError::bad_request(format!("password_hash: {e}")))?,
         ),
+        // an update without either keeps the user's password (or its lack of one)
         (None, None) => match &existing {
+            Some(u) if u.password_hash.is_empty() => PasswordSpec::None,
             Some(u) => PasswordSpec::Hash(u.password_hash.clone()),
             None => {
                 return Err(ApiError::bad_request(
@@ -230,11 +232,6 @@ async fn put_user(State(state): St, _: Admin, Path(name): Path<String>, bytes: B
                 ))
             }
         },
-    };
-    let password = match (&password, &existing) {
-        // keeping a passwordless user's empty hash is not "a bad hash"
-        (PasswordSpec::Hash(h), Some(_)) if h.is_empty() => PasswordSpec::None,
-        _ => password,
     };
     let tags = b
         .tags
