@@ -22,6 +22,7 @@ pub mod broker;
 pub mod config;
 pub mod connection;
 pub mod management;
+pub mod model;
 pub mod protocol;
 pub mod server;
 pub mod store;

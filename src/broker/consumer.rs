@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
-use super::message::QueuedMessage;
 use super::queue::{QueueCmd, QueueHandle};
+use crate::model::message::QueuedMessage;
 
 /// Deliveries in flight to the socket allowed per no-ack consumer before the queue waits.
 pub const NO_ACK_WINDOW: u32 = 1000;
@@ -66,6 +66,11 @@ impl Credit {
         was_full
     }
 
+    /// The limit in force (0 = none).
+    pub fn limit(&self) -> u32 {
+        self.limit.load(Ordering::Acquire)
+    }
+
     pub fn set_limit(&self, limit: u32) {
         self.limit.store(limit, Ordering::Release);
     }
@@ -95,6 +100,21 @@ pub enum ConnEvent {
         epoch: u64,
         consumer_tag: Arc<str>,
     },
+}
+
+/// A connection's event channel as the store sees it: confirms arrive as `Confirmed` events.
+#[derive(Debug)]
+pub struct EventSink(pub mpsc::UnboundedSender<ConnEvent>);
+
+impl crate::store::ConfirmSink for EventSink {
+    fn confirmed(&self, channel_id: u16, epoch: u64, seq: u64, ack: bool) {
+        let _ = self.0.send(ConnEvent::Confirmed {
+            channel_id,
+            epoch,
+            seq,
+            ack,
+        });
+    }
 }
 
 /// One open channel as queues see it.

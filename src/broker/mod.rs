@@ -7,8 +7,8 @@ pub mod admin;
 pub mod alarm;
 pub mod auth;
 pub mod consumer;
+pub mod deadletter;
 pub mod exchange;
-pub mod message;
 pub mod permissions;
 pub mod queue;
 pub mod vhost;
@@ -34,7 +34,6 @@ pub struct BrokerState {
     pub login_throttle: auth::LoginThrottle,
     vhosts: DashMap<String, Arc<VHost>>,
     next_id: AtomicU64,
-    next_store_id: AtomicU64,
     pub connections: AtomicUsize,
     /// Flips to true once on shutdown; every connection watches it.
     pub shutdown: watch::Sender<bool>,
@@ -72,6 +71,7 @@ impl BrokerState {
         store: Option<Store>,
         recovered: Recovered,
     ) -> (Arc<Self>, RecoveryReport) {
+        crate::model::message::store_ids_above(recovered.max_store_id);
         // As RabbitMQ: the configured default user and vhost are created on the first start
         // only (and stored); afterwards the store decides who and what exists.
         let first_start = !recovered
@@ -174,7 +174,6 @@ impl BrokerState {
             login_throttle: Default::default(),
             vhosts,
             next_id: AtomicU64::new(1),
-            next_store_id: AtomicU64::new(recovered.max_store_id + 1),
             connections: AtomicUsize::new(0),
             shutdown,
             users_deleted: watch::channel(0).0,
@@ -218,11 +217,6 @@ impl BrokerState {
                 )
                 .await;
         }
-    }
-
-    /// The store identity of a new persistent message.
-    pub fn next_store_id(&self) -> u64 {
-        self.next_store_id.fetch_add(1, Ordering::Relaxed)
     }
 }
 

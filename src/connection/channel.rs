@@ -9,8 +9,8 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 
 use crate::broker::consumer::{ChannelLink, ConsumerLink, Credit};
-use crate::broker::message::Message;
 use crate::broker::queue::QueueHandle;
+use crate::model::message::Message;
 use crate::protocol::content::ContentHeader;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

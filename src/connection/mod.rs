@@ -83,6 +83,8 @@ pub struct Connection {
     /// Where queues and the store reach this connection. Created on first use (a consumer
     /// or a confirm), so an idle connection does not pay for a channel's first block.
     events_tx: Option<mpsc::UnboundedSender<ConnEvent>>,
+    /// `events_tx` as the store's confirm sink, made once and shared by every confirm.
+    confirm_sink: Option<Arc<dyn crate::store::ConfirmSink>>,
     /// A receiver created since the loop last looked; the loop takes it over.
     new_events_rx: Option<mpsc::UnboundedReceiver<ConnEvent>>,
     /// Boxed: an idle connection's map then holds pointers, not whole channel states.
@@ -208,6 +210,7 @@ impl Connection {
             releases: Vec::new(),
             writer,
             events_tx: None,
+            confirm_sink: None,
             new_events_rx: None,
             channels: HashMap::new(),
             confirm_dirty: Vec::new(),
@@ -230,6 +233,17 @@ impl Connection {
         self.events_tx = Some(tx.clone());
         self.new_events_rx = Some(rx);
         tx
+    }
+
+    /// Where this connection's publisher confirms are delivered.
+    fn confirm_sink(&mut self) -> Arc<dyn crate::store::ConfirmSink> {
+        if let Some(sink) = &self.confirm_sink {
+            return sink.clone();
+        }
+        let sink: Arc<dyn crate::store::ConfirmSink> =
+            Arc::new(crate::broker::consumer::EventSink(self.events()));
+        self.confirm_sink = Some(sink.clone());
+        sink
     }
 
     async fn run<R: AsyncRead + Unpin>(mut self, mut reader: R, mut rbuf: BytesMut) {

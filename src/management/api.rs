@@ -174,7 +174,7 @@ async fn overview(State(state): St, _user: Authenticated) -> ApiResult {
         "warren": {
             "alive_tasks": tokio::runtime::Handle::current().metrics().num_alive_tasks(),
             "resident_memory": crate::broker::alarm::resident_memory(),
-            "message_bytes": crate::broker::message::message_bytes(),
+            "message_bytes": crate::model::message::message_bytes(),
             "memory_alarm": state.alarm.is_raised(),
         },
         "management_version": c.product_version,

@@ -6,7 +6,7 @@
 
 use std::ops::Range;
 
-use amq_protocol::types::{parsing::parse_field_table, FieldTable};
+use amq_protocol::types::{generation::gen_field_table, parsing::parse_field_table, FieldTable};
 use bytes::{BufMut, Bytes, BytesMut};
 
 use super::error::AmqpError;
@@ -123,6 +123,76 @@ pub fn peek_properties(props: &[u8]) -> Result<PropertyPeek, AmqpError> {
     Ok(peek)
 }
 
+/// The byte range of every present property (index = flag bit), lengths checked.
+fn property_ranges(props: &[u8]) -> Result<[Option<Range<usize>>; 16], AmqpError> {
+    let bad = || AmqpError::frame_error("content header property list is malformed");
+    if props.len() < 2 {
+        return Err(bad());
+    }
+    let flags = u16::from_be_bytes([props[0], props[1]]);
+    let mut ranges: [Option<Range<usize>>; 16] = Default::default();
+    let mut at = 2usize;
+    for bit in (2..=15).rev() {
+        if flags & (1 << bit) == 0 {
+            continue;
+        }
+        let len = match bit {
+            13 => {
+                let b = props.get(at..at + 4).ok_or_else(bad)?;
+                4 + u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as usize
+            }
+            12 | 11 => 1,
+            6 => 8,
+            _ => 1 + *props.get(at).ok_or_else(bad)? as usize,
+        };
+        if at + len > props.len() {
+            return Err(bad());
+        }
+        ranges[bit] = Some(at..at + len);
+        at += len;
+    }
+    Ok(ranges)
+}
+
+/// A new property list made from `props`: the headers table replaced by `headers` (kept
+/// as it was when None) and the expiration left out when `drop_expiration`. Every other
+/// property keeps its bytes. Dead-lettering and a quorum queue's delivery count use it;
+/// the publish path never does.
+pub fn rewrite_properties(
+    props: &[u8],
+    headers: Option<&FieldTable>,
+    drop_expiration: bool,
+) -> Result<Bytes, AmqpError> {
+    let ranges = property_ranges(props)?;
+    let encoded_headers = match headers {
+        Some(t) => Some(
+            cookie_factory::gen(gen_field_table(t), Vec::new())
+                .map(|(v, _)| v)
+                .map_err(|_| AmqpError::internal("cannot encode a headers table"))?,
+        ),
+        None => None,
+    };
+    let mut flags = u16::from_be_bytes([props[0], props[1]]);
+    let mut out = BytesMut::with_capacity(props.len() + 256);
+    out.put_u16(0);
+    for bit in (2..=15).rev() {
+        match (bit, &encoded_headers) {
+            (13, Some(h)) => {
+                flags |= 1 << 13;
+                out.extend_from_slice(h);
+            }
+            (8, _) if drop_expiration => flags &= !(1 << 8),
+            _ => {
+                if let Some(r) = &ranges[bit] {
+                    out.extend_from_slice(&props[r.clone()]);
+                }
+            }
+        }
+    }
+    out[0..2].copy_from_slice(&flags.to_be_bytes());
+    Ok(out.freeze())
+}
+
 /// Decode the headers table found by `peek_properties`.
 pub fn decode_headers(props: &[u8], range: Range<usize>) -> Result<FieldTable, AmqpError> {
     if super::table::check(&props[range.clone()]).is_err() {
@@ -195,6 +265,36 @@ mod tests {
         let mut p = sample_props();
         p.push(0);
         assert!(peek_properties(&p).is_err());
+    }
+
+    #[test]
+    fn rewriting_replaces_headers_drops_expiration_and_keeps_the_rest() {
+        // content-type, expiration "60000", delivery-mode 2
+        let mut p = vec![];
+        let flags: u16 = (1 << 15) | (1 << 12) | (1 << 8);
+        p.extend_from_slice(&flags.to_be_bytes());
+        p.push(4);
+        p.extend_from_slice(b"text");
+        p.push(2);
+        p.push(5);
+        p.extend_from_slice(b"60000");
+        let mut t = FieldTable::default();
+        t.insert("k".into(), amq_protocol::types::AMQPValue::LongLongInt(3));
+        let out = rewrite_properties(&p, Some(&t), true).unwrap();
+        let peek = peek_properties(&out).unwrap();
+        assert!(peek.persistent() && peek.expiration.is_none());
+        let h = decode_headers(&out, peek.headers.unwrap()).unwrap();
+        assert_eq!(h, t);
+        assert_eq!(&out[3..7], b"text");
+        // headers already present are replaced, not duplicated
+        let again = rewrite_properties(&out, Some(&FieldTable::default()), false).unwrap();
+        let peek = peek_properties(&again).unwrap();
+        assert!(decode_headers(&again, peek.headers.unwrap())
+            .unwrap()
+            .inner()
+            .is_empty());
+        // nothing asked: the same bytes
+        assert_eq!(&rewrite_properties(&p, None, false).unwrap()[..], &p[..]);
     }
 
     #[test]

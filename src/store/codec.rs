@@ -5,7 +5,8 @@
 use amq_protocol::types::{generation::gen_field_table, parsing::parse_field_table, FieldTable};
 use bytes::Bytes;
 
-use crate::broker::exchange::Destination;
+pub use crate::model::message::MessageRecord;
+pub use crate::model::Destination;
 
 /// A durable definition as stored.
 #[derive(Debug, Clone, PartialEq)]
@@ -60,15 +61,6 @@ pub enum Definition {
         write: String,
         read: String,
     },
-}
-
-/// The parts of a persistent message that outlive the broker.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct MessageRecord {
-    pub exchange: String,
-    pub routing_key: String,
-    pub properties: Bytes,
-    pub body: Bytes,
 }
 
 struct Writer(Vec<u8>);

@@ -18,8 +18,7 @@ use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::broker::consumer::ConnEvent;
-use crate::broker::message::Message;
+use crate::model::message::Message;
 pub use codec::{Definition, MessageRecord};
 
 /// Batches waiting for the writer. What fills it: queue actors and definition changes;
@@ -97,18 +96,28 @@ pub trait Backend: Send + 'static {
     fn compact(&mut self) -> Result<(), StoreError>;
 }
 
+/// Where publisher confirms go: the connection implements it (the store never knows what
+/// a connection is). Called from whichever thread lets go of the last copy; must not block.
+pub trait ConfirmSink: Send + Sync + std::fmt::Debug {
+    fn confirmed(&self, channel_id: u16, epoch: u64, seq: u64, ack: bool);
+}
+
 /// Who to tell when a publish is durable (or failed).
 #[derive(Debug)]
 pub enum Completion {
     /// A publisher-confirm sequence number on a channel.
     Confirm {
-        events: mpsc::UnboundedSender<ConnEvent>,
+        sink: Arc<dyn ConfirmSink>,
         channel_id: u16,
         epoch: u64,
         seq: u64,
     },
     /// tx.commit waiting for its publishes.
     Notify(oneshot::Sender<bool>),
+    /// Changes that may only be made once this publish is durable: a dead-lettered message
+    /// leaves its old queue only after every stored copy in its new queues is committed,
+    /// so a crash in between keeps it twice rather than never (at-least-once).
+    Then(Store, Vec<StoreOp>),
 }
 
 /// Shared by every durable copy of one publish; fires its completion when the last holder
@@ -133,11 +142,13 @@ impl ConfirmToken {
     }
 
     /// When nobody else holds the token (no copy went to the store), take its completion
-    /// back to handle inline instead of through an event; otherwise let go of our share.
-    pub fn try_disarm(token: Arc<Self>) -> Option<Completion> {
+    /// and outcome back to handle inline instead of through an event; otherwise let go of
+    /// our share.
+    pub fn try_disarm(token: Arc<Self>) -> Option<(Completion, bool)> {
         let token = Arc::try_unwrap(token).ok()?;
+        let ok = !token.failed.load(Ordering::Acquire);
         let completion = token.completion.lock().ok()?.take();
-        completion
+        completion.map(|c| (c, ok))
     }
 }
 
@@ -147,22 +158,17 @@ impl Drop for ConfirmToken {
         let completion = self.completion.get_mut().map(Option::take).unwrap_or(None);
         match completion {
             Some(Completion::Confirm {
-                events,
+                sink,
                 channel_id,
                 epoch,
                 seq,
-            }) => {
-                let _ = events.send(ConnEvent::Confirmed {
-                    channel_id,
-                    epoch,
-                    seq,
-                    ack: ok,
-                });
-            }
+            }) => sink.confirmed(channel_id, epoch, seq, ok),
             Some(Completion::Notify(tx)) => {
                 let _ = tx.send(ok);
             }
-            None => {}
+            // A failed write keeps the old copy where it was.
+            Some(Completion::Then(store, ops)) if ok => store.submit_later(ops),
+            Some(Completion::Then(..)) | None => {}
         }
     }
 }
@@ -172,6 +178,9 @@ impl Drop for ConfirmToken {
 pub struct Store {
     tx: mpsc::Sender<Vec<StoreOp>>,
     reader: Arc<dyn MessageReader>,
+    /// Ops handed over where nobody may wait (a completion firing on the writer thread
+    /// itself, or in a task that must not block): the writer takes them with its next batch.
+    later: Arc<Mutex<Vec<StoreOp>>>,
 }
 
 impl Store {
@@ -188,11 +197,27 @@ impl Store {
     pub fn start(backend: impl Backend) -> Store {
         let reader = backend.reader();
         let (tx, rx) = mpsc::channel(STORE_QUEUE);
+        let later = Arc::new(Mutex::new(Vec::new()));
+        let writer_later = later.clone();
         std::thread::Builder::new()
             .name("warren-store".into())
-            .spawn(move || writer::run(backend, rx))
+            .spawn(move || writer::run(backend, rx, writer_later))
             .expect("spawn store writer thread");
-        Store { tx, reader }
+        Store { tx, reader, later }
+    }
+
+    /// Queue `ops` for the next commit without waiting: they join whatever batch the writer
+    /// takes next. The empty wake-up batch may find the channel full, which means the
+    /// writer is busy and will look at `later` anyway.
+    pub fn submit_later(&self, ops: Vec<StoreOp>) {
+        if ops.is_empty() {
+            return;
+        }
+        self.later
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend(ops);
+        let _ = self.tx.try_send(Vec::new());
     }
 
     /// Read stored messages back (a queue paging its backlog in).

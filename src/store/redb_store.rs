@@ -278,7 +278,7 @@ impl Backend for RedbBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::message::Message;
+    use crate::model::message::Message;
     use crate::store::Definition;
     use amq_protocol::types::FieldTable;
     use bytes::Bytes;
@@ -286,7 +286,7 @@ mod tests {
 
     fn message(id: u64, body: &'static [u8]) -> Arc<Message> {
         Arc::new(Message {
-            accounted: crate::broker::message::Accounted::new(
+            accounted: crate::model::message::Accounted::new(
                 &Bytes::from_static(&[0, 0]),
                 &Bytes::from_static(body),
             ),

@@ -4,7 +4,7 @@
 //! Compacts when it has been idle after deletes.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -14,10 +14,15 @@ use super::{Backend, StoreOp};
 /// Most ops folded into one commit; bounds the latency a huge backlog adds to a confirm.
 const MAX_BATCH_OPS: usize = 20_000;
 
-pub fn run(mut backend: impl Backend, mut rx: mpsc::Receiver<Vec<StoreOp>>) {
+pub fn run(
+    mut backend: impl Backend,
+    mut rx: mpsc::Receiver<Vec<StoreOp>>,
+    later: Arc<Mutex<Vec<StoreOp>>>,
+) {
     let mut deleted_since_compact = 0usize;
     while let Some(first) = rx.blocking_recv() {
-        let mut ops = first;
+        let mut ops = std::mem::take(&mut *later.lock().unwrap_or_else(|p| p.into_inner()));
+        ops.extend(first);
         while ops.len() < MAX_BATCH_OPS {
             match rx.try_recv() {
                 Ok(more) => ops.extend(more),
@@ -105,7 +110,7 @@ fn cancel_out(ops: Vec<StoreOp>) -> Vec<StoreOp> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::broker::message::Message;
+    use crate::model::message::Message;
     use bytes::Bytes;
 
     fn enqueue(q: &str, seq: u64) -> StoreOp {
@@ -113,7 +118,7 @@ mod tests {
             queue: q.into(),
             seq,
             message: Arc::new(Message {
-                accounted: crate::broker::message::Accounted::new(&Bytes::new(), &Bytes::new()),
+                accounted: crate::model::message::Accounted::new(&Bytes::new(), &Bytes::new()),
                 exchange: "".into(),
                 routing_key: q.into(),
                 properties: Bytes::new(),

@@ -41,11 +41,7 @@ impl ExchangeKind {
     }
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub enum Destination {
-    Queue(Arc<str>),
-    Exchange(Arc<str>),
-}
+pub use crate::model::Destination;
 
 #[derive(Debug, Clone)]
 pub struct Binding {

@@ -1,9 +1,13 @@
 //! `QueueActor`: the single owner of one queue's ready messages, delivered-but-unacked
-//! messages and consumers. It receives `QueueCmd`s from channels and publishers, hands
-//! messages to consumers that have credit (round robin) and never awaits a connection.
-//! It owns the queue's time-based work (message expiry) and, for a durable queue, tells the
-//! store about every persistent message that enters or leaves it, submitting one batch per
-//! wake-up (awaited: a slow disk slows this queue's publishers, never its consumers' acks).
+//! messages and consumers. It receives `QueueCmd`s from channels, publishers and the
+//! dead-letter task, hands messages to consumers that have credit and never awaits a
+//! connection or another queue. It owns the queue's time-based work (message expiry and
+//! `x-expires`) in one timer, and submits its store changes as one batch per wake-up
+//! (awaited: a slow disk slows this queue's publishers, never its consumers' acks).
+//!
+//! A message leaves in one of two ways: acknowledged (`Ack`, or a no-ack delivery), or
+//! through `discard` with RabbitMQ's reason (rejected, expired, maxlen, delivery_limit),
+//! which dead-letters it when the queue has a dead-letter exchange.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Weak};
@@ -12,13 +16,19 @@ use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
+use super::args::{Overflow, QueueArgs};
+use super::consumers::ConsumerSet;
+use super::journal::Journal;
+use super::limits::Limits;
 use super::ready::{Payload, ReadyEntry, ReadyList};
 use super::{QueueCmd, QueueHandle, QueueInit, QueueStats};
 use crate::broker::consumer::{ConnEvent, ConsumerLink};
-use crate::broker::message::{Message, QueuedMessage};
+use crate::broker::deadletter::{DeadLetter, Reason};
 use crate::broker::vhost::VHost;
+use crate::model::message::{Accounted, Message, QueuedMessage};
+use crate::protocol::content::{decode_headers, peek_properties, rewrite_properties};
 use crate::protocol::AmqpError;
-use crate::store::{ConfirmToken, Store, StoreOp};
+use crate::store::ConfirmToken;
 
 /// How many entries at the head of each priority level are kept loaded.
 const PAGE_IN_WINDOW: usize = 512;
@@ -27,23 +37,24 @@ pub struct QueueActor {
     handle: Weak<QueueHandle>,
     name: Arc<str>,
     auto_delete: bool,
-    /// x-message-ttl in milliseconds.
-    message_ttl: Option<u64>,
+    args: QueueArgs,
+    limits: Limits,
     vhost: Weak<VHost>,
     ready: ReadyList,
     unacked: HashMap<u64, QueuedMessage>,
-    consumers: Vec<ConsumerLink>,
+    consumers: ConsumerSet,
     next_id: u64,
-    round_robin: usize,
-    had_consumer: bool,
-    store: Option<(Store, Arc<str>)>,
+    journal: Journal,
     /// Bytes of ready bodies kept in memory before stored messages are paged out.
     ram_limit: usize,
-    /// Store changes made during this wake-up, submitted as one batch.
-    store_ops: Vec<StoreOp>,
     /// Replies that may only go out once this wake-up's store changes are submitted, so
     /// nothing the client does next can overtake them in the store's queue.
     deferred: Vec<Deferred>,
+    /// Dead letters of this wake-up, handed on after its store changes are submitted, so
+    /// a copy's removal from this queue's store can never overtake its enqueue.
+    dead_letters: Vec<DeadLetter>,
+    /// `x-expires`: when the queue is deleted unless it is used before.
+    unused_until: Option<Instant>,
 }
 
 enum Deferred {
@@ -64,59 +75,68 @@ impl QueueActor {
         vhost: Weak<VHost>,
         init: QueueInit,
     ) -> Self {
-        let mut ready = ReadyList::new(handle.args.max_priority);
+        let args = handle.args.clone();
+        let mut ready = ReadyList::new(args.max_priority);
+        let journal = Journal::new(init.store, args.is_quorum());
         let next_id = init.recovered.last().map_or(1, |(seq, _, _)| seq + 1);
+        let now = Instant::now();
+        let queue_ttl = args.message_ttl.map(|ms| now + Duration::from_millis(ms));
+        if let Some((last, _, _)) = init.recovered.last() {
+            // TTLs of recovered messages run again from the restart.
+            ready.set_recovered(*last, now);
+        }
         // Recovered messages start in the store only; the head is loaded on demand. A
-        // priority queue needs each message's priority to place it, so it loads them all.
-        if ready.is_priority() {
-            if let Some((store, _)) = &init.store {
-                let ids: Vec<u64> = init.recovered.iter().map(|(_, id, _)| *id).collect();
-                for ((seq, id, delivered), record) in init.recovered.iter().zip(store.read(&ids)) {
-                    if let Some(r) = record {
-                        ready.push(QueuedMessage {
-                            id: *seq,
-                            message: Arc::new(Message::from_record(*id, r)),
-                            redelivered: *delivered,
-                            expires_at: None,
-                        });
-                    }
+        // priority queue needs each message's priority to place it, and a byte-limited
+        // queue each body's size, so those load them all (the latter is small by design).
+        if ready.is_priority() || args.max_length_bytes.is_some() {
+            let ids: Vec<u64> = init.recovered.iter().map(|(_, id, _)| *id).collect();
+            for ((seq, id, delivered), record) in init.recovered.iter().zip(journal.read(&ids)) {
+                if let Some(r) = record {
+                    let message = Arc::new(Message::from_record(*id, r));
+                    let own = message.expiration.map(|ms| now + Duration::from_millis(ms));
+                    ready.push(QueuedMessage {
+                        id: *seq,
+                        message,
+                        redelivered: *delivered,
+                        expires_at: earliest(own, queue_ttl),
+                        delivery_count: 0,
+                    });
                 }
             }
         } else {
             for (seq, id, delivered) in init.recovered {
-                ready.push_paged(seq, id, Weak::new(), delivered, None);
+                ready.push_paged(seq, id, Weak::new(), delivered, queue_ttl);
             }
         }
         Self {
             handle: weak,
             name: handle.name.clone(),
             auto_delete: handle.auto_delete,
-            message_ttl: handle.args.message_ttl,
+            limits: Limits::new(&args),
+            consumers: ConsumerSet::new(args.single_active_consumer),
+            unused_until: args.expires.map(|ms| now + Duration::from_millis(ms)),
+            args,
             vhost,
             ready,
             unacked: HashMap::new(),
-            consumers: Vec::new(),
             next_id,
-            round_robin: 0,
-            had_consumer: false,
-            store: init.store,
+            journal,
             ram_limit: init.ram_limit,
-            store_ops: Vec::new(),
             deferred: Vec::new(),
+            dead_letters: Vec::new(),
         }
     }
 
     pub async fn run(mut self, mut rx: mpsc::Receiver<QueueCmd>) {
         let mut stopped = false;
         while !stopped {
-            // The actor owns its time-based work: it wakes when the head message expires.
-            let expiry = self.ready.next_expiry();
+            let wake = self.next_wake();
             let cmd = tokio::select! {
                 cmd = rx.recv() => match cmd {
                     Some(cmd) => Some(cmd),
                     None => break,
                 },
-                _ = sleep_until(expiry), if expiry.is_some() => None,
+                _ = sleep_until(wake), if wake.is_some() => None,
             };
             if let Some(cmd) = cmd {
                 stopped = matches!(self.handle_cmd(cmd), Next::Stop);
@@ -133,15 +153,17 @@ impl QueueActor {
                 }
             }
             if !stopped {
-                self.expire(Instant::now());
+                let now = Instant::now();
+                self.expire(now);
                 self.dispatch();
                 self.ready.shrink_if_empty();
-            }
-            if let Some((store, _)) = &self.store {
-                if !self.store_ops.is_empty() {
-                    store.submit(std::mem::take(&mut self.store_ops)).await;
+                if self.consumers.is_empty() && self.unused_until.is_some_and(|t| t <= now) {
+                    // x-expires: deleted as by queue.delete (nothing is dead-lettered)
+                    self.leave();
+                    stopped = true;
                 }
             }
+            self.journal.submit().await;
             for d in self.deferred.drain(..) {
                 match d {
                     Deferred::Cancelled(tx) => {
@@ -152,23 +174,37 @@ impl QueueActor {
                     }
                 }
             }
+            if !self.dead_letters.is_empty() {
+                if let Some(vhost) = self.vhost.upgrade() {
+                    for dl in self.dead_letters.drain(..) {
+                        vhost.dead_letter(dl);
+                    }
+                }
+            }
         }
         // Anything still in the mailbox after a delete is dropped with the queue.
         rx.close();
     }
 
+    /// The one timer: the earliest head-of-queue expiry, and `x-expires` while unused.
+    fn next_wake(&self) -> Option<Instant> {
+        let unused = self.unused_until.filter(|_| self.consumers.is_empty());
+        earliest(self.ready.next_expiry(), unused)
+    }
+
+    /// The queue was used: its `x-expires` period starts again.
+    fn touch(&mut self) {
+        if let Some(ms) = self.args.expires {
+            self.unused_until = Some(Instant::now() + Duration::from_millis(ms));
+        }
+    }
+
     /// Leave the vhost (tables, bindings, durable definitions) and the store.
     fn leave(&mut self) {
         if let (Some(vhost), Some(handle)) = (self.vhost.upgrade(), self.handle.upgrade()) {
-            let ops = vhost.remove_queue(&handle);
-            if self.store.is_some() {
-                self.store_ops.extend(ops);
-            }
+            self.journal.push_ops(vhost.remove_queue(&handle));
         }
-        if let Some((_, key)) = &self.store {
-            self.store_ops
-                .push(StoreOp::DeleteQueue { queue: key.clone() });
-        }
+        self.journal.delete_queue();
     }
 
     fn vhost_name(&self) -> String {
@@ -178,39 +214,57 @@ impl QueueActor {
             .unwrap_or_else(|| "/".into())
     }
 
-    /// Whether this copy of a message lives in the store.
-    fn stored(&self, m: &Message) -> bool {
-        self.store.is_some() && m.persistent
+    /// The one exit for a message that leaves without an ack. `seq` is its place in this
+    /// queue when it was in it (None: refused at the door, never stored here).
+    fn discard(&mut self, seq: Option<u64>, message: Arc<Message>, reason: Reason) {
+        let removal = seq.and_then(|seq| {
+            self.journal
+                .removal(seq, message.persistent, message.store_id)
+        });
+        let Some(exchange) = self.args.dead_letter_exchange.clone() else {
+            self.journal.push_ops(removal.into_iter().collect());
+            return;
+        };
+        let release = removal.and_then(|op| self.journal.store().map(|s| (s.clone(), op)));
+        self.dead_letters.push(DeadLetter {
+            message,
+            reason,
+            queue: self.name.clone(),
+            exchange,
+            routing_key: self.args.dead_letter_routing_key.clone(),
+            release,
+        });
     }
 
-    /// Record that a message left the queue for good.
-    fn forget_message(&mut self, m: &QueuedMessage) {
-        self.forget_stored(m.id, m.message.persistent, m.message.store_id);
-    }
-
-    fn forget_entry(&mut self, e: &ReadyEntry) {
-        self.forget_stored(e.id, e.persistent(), e.store_id());
-    }
-
-    fn forget_stored(&mut self, seq: u64, persistent: bool, store_id: u64) {
-        if let (true, Some((_, key))) = (persistent, &self.store) {
-            self.store_ops.push(StoreOp::Remove {
-                queue: key.clone(),
-                seq,
-                store_id,
-            });
+    /// `discard` for a ready entry, loading it first if it is paged and must be
+    /// dead-lettered.
+    fn discard_entry(&mut self, e: ReadyEntry, reason: Reason) {
+        let (id, store_id) = (e.id, e.store_id());
+        let message = match e.payload {
+            Payload::Loaded(m) => Some(m),
+            Payload::Paged { .. } if self.args.dead_letter_exchange.is_none() => None,
+            Payload::Paged { store_id, weak } => weak.upgrade().or_else(|| {
+                let record = self.journal.read(&[store_id]).pop().flatten()?;
+                Some(Arc::new(Message::from_record(store_id, record)))
+            }),
+        };
+        match message {
+            Some(m) => self.discard(Some(id), m, reason),
+            None => self.journal.remove(id, true, store_id),
         }
+    }
+
+    fn forget_message(&mut self, m: &QueuedMessage) {
+        self.journal
+            .remove(m.id, m.message.persistent, m.message.store_id);
     }
 
     /// Bring paged entries near the head back into memory, in one store read.
     fn load_head(&mut self) {
-        let Some((store, _)) = &self.store else {
-            return;
-        };
         if !self.ready.head_is_paged() {
             return;
         }
-        let store = store.clone();
+        let journal = &self.journal;
         self.ready.load_head(PAGE_IN_WINDOW, |keys| {
             let mut out: Vec<Option<Arc<Message>>> =
                 keys.iter().map(|(_, weak)| weak.upgrade()).collect();
@@ -221,7 +275,7 @@ impl QueueActor {
                 .map(|(k, _)| k.0)
                 .collect();
             if !missing.is_empty() {
-                let mut read = store.read(&missing).into_iter();
+                let mut read = journal.read(&missing).into_iter();
                 for (slot, (id, _)) in out.iter_mut().zip(keys) {
                     if slot.is_none() {
                         *slot = read
@@ -247,6 +301,7 @@ impl QueueActor {
                         message,
                         redelivered: e.redelivered,
                         expires_at: e.expires_at,
+                        delivery_count: e.delivery_count,
                     })
                 }
                 // could not be loaded: it is gone from the store; nothing to deliver
@@ -263,8 +318,12 @@ impl QueueActor {
                 let _ = reply.send(result);
             }
             QueueCmd::Cancel { epoch, tag, reply } => {
-                self.consumers.retain(|c| !(c.is_on(epoch) && c.tag == tag));
-                let delete = self.auto_delete && self.had_consumer && self.consumers.is_empty();
+                self.consumers.cancel(epoch, &tag);
+                if self.consumers.is_empty() {
+                    self.touch();
+                }
+                let delete =
+                    self.auto_delete && self.consumers.had_consumer() && self.consumers.is_empty();
                 if delete {
                     // Gone before cancel-ok, so a declare right after the cancel misses it.
                     self.leave();
@@ -277,30 +336,37 @@ impl QueueActor {
                 }
             }
             QueueCmd::Get { no_ack, reply } => {
+                self.touch();
                 self.expire(Instant::now());
                 let got = self.next_ready().map(|m| {
                     if no_ack {
                         self.forget_message(&m);
                     } else {
-                        self.mark_delivered(&m);
+                        self.journal.mark_delivered(m.id, m.message.persistent);
                         self.unacked.insert(m.id, m.clone());
                     }
                     (m, self.ready.len() as u32)
                 });
                 let _ = reply.send(got);
             }
-            QueueCmd::Settle(ids) => {
+            QueueCmd::Ack(ids) => {
                 for id in ids {
                     if let Some(m) = self.unacked.remove(&id) {
                         self.forget_message(&m);
                     }
                 }
             }
+            QueueCmd::Reject(ids) => {
+                for id in ids {
+                    if let Some(m) = self.unacked.remove(&id) {
+                        self.discard(Some(m.id), m.message, Reason::Rejected);
+                    }
+                }
+            }
             QueueCmd::Requeue(ids) => {
                 for id in ids {
-                    if let Some(mut m) = self.unacked.remove(&id) {
-                        m.redelivered = true;
-                        self.ready.put_back(m);
+                    if let Some(m) = self.unacked.remove(&id) {
+                        self.requeue(m);
                     }
                 }
             }
@@ -308,7 +374,7 @@ impl QueueActor {
                 for m in messages {
                     if self.unacked.remove(&m.id).is_none() {
                         // A no-ack delivery: it had left the store, so it goes back in.
-                        self.restore(&m);
+                        self.journal.enqueue(m.id, m.message.clone(), None);
                     }
                     self.ready.put_back(m);
                 }
@@ -316,7 +382,7 @@ impl QueueActor {
             QueueCmd::Purge { reply } => {
                 let purged = self.ready.drain();
                 for e in &purged {
-                    self.forget_entry(e);
+                    self.journal.remove(e.id, e.persistent(), e.store_id());
                 }
                 let _ = reply.send(purged.len() as u32);
             }
@@ -350,6 +416,7 @@ impl QueueActor {
                 self.deferred.push(Deferred::Deleted(reply, n));
                 return Next::Stop;
             }
+            QueueCmd::Touch => self.touch(),
             QueueCmd::Kick => {}
         }
         Next::Continue
@@ -365,110 +432,134 @@ impl QueueActor {
     fn expire(&mut self, now: Instant) {
         let mut gone = Vec::new();
         if self.ready.drop_expired(now, &mut gone) > 0 {
-            for e in &gone {
-                self.forget_entry(e);
+            for e in gone {
+                self.discard_entry(e, Reason::Expired);
             }
         }
+    }
+
+    /// A delivered message comes back, marked redelivered. A quorum queue counts the
+    /// return, tells the next consumer (`x-delivery-count`) and gives up past
+    /// `x-delivery-limit`.
+    fn requeue(&mut self, mut m: QueuedMessage) {
+        m.redelivered = true;
+        if self.args.is_quorum() {
+            m.delivery_count += 1;
+            if self
+                .args
+                .delivery_limit
+                .is_some_and(|limit| u64::from(m.delivery_count) > limit)
+            {
+                self.discard(Some(m.id), m.message, Reason::DeliveryLimit);
+                return;
+            }
+            m.message = with_delivery_count(&m.message, m.delivery_count);
+        }
+        self.ready.put_back(m);
     }
 
     fn enqueue(&mut self, message: Arc<Message>, confirm: Option<Arc<ConfirmToken>>) {
-        let id = self.next_id;
-        self.next_id += 1;
-        let ttl = match (message.expiration, self.message_ttl) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        let expires_at = ttl.map(|ms| Instant::now() + Duration::from_millis(ms));
-        if let (true, Some((_, key))) = (self.stored(&message), &self.store) {
-            // Past the memory budget a stored message is kept by its store id only; until
-            // the writer has committed it (and let go), the weak pointer still reaches it.
-            let page = self.ready.loaded_bytes() > self.ram_limit && !self.ready.is_priority();
-            let weak = Arc::downgrade(&message);
-            let store_id = message.store_id;
-            self.store_ops.push(StoreOp::Enqueue {
-                queue: key.clone(),
-                seq: id,
-                message: message.clone(),
-                confirm,
-            });
-            if page {
-                self.ready.push_paged(id, store_id, weak, false, expires_at);
-                return;
+        if self.limits.overflow != Overflow::DropHead
+            && self.limits.would_overflow(
+                self.ready.len(),
+                self.ready.body_bytes(),
+                message.body.len(),
+            )
+        {
+            // reject-publish: refused before any consumer sees it, as RabbitMQ does
+            if let Some(token) = &confirm {
+                token.fail();
             }
-        }
-        self.ready.push(QueuedMessage {
-            id,
-            message,
-            redelivered: false,
-            expires_at,
-        });
-    }
-
-    /// Put a message that had left the store back into it, at its old position.
-    fn restore(&mut self, m: &QueuedMessage) {
-        if let (true, Some((_, key))) = (self.stored(&m.message), &self.store) {
-            self.store_ops.push(StoreOp::Enqueue {
-                queue: key.clone(),
-                seq: m.id,
-                message: m.message.clone(),
-                confirm: None,
-            });
-        }
-    }
-
-    /// First delivery of a stored message: after a restart it comes back redelivered.
-    fn mark_delivered(&mut self, m: &QueuedMessage) {
-        if m.redelivered {
+            if self.limits.overflow == Overflow::RejectPublishDlx {
+                self.discard(None, message, Reason::Maxlen);
+            }
             return;
         }
-        if let (true, Some((_, key))) = (self.stored(&m.message), &self.store) {
-            self.store_ops.push(StoreOp::MarkDelivered {
-                queue: key.clone(),
-                seq: m.id,
+        let id = self.next_id;
+        self.next_id += 1;
+        let expires_at = earliest(
+            message
+                .expiration
+                .map(|ms| Instant::now() + Duration::from_millis(ms)),
+            self.args
+                .message_ttl
+                .map(|ms| Instant::now() + Duration::from_millis(ms)),
+        );
+        let stored = self.journal.stores(message.persistent);
+        // Past the memory budget a stored message is kept by its store id only; until the
+        // writer has committed it (and let go), the weak pointer still reaches it.
+        let page = stored
+            && self.ready.loaded_bytes() > self.ram_limit
+            && !self.ready.is_priority()
+            && self.args.max_length_bytes.is_none();
+        let weak = Arc::downgrade(&message);
+        let store_id = message.store_id;
+        if page {
+            self.journal.enqueue(id, message, confirm);
+            self.ready.push_paged(id, store_id, weak, false, expires_at);
+        } else {
+            self.journal.enqueue(id, message.clone(), confirm);
+            self.ready.push(QueuedMessage {
+                id,
+                message,
+                redelivered: false,
+                expires_at,
+                delivery_count: 0,
             });
+        }
+        if self.limits.over(self.ready.len(), self.ready.body_bytes()) {
+            // drop-head: a waiting consumer takes what it can first, as in RabbitMQ
+            if !self.consumers.is_empty() {
+                self.dispatch();
+            }
+            while self.limits.over(self.ready.len(), self.ready.body_bytes()) {
+                let Some(e) = self.ready.pop() else {
+                    break;
+                };
+                self.discard_entry(e, Reason::Maxlen);
+            }
         }
     }
 
     fn add_consumer(&mut self, consumer: ConsumerLink) -> Result<(), AmqpError> {
-        let in_exclusive_use = self.consumers.iter().any(|c| c.exclusive);
-        if in_exclusive_use || (consumer.exclusive && !self.consumers.is_empty()) {
-            return Err(AmqpError::access_refused(format!(
-                "queue '{}' in vhost '{}' in exclusive use",
+        if self.args.is_quorum() && consumer.channel.prefetch.limit() > 0 {
+            return Err(AmqpError::not_implemented(format!(
+                "queue '{}' in vhost '{}' does not support global qos",
                 self.name,
                 self.vhost_name()
             )));
         }
-        self.consumers.push(consumer);
-        self.had_consumer = true;
-        Ok(())
+        self.consumers.add(consumer).map_err(|_| {
+            AmqpError::access_refused(format!(
+                "queue '{}' in vhost '{}' in exclusive use",
+                self.name,
+                self.vhost_name()
+            ))
+        })
     }
 
-    /// Hand ready messages to consumers with credit, round robin.
+    /// Hand ready messages to consumers with credit.
     fn dispatch(&mut self) {
-        let mut idle = 0;
         let Some(handle) = self.handle.upgrade() else {
             return;
         };
-        while !self.ready.is_empty() && !self.consumers.is_empty() && idle < self.consumers.len() {
-            let i = self.round_robin % self.consumers.len();
-            self.round_robin = self.round_robin.wrapping_add(1);
-            if !self.consumers[i].try_take() {
-                idle += 1;
-                continue;
-            }
-            idle = 0;
-            let Some(message) = self.next_ready() else {
-                self.consumers[i].give_back();
+        while !self.ready.is_empty() {
+            let Some(i) = self.consumers.next_with_credit() else {
                 break;
             };
-            let no_ack = self.consumers[i].no_ack;
+            let Some(message) = self.next_ready() else {
+                self.consumers.get(i).give_back();
+                break;
+            };
+            let no_ack = self.consumers.get(i).no_ack;
             if no_ack {
                 self.forget_message(&message);
             } else {
-                self.mark_delivered(&message);
+                self.journal
+                    .mark_delivered(message.id, message.message.persistent);
                 self.unacked.insert(message.id, message.clone());
             }
-            let consumer = &self.consumers[i];
+            let consumer = self.consumers.get(i);
             let event = ConnEvent::Deliver {
                 channel_id: consumer.channel.channel_id,
                 epoch: consumer.channel.epoch,
@@ -483,17 +574,21 @@ impl QueueActor {
                 consumer.give_back();
                 if let ConnEvent::Deliver { message, .. } = event {
                     if self.unacked.remove(&message.id).is_none() {
-                        self.restore(&message);
+                        self.journal
+                            .enqueue(message.id, message.message.clone(), None);
                     }
                     self.ready.put_back(message);
                 }
-                self.consumers.retain(|c| c.channel.epoch != epoch);
+                self.consumers.remove_channel(epoch);
+                if self.consumers.is_empty() {
+                    self.touch();
+                }
             }
         }
     }
 
     fn notify_consumers_cancelled(&mut self) {
-        for c in self.consumers.drain(..) {
+        for c in self.consumers.drain() {
             let _ = c.channel.send(ConnEvent::ConsumerCancelled {
                 channel_id: c.channel.channel_id,
                 epoch: c.channel.epoch,
@@ -501,6 +596,40 @@ impl QueueActor {
             });
         }
     }
+}
+
+fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
+    match (a, b) {
+        (Some(a), Some(b)) => Some(a.min(b)),
+        (a, b) => a.or(b),
+    }
+}
+
+/// The same message with `x-delivery-count` set, as a quorum queue redelivers it.
+fn with_delivery_count(m: &Arc<Message>, count: u32) -> Arc<Message> {
+    let peek = peek_properties(&m.properties).unwrap_or_default();
+    let mut headers = peek
+        .headers
+        .and_then(|r| decode_headers(&m.properties, r).ok())
+        .unwrap_or_default();
+    headers.insert(
+        "x-delivery-count".into(),
+        amq_protocol::types::AMQPValue::LongLongInt(i64::from(count)),
+    );
+    let Ok(properties) = rewrite_properties(&m.properties, Some(&headers), false) else {
+        return m.clone();
+    };
+    Arc::new(Message {
+        accounted: Accounted::new(&properties, &m.body),
+        exchange: m.exchange.clone(),
+        routing_key: m.routing_key.clone(),
+        properties,
+        body: m.body.clone(),
+        persistent: m.persistent,
+        priority: m.priority,
+        expiration: m.expiration,
+        store_id: m.store_id,
+    })
 }
 
 async fn sleep_until(at: Option<Instant>) {

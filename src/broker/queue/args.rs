@@ -1,7 +1,7 @@
 //! Queue arguments (`x-message-ttl`, `x-expires`, `x-max-length`, ...) parsed and validated
-//! in one place. Declaring checks types here; redeclaring compares the arguments RabbitMQ
-//! compares for equivalence. The queue features behind them (TTL, expiry, max-length,
-//! dead-lettering, priorities) read their settings from `QueueArgs` as they are added.
+//! in one place. Declaring checks types here (and the quorum queue's rules); redeclaring
+//! compares the arguments RabbitMQ compares for equivalence. Every argument parsed here is
+//! acted on by the queue; one RabbitMQ acts on that Warren cannot honour is refused here.
 
 use amq_protocol::types::{AMQPValue, FieldTable};
 
@@ -22,15 +22,40 @@ const EQUIVALENCE_KEYS: &[&str] = &[
     "x-single-active-consumer",
 ];
 
+/// What a full queue does with one more message (`x-overflow`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Overflow {
+    /// Drop (dead-letter) the oldest ready messages.
+    #[default]
+    DropHead,
+    /// Refuse the new message: basic.nack to a confirming publisher.
+    RejectPublish,
+    /// Refuse it and dead-letter it.
+    RejectPublishDlx,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum QueueType {
+    #[default]
+    Classic,
+    /// One node's quorum queue: always durable, every message stored, delivery limits.
+    Quorum,
+}
+
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct QueueArgs {
     pub message_ttl: Option<u64>,
     pub expires: Option<u64>,
     pub max_length: Option<u64>,
     pub max_length_bytes: Option<u64>,
+    pub overflow: Overflow,
     pub max_priority: Option<u8>,
     pub dead_letter_exchange: Option<String>,
     pub dead_letter_routing_key: Option<String>,
+    pub queue_type: QueueType,
+    /// Quorum queues: returns after which a message is dead-lettered (`delivery_limit`).
+    pub delivery_limit: Option<u64>,
+    pub single_active_consumer: bool,
 }
 
 fn int(v: &AMQPValue) -> Option<i64> {
@@ -107,11 +132,105 @@ impl QueueArgs {
                         invalid(k.as_str(), &format!("{{unacceptable_type,{v:?}}}"))
                     })?)
                 }
+                "x-overflow" => {
+                    out.overflow = match text(v).as_deref() {
+                        Some("drop-head") => Overflow::DropHead,
+                        Some("reject-publish") => Overflow::RejectPublish,
+                        Some("reject-publish-dlx") => Overflow::RejectPublishDlx,
+                        Some(_) => return Err(invalid(k.as_str(), "invalid_overflow")),
+                        None => {
+                            return Err(invalid(
+                                k.as_str(),
+                                &format!("{{unacceptable_type,{v:?}}}"),
+                            ))
+                        }
+                    }
+                }
+                "x-queue-type" => {
+                    out.queue_type = match text(v).as_deref() {
+                        Some("classic") => QueueType::Classic,
+                        Some("quorum") => QueueType::Quorum,
+                        // Accepting it as a classic queue would hand stream clients a
+                        // queue that forgets what they read; refuse until streams exist.
+                        Some("stream") => {
+                            return Err(AmqpError::precondition_failed(format!(
+                                "invalid arg 'x-queue-type' for queue '{queue}' in vhost '{vhost}': stream queues are not supported by Warren yet"
+                            )))
+                        }
+                        Some(other) => {
+                            return Err(invalid(
+                                k.as_str(),
+                                &format!("{{unsupported_queue_type,{other}}}"),
+                            ))
+                        }
+                        None => {
+                            return Err(invalid(
+                                k.as_str(),
+                                &format!("{{unacceptable_type,{v:?}}}"),
+                            ))
+                        }
+                    }
+                }
+                "x-delivery-limit" => out.delivery_limit = Some(non_negative(k.as_str(), v)?),
+                "x-single-active-consumer" => match v {
+                    AMQPValue::Boolean(b) => out.single_active_consumer = *b,
+                    _ => return Err(invalid(k.as_str(), &format!("{{unacceptable_type,{v:?}}}"))),
+                },
                 _ => {}
+            }
+        }
+        if out.queue_type == QueueType::Quorum {
+            // RabbitMQ 3.10's quorum queue refuses the arguments of classic queues.
+            for key in ["x-max-priority", "x-queue-mode"] {
+                if args.inner().contains_key(key) {
+                    return Err(AmqpError::precondition_failed(format!(
+                        "invalid arg '{key}' for queue '{queue}' in vhost '{vhost}'"
+                    )));
+                }
+            }
+            if out.overflow == Overflow::RejectPublishDlx {
+                return Err(AmqpError::precondition_failed(format!(
+                    "invalid arg 'x-overflow' with value 'reject-publish-dlx' for queue '{queue}' in vhost '{vhost}'"
+                )));
             }
         }
         Ok(out)
     }
+
+    pub fn is_quorum(&self) -> bool {
+        self.queue_type == QueueType::Quorum
+    }
+
+    /// A publisher's confirm depends on this queue's answer, not only on the store.
+    pub fn rejects_publishes(&self) -> bool {
+        self.overflow != Overflow::DropHead
+            && (self.max_length.is_some() || self.max_length_bytes.is_some())
+    }
+}
+
+/// The properties a quorum queue cannot have, in RabbitMQ's order and words.
+pub fn check_quorum_properties(
+    durable: bool,
+    exclusive: bool,
+    auto_delete: bool,
+    queue: &str,
+    vhost: &str,
+) -> Result<(), AmqpError> {
+    let refuse = |what: &str| {
+        Err(AmqpError::precondition_failed(format!(
+            "invalid property '{what}' for queue '{queue}' in vhost '{vhost}'"
+        )))
+    };
+    if auto_delete {
+        return refuse("auto-delete");
+    }
+    if exclusive {
+        return refuse("exclusive-owner");
+    }
+    if !durable {
+        return refuse("non-durable");
+    }
+    Ok(())
 }
 
 /// RabbitMQ's equivalence check of the arguments of an existing queue against a redeclare.
@@ -160,6 +279,28 @@ mod tests {
         let e =
             QueueArgs::parse(&table("x-expires", AMQPValue::Boolean(true)), "q", "/").unwrap_err();
         assert_eq!(e.code, 406);
+    }
+
+    #[test]
+    fn quorum_refuses_classic_arguments_and_stream_is_refused() {
+        let mut t = table("x-queue-type", AMQPValue::LongString("quorum".into()));
+        assert!(QueueArgs::parse(&t, "q", "/").unwrap().is_quorum());
+        t.insert("x-max-priority".into(), AMQPValue::LongInt(5));
+        let e = QueueArgs::parse(&t, "q", "/").unwrap_err();
+        assert_eq!(e.code, 406);
+        assert!(
+            e.text.contains("invalid arg 'x-max-priority'"),
+            "{}",
+            e.text
+        );
+        let s = table("x-queue-type", AMQPValue::LongString("stream".into()));
+        assert_eq!(QueueArgs::parse(&s, "q", "/").unwrap_err().code, 406);
+        let o = table("x-overflow", AMQPValue::LongString("drop-tail".into()));
+        assert_eq!(QueueArgs::parse(&o, "q", "/").unwrap_err().code, 406);
+        assert!(check_quorum_properties(false, false, false, "q", "/")
+            .unwrap_err()
+            .text
+            .contains("'non-durable'"));
     }
 
     #[test]

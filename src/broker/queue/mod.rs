@@ -2,9 +2,17 @@
 //! `QueueHandle` (name, declared properties, mailbox) and talks to it with `QueueCmd`s.
 //! Publishers await a slot in the bounded mailbox, which is how a full queue slows its
 //! publishers down (TCP backpressure, design rule 3).
+//!
+//! The actor's rooms: `consumers` (who gets the next message), `journal` (what the store
+//! must remember), `limits` (max-length and overflow), `ready` (the waiting messages);
+//! a message that leaves without an ack goes through the actor's one `discard`, which
+//! hands it to the vhost's dead-letter task when the queue has a dead-letter exchange.
 
 pub mod actor;
 pub mod args;
+pub mod consumers;
+pub mod journal;
+pub mod limits;
 pub mod ready;
 
 use std::sync::{Arc, Weak};
@@ -13,8 +21,8 @@ use amq_protocol::types::FieldTable;
 use tokio::sync::{mpsc, oneshot};
 
 use super::consumer::ConsumerLink;
-use super::message::{Message, QueuedMessage};
 use super::vhost::VHost;
+use crate::model::message::{Message, QueuedMessage};
 use crate::protocol::AmqpError;
 use crate::store::{ConfirmToken, Store};
 pub use ready::{Payload, ReadyEntry};
@@ -41,6 +49,17 @@ pub struct QueueHandle {
 }
 
 impl QueueHandle {
+    /// Whether this queue keeps a copy of `m` in the store (so its confirm waits for it).
+    pub fn stores(&self, m: &Message) -> bool {
+        self.store_key.is_some() && (m.persistent || self.args.is_quorum())
+    }
+
+    /// Whether a confirming publisher's token must ride along with `m`: the queue stores
+    /// it, or may refuse it (`x-overflow: reject-publish`).
+    pub fn takes_confirm(&self, m: &Message) -> bool {
+        self.stores(m) || self.args.rejects_publishes()
+    }
+
     /// A command for the actor; false when the queue has gone (deleted meanwhile).
     pub async fn send(&self, cmd: QueueCmd) -> bool {
         self.tx.send(cmd).await.is_ok()
@@ -85,8 +104,11 @@ pub enum QueueCmd {
         no_ack: bool,
         reply: oneshot::Sender<Option<(QueuedMessage, u32)>>,
     },
-    /// Settle delivered messages for good (ack, or reject/nack without requeue).
-    Settle(Vec<u64>),
+    /// basic.ack: delivered messages are done with.
+    Ack(Vec<u64>),
+    /// basic.reject / basic.nack without requeue: discarded as `rejected` (dead-lettered
+    /// when the queue has a dead-letter exchange).
+    Reject(Vec<u64>),
     /// Put delivered messages back in their original place, marked redelivered.
     Requeue(Vec<u64>),
     /// Deliveries that never reached their consumer: back in place, flags unchanged.
@@ -104,6 +126,8 @@ pub enum QueueCmd {
     },
     /// Credit became available somewhere: try delivering again.
     Kick,
+    /// The queue was redeclared: its `x-expires` period starts again.
+    Touch,
 }
 
 /// What a queue is declared (or recovered) with.

@@ -5,14 +5,19 @@
 //!
 //! Entries of a durable queue may be paged: only the store id is kept (and a weak pointer
 //! in case the message is still in memory elsewhere), and the actor loads them back as
-//! they come near the head. `loaded_bytes` is what the list holds in memory.
+//! they come near the head. `loaded_bytes` is what the list holds in memory, `body_bytes`
+//! the body bytes of loaded entries (RabbitMQ's `message_bytes_ready`; a queue with
+//! `x-max-length-bytes` never pages, so for it the count is exact).
+//!
+//! Messages recovered after a restart get their per-message TTL when they are loaded,
+//! counted from the restart (a queue's own TTL is applied at recovery).
 
 use std::collections::VecDeque;
 use std::sync::{Arc, Weak};
 
 use tokio::time::Instant;
 
-use crate::broker::message::{Message, QueuedMessage};
+use crate::model::message::{Message, QueuedMessage};
 
 #[derive(Debug, Clone)]
 pub enum Payload {
@@ -31,6 +36,8 @@ pub struct ReadyEntry {
     pub payload: Payload,
     pub redelivered: bool,
     pub expires_at: Option<Instant>,
+    /// Quorum queues: how often it was returned.
+    pub delivery_count: u32,
 }
 
 impl ReadyEntry {
@@ -55,6 +62,13 @@ impl ReadyEntry {
             Payload::Paged { .. } => 0,
         }
     }
+
+    fn body_bytes(&self) -> usize {
+        match &self.payload {
+            Payload::Loaded(m) => m.body.len(),
+            Payload::Paged { .. } => 0,
+        }
+    }
 }
 
 impl From<QueuedMessage> for ReadyEntry {
@@ -64,6 +78,7 @@ impl From<QueuedMessage> for ReadyEntry {
             payload: Payload::Loaded(m.message),
             redelivered: m.redelivered,
             expires_at: m.expires_at,
+            delivery_count: m.delivery_count,
         }
     }
 }
@@ -73,6 +88,10 @@ pub struct ReadyList {
     levels: Vec<VecDeque<ReadyEntry>>,
     len: usize,
     loaded_bytes: usize,
+    body_bytes: usize,
+    /// Entries with ids up to this one were recovered at this instant: their per-message
+    /// TTL runs from then.
+    recovered: Option<(u64, Instant)>,
 }
 
 impl ReadyList {
@@ -82,7 +101,30 @@ impl ReadyList {
             levels: (0..n).map(|_| VecDeque::new()).collect(),
             len: 0,
             loaded_bytes: 0,
+            body_bytes: 0,
+            recovered: None,
         }
+    }
+
+    /// Entries up to `last_id` came from the store at `at`.
+    pub fn set_recovered(&mut self, last_id: u64, at: Instant) {
+        self.recovered = Some((last_id, at));
+    }
+
+    pub fn body_bytes(&self) -> usize {
+        self.body_bytes
+    }
+
+    fn added(&mut self, e: &ReadyEntry) {
+        self.loaded_bytes += e.bytes();
+        self.body_bytes += e.body_bytes();
+        self.len += 1;
+    }
+
+    fn removed(&mut self, e: &ReadyEntry) {
+        self.loaded_bytes -= e.bytes();
+        self.body_bytes -= e.body_bytes();
+        self.len -= 1;
     }
 
     pub fn is_priority(&self) -> bool {
@@ -109,9 +151,8 @@ impl ReadyList {
     pub fn push(&mut self, m: QueuedMessage) {
         let l = self.level_of(m.message.priority);
         let e = ReadyEntry::from(m);
-        self.loaded_bytes += e.bytes();
+        self.added(&e);
         self.levels[l].push_back(e);
-        self.len += 1;
     }
 
     /// Append a stored message without keeping it in memory (priority level 0; paged
@@ -124,20 +165,22 @@ impl ReadyList {
         redelivered: bool,
         expires_at: Option<Instant>,
     ) {
-        self.levels[0].push_back(ReadyEntry {
+        let e = ReadyEntry {
             id,
             payload: Payload::Paged { store_id, weak },
             redelivered,
             expires_at,
-        });
-        self.len += 1;
+            delivery_count: 0,
+        };
+        self.added(&e);
+        self.levels[0].push_back(e);
     }
 
     /// Return a message to the place its id gives it within its level.
     pub fn put_back(&mut self, m: QueuedMessage) {
         let l = self.level_of(m.message.priority);
         let e = ReadyEntry::from(m);
-        self.loaded_bytes += e.bytes();
+        self.added(&e);
         let level = &mut self.levels[l];
         if level.front().is_none_or(|f| e.id < f.id) {
             level.push_front(e);
@@ -145,14 +188,12 @@ impl ReadyList {
             let at = level.partition_point(|x| x.id < e.id);
             level.insert(at, e);
         }
-        self.len += 1;
     }
 
     /// The next entry to deliver: highest priority first, oldest first within it.
     pub fn pop(&mut self) -> Option<ReadyEntry> {
         let e = self.levels.iter_mut().rev().find_map(|l| l.pop_front())?;
-        self.len -= 1;
-        self.loaded_bytes -= e.bytes();
+        self.removed(&e);
         Some(e)
     }
 
@@ -191,7 +232,15 @@ impl ReadyList {
             match m {
                 Some(m) => {
                     self.loaded_bytes += m.body.len() + m.properties.len();
-                    self.levels[l][i].payload = Payload::Loaded(m);
+                    self.body_bytes += m.body.len();
+                    let e = &mut self.levels[l][i];
+                    if let (Some((last, at)), Some(ttl)) = (self.recovered, m.expiration) {
+                        if e.id <= last {
+                            let t = at + std::time::Duration::from_millis(ttl);
+                            e.expires_at = Some(e.expires_at.map_or(t, |x| x.min(t)));
+                        }
+                    }
+                    e.payload = Payload::Loaded(m);
                 }
                 None => gone.push((l, i)),
             }
@@ -212,6 +261,7 @@ impl ReadyList {
             {
                 if let Some(e) = level.pop_front() {
                     self.loaded_bytes -= e.bytes();
+                    self.body_bytes -= e.body_bytes();
                     out.push(e);
                     dropped += 1;
                 }
@@ -244,6 +294,7 @@ impl ReadyList {
     pub fn drain(&mut self) -> Vec<ReadyEntry> {
         self.len = 0;
         self.loaded_bytes = 0;
+        self.body_bytes = 0;
         self.levels.iter_mut().flat_map(|l| l.drain(..)).collect()
     }
 }
@@ -256,7 +307,7 @@ mod tests {
 
     fn message(priority: u8, store_id: u64) -> Arc<Message> {
         Arc::new(Message {
-            accounted: crate::broker::message::Accounted::new(
+            accounted: crate::model::message::Accounted::new(
                 &Bytes::new(),
                 &Bytes::from_static(b"0123456789"),
             ),
@@ -277,6 +328,7 @@ mod tests {
             message: message(priority, 0),
             redelivered: false,
             expires_at,
+            delivery_count: 0,
         }
     }
 
@@ -301,6 +353,7 @@ mod tests {
                     message: m,
                     redelivered: true,
                     expires_at: None,
+                    delivery_count: 0,
                 }
             })
             .collect();
@@ -350,6 +403,7 @@ mod tests {
             message: message(0, 5),
             redelivered: false,
             expires_at: None,
+            delivery_count: 0,
         });
         r.push_paged(2, 6, Weak::new(), true, None);
         r.push_paged(3, 7, Arc::downgrade(&kept), false, None);

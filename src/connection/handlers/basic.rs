@@ -282,7 +282,8 @@ impl Connection {
         for (q, ids) in group_by_queue(entries) {
             let cmd = match how {
                 Settle::Requeue => QueueCmd::Requeue(ids),
-                Settle::Ack | Settle::Discard => QueueCmd::Settle(ids),
+                Settle::Ack => QueueCmd::Ack(ids),
+                Settle::Discard => QueueCmd::Reject(ids),
             };
             q.send(cmd).await;
         }

@@ -10,10 +10,10 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::broker::message::Message;
 use crate::broker::queue::{QueueCmd, QueueHandle};
 use crate::connection::channel::{BodyParts, PendingPublish, Phase};
 use crate::connection::Connection;
+use crate::model::message::Message;
 use crate::protocol::content::{decode_headers, encode_content, parse_header, peek_properties};
 use crate::protocol::{method, reply, AmqpError};
 use crate::store::{Completion, ConfirmToken};
@@ -217,7 +217,7 @@ impl Connection {
         let persistent = peek.persistent();
         let (properties, body) = compact(header.properties, p.body.into_bytes());
         let message = Arc::new(Message {
-            accounted: crate::broker::message::Accounted::new(&properties, &body),
+            accounted: crate::model::message::Accounted::new(&properties, &body),
             persistent,
             priority: peek.priority.unwrap_or(0),
             expiration,
@@ -225,18 +225,17 @@ impl Connection {
             routing_key: p.routing_key,
             properties,
             body,
-            store_id: if persistent {
-                self.broker.next_store_id()
-            } else {
-                0
-            },
+            store_id: crate::model::message::next_store_id(),
         });
+        self.broker
+            .alarm
+            .note_messages(crate::model::message::message_bytes());
         let confirming = self
             .channels
             .get(&ch)
             .is_some_and(|s| s.confirm_next.is_some());
-        let events = if confirming {
-            Some(self.events())
+        let sink = if confirming {
+            Some(self.confirm_sink())
         } else {
             None
         };
@@ -247,27 +246,25 @@ impl Connection {
             tx.publishes.push((message, p.mandatory));
             return Ok(());
         }
-        let token = state
-            .confirm_next
-            .as_mut()
-            .zip(events)
-            .map(|(next, events)| {
-                let seq = *next;
-                *next += 1;
-                state.confirm_pending.insert(seq);
-                ConfirmToken::new(Completion::Confirm {
-                    events,
-                    channel_id: ch,
-                    epoch: state.link.epoch,
-                    seq,
-                })
-            });
+        let token = state.confirm_next.as_mut().zip(sink).map(|(next, sink)| {
+            let seq = *next;
+            *next += 1;
+            state.confirm_pending.insert(seq);
+            ConfirmToken::new(Completion::Confirm {
+                sink,
+                channel_id: ch,
+                epoch: state.link.epoch,
+                seq,
+            })
+        });
         self.route_and_enqueue(ch, message, p.mandatory, token.clone())
             .await;
-        // Nothing went to the store: confirm now. Otherwise the token fires once the
-        // writer has committed every stored copy.
-        if let Some(Completion::Confirm { seq, .. }) = token.and_then(ConfirmToken::try_disarm) {
-            self.confirm_done(ch, seq, true);
+        // Nothing went to the store and every queue has let go: confirm now (a nack if a
+        // queue refused it). Otherwise the token fires once the last holder drops it.
+        if let Some((Completion::Confirm { seq, .. }, ok)) =
+            token.and_then(ConfirmToken::try_disarm)
+        {
+            self.confirm_done(ch, seq, ok);
         }
         Ok(())
     }
@@ -313,8 +310,9 @@ impl Connection {
             return;
         }
         for q in targets {
-            // Only a copy that will be stored holds up the confirm.
-            let confirm = if message.persistent && q.store_key.is_some() {
+            // Only a copy that will be stored, or a queue that may refuse it, holds up
+            // the confirm.
+            let confirm = if q.takes_confirm(&message) {
                 confirm.clone()
             } else {
                 None

@@ -15,6 +15,24 @@ fn server_named() -> String {
 }
 
 impl Connection {
+    /// As RabbitMQ at declare time: a queue with a dead-letter exchange needs read on the
+    /// queue and write on that exchange, since its messages will be published there.
+    fn authorize_dead_letter_exchange(
+        &self,
+        queue: &str,
+        arguments: &amq_protocol::types::FieldTable,
+    ) -> Result<(), AmqpError> {
+        let dlx = match arguments.inner().get("x-dead-letter-exchange") {
+            Some(amq_protocol::types::AMQPValue::LongString(s)) => {
+                String::from_utf8_lossy(s.as_bytes()).into_owned()
+            }
+            Some(amq_protocol::types::AMQPValue::ShortString(s)) => s.as_str().to_owned(),
+            _ => return Ok(()), // absent, or a wrong type that the declare refuses
+        };
+        self.authorize(Access::Read, ResourceKind::Queue, queue)?;
+        self.authorize(Access::Write, ResourceKind::Exchange, &dlx)
+    }
+
     /// Resolve RabbitMQ's "empty name = last declared queue" shorthand.
     fn queue_name(&self, ch: u16, name: &str) -> Result<String, AmqpError> {
         if !name.is_empty() {
@@ -47,6 +65,7 @@ impl Connection {
                 requested.to_owned()
             };
             self.authorize(Access::Configure, ResourceKind::Queue, &name)?;
+            self.authorize_dead_letter_exchange(&name, &d.arguments)?;
             self.vhost
                 .declare_queue(
                     QueueSpec {

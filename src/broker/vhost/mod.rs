@@ -3,6 +3,12 @@
 //! holds a lock beyond one exchange's binding read. Changes to durable objects are committed
 //! to the store before the call returns (so declare-ok means durable); queue actors call
 //! `remove_queue` when they go. It never talks to connections.
+//!
+//! Queue declaration and deletion live in `queues.rs`, start-up recovery in `restore.rs`;
+//! each vhost has one dead-letter task (`broker::deadletter`), started on first use.
+
+mod queues;
+mod restore;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Weak};
@@ -10,10 +16,11 @@ use std::sync::{Arc, Weak};
 use amq_protocol::types::FieldTable;
 use dashmap::DashMap;
 
+use super::deadletter::DeadLetter;
 use super::exchange::{headers, Destination, Exchange, ExchangeKind};
-use super::queue::{self, args, QueueArgs, QueueCmd, QueueHandle, QueueInit, QueueStats};
+use super::queue::QueueHandle;
 use crate::protocol::AmqpError;
-use crate::store::codec::{queue_key, Definition};
+use crate::store::codec::Definition;
 use crate::store::{Store, StoreOp};
 
 /// Exchanges every vhost starts with, as in RabbitMQ.
@@ -62,6 +69,8 @@ pub struct VHost {
     meta: std::sync::RwLock<VHostMeta>,
     /// Flips to true when the vhost is deleted; its connections watch it and close.
     pub deleted: tokio::sync::watch::Sender<bool>,
+    /// The dead-letter task's mailbox, started by the first dead letter.
+    dead_letters: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<DeadLetter>>,
     me: Weak<VHost>,
 }
 
@@ -96,6 +105,7 @@ impl VHost {
             connections: std::sync::atomic::AtomicUsize::new(0),
             meta: Default::default(),
             deleted: tokio::sync::watch::channel(false).0,
+            dead_letters: std::sync::OnceLock::new(),
             exchanges: DashMap::new(),
             queues: DashMap::new(),
             store,
@@ -115,6 +125,14 @@ impl VHost {
             );
         }
         vhost
+    }
+
+    /// Hand a message to this vhost's dead-letter task (never waits: called by queues).
+    pub fn dead_letter(&self, dl: DeadLetter) {
+        let tx = self
+            .dead_letters
+            .get_or_init(|| super::deadletter::spawn(self.me.clone()));
+        let _ = tx.send(dl);
     }
 
     /// The limit named `name` in force: this vhost's own, else `default` (0 = none).
@@ -502,152 +520,6 @@ impl VHost {
         }
     }
 
-    /// Declare (or find) a queue. Returns the handle and whether it was created now.
-    pub async fn declare_queue(
-        &self,
-        spec: QueueSpec,
-        connection_id: u64,
-    ) -> Result<(Arc<QueueHandle>, bool), AmqpError> {
-        let (q, created) = self.declare_queue_now(spec, connection_id)?;
-        if created && q.store_key.is_some() {
-            self.persist(vec![StoreOp::PutDefinition(self.queue_definition(&q))])
-                .await;
-        }
-        Ok((q, created))
-    }
-
-    fn queue_definition(&self, q: &QueueHandle) -> Definition {
-        Definition::Queue {
-            vhost: self.name.clone(),
-            name: q.name.to_string(),
-            auto_delete: q.auto_delete,
-            arguments: q.arguments.clone(),
-        }
-    }
-
-    fn declare_queue_now(
-        &self,
-        spec: QueueSpec,
-        connection_id: u64,
-    ) -> Result<(Arc<QueueHandle>, bool), AmqpError> {
-        if let Some(q) = self.queues.get(&spec.name).map(|q| q.clone()) {
-            self.check_exclusive(&q, connection_id)?;
-            self.check_queue_equivalent(&q, &spec)?;
-            return Ok((q, false));
-        }
-        let parsed = QueueArgs::parse(&spec.arguments, &spec.name, &self.name)?;
-        if let Some(max) = self.limit("max-queues", self.max_queues as u64) {
-            if self.queues.len() as u64 >= max {
-                return Err(AmqpError::precondition_failed(format!(
-                    "cannot declare queue '{}': queue limit in vhost '{}' ({max}) is reached",
-                    spec.name, self.name
-                )));
-            }
-        }
-        let mut created = false;
-        let q = self
-            .queues
-            .entry(spec.name.clone())
-            .or_insert_with(|| {
-                created = true;
-                // Exclusive queues die with their connection, so they are never stored.
-                let store = match (&self.store, spec.durable && !spec.exclusive) {
-                    (Some(store), true) => {
-                        Some((store.clone(), queue_key(&self.name, &spec.name).into()))
-                    }
-                    _ => None,
-                };
-                queue::spawn(
-                    QueueInit {
-                        name: spec.name.as_str().into(),
-                        durable: spec.durable,
-                        auto_delete: spec.auto_delete,
-                        exclusive_owner: spec.exclusive.then_some(connection_id),
-                        arguments: spec.arguments.clone(),
-                        args: parsed,
-                        store,
-                        recovered: Vec::new(),
-                        ram_limit: self.queue_ram_limit,
-                    },
-                    self.me.clone(),
-                )
-            })
-            .clone();
-        if !created {
-            self.check_exclusive(&q, connection_id)?;
-            self.check_queue_equivalent(&q, &spec)?;
-        }
-        Ok((q, created))
-    }
-
-    fn check_queue_equivalent(&self, q: &QueueHandle, spec: &QueueSpec) -> Result<(), AmqpError> {
-        let inequivalent = |arg: &str, received: bool, current: bool| {
-            AmqpError::precondition_failed(format!(
-                "inequivalent arg '{arg}' for queue '{}' in vhost '{}': received '{}' but current is '{}'",
-                q.name,
-                self.name,
-                same(received),
-                same(current)
-            ))
-        };
-        if q.durable != spec.durable {
-            return Err(inequivalent("durable", spec.durable, q.durable));
-        }
-        if q.exclusive_owner.is_some() != spec.exclusive {
-            return Err(inequivalent(
-                "exclusive",
-                spec.exclusive,
-                q.exclusive_owner.is_some(),
-            ));
-        }
-        if q.auto_delete != spec.auto_delete {
-            return Err(inequivalent("auto_delete", spec.auto_delete, q.auto_delete));
-        }
-        args::check_equivalent(&q.arguments, &spec.arguments, &q.name, &self.name)
-    }
-
-    pub async fn queue_stats(&self, q: &QueueHandle) -> QueueStats {
-        q.ask(|reply| QueueCmd::Stats { reply })
-            .await
-            .unwrap_or_default()
-    }
-
-    /// queue.delete: the actor checks if-unused/if-empty, tells its consumers, leaves the
-    /// vhost and the store, and stops.
-    pub async fn delete_queue(
-        &self,
-        q: &Arc<QueueHandle>,
-        if_unused: bool,
-        if_empty: bool,
-    ) -> Result<u32, AmqpError> {
-        q.ask(|reply| QueueCmd::Delete {
-            if_unused,
-            if_empty,
-            reply,
-        })
-        .await
-        .unwrap_or(Ok(0))
-    }
-
-    /// Called by a queue's actor as it goes: take it out of the tables (only this very
-    /// queue, not a namesake declared since) and its bindings with it. Returns the store
-    /// changes for its durable definitions, which the actor commits with its own.
-    pub fn remove_queue(&self, q: &Arc<QueueHandle>) -> Vec<StoreOp> {
-        let mut ops = Vec::new();
-        if self
-            .queues
-            .remove_if(q.name.as_ref(), |_, v| Arc::ptr_eq(v, q))
-            .is_none()
-        {
-            return ops;
-        }
-        if q.store_key.is_some() {
-            ops.push(StoreOp::DeleteDefinition(self.queue_definition(q)));
-        }
-        self.remove_destination(&Destination::Queue(q.name.clone()), &mut ops);
-        ops
-    }
-
     /// Where a message published to `exchange` with `routing_key` goes, following
     /// exchange-to-exchange bindings; each queue once.
     pub fn route(
@@ -687,91 +559,5 @@ impl VHost {
     /// The default exchange: the queue named by the routing key.
     pub fn route_default(&self, routing_key: &str) -> Option<Arc<QueueHandle>> {
         self.queues.get(routing_key).map(|q| q.clone())
-    }
-
-    /// Rebuild this vhost from the store at start: exchanges, queues with their messages
-    /// (in order; delivered ones marked redelivered), then bindings. Nothing is re-stored.
-    pub fn restore(
-        &self,
-        definitions: &[Definition],
-        positions: &mut std::collections::HashMap<String, Vec<(u64, u64, bool)>>,
-    ) -> usize {
-        let mut restored = 0;
-        for d in definitions {
-            if let Definition::Exchange {
-                vhost,
-                name,
-                kind,
-                auto_delete,
-                internal,
-                arguments,
-            } = d
-            {
-                let Some(kind) = ExchangeKind::parse(kind).filter(|_| vhost == &self.name) else {
-                    continue;
-                };
-                self.exchanges.insert(
-                    name.clone(),
-                    Arc::new(Exchange::new(
-                        name,
-                        kind,
-                        true,
-                        *auto_delete,
-                        *internal,
-                        arguments.clone(),
-                    )),
-                );
-            }
-        }
-        for d in definitions {
-            if let Definition::Queue {
-                vhost,
-                name,
-                auto_delete,
-                arguments,
-            } = d
-            {
-                if vhost != &self.name {
-                    continue;
-                }
-                let key = queue_key(&self.name, name);
-                let recovered = positions.remove(&key).unwrap_or_default();
-                restored += recovered.len();
-                let args = QueueArgs::parse(arguments, name, &self.name).unwrap_or_default();
-                let handle = queue::spawn(
-                    QueueInit {
-                        name: name.as_str().into(),
-                        durable: true,
-                        auto_delete: *auto_delete,
-                        exclusive_owner: None,
-                        arguments: arguments.clone(),
-                        args,
-                        store: self.store.clone().map(|s| (s, key.into())),
-                        recovered,
-                        ram_limit: self.queue_ram_limit,
-                    },
-                    self.me.clone(),
-                );
-                self.queues.insert(name.clone(), handle);
-            }
-        }
-        for d in definitions {
-            if let Definition::Binding {
-                vhost,
-                source,
-                destination,
-                routing_key,
-                arguments,
-            } = d
-            {
-                if vhost != &self.name {
-                    continue;
-                }
-                if let Some(x) = self.exchanges.get(source.as_str()) {
-                    x.bind(destination.clone(), routing_key, arguments.clone());
-                }
-            }
-        }
-        restored
     }
 }

@@ -1,0 +1,455 @@
+//! Dead-lettering, as RabbitMQ 3.x does it. A queue whose message leaves without an ack
+//! (rejected, expired, pushed out by a length limit, past its delivery limit) and that has
+//! `x-dead-letter-exchange` hands a `DeadLetter` to its vhost's dead-letter task, without
+//! waiting: the task, not the queue, re-publishes it, so a queue never awaits another
+//! queue's mailbox and two queues that dead-letter into each other cannot deadlock.
+//!
+//! The task adds the `x-death` history (the entry for the same queue and reason moved to
+//! the front with its count raised), the `x-first-death-*` headers, drops `expiration`
+//! (kept as `original-expiration`) and, with `x-dead-letter-routing-key`, the `CC` header;
+//! it routes through the dead-letter exchange like a publisher and drops copies that would
+//! go round a cycle with no rejection on the way. A stored copy leaves its old queue's
+//! store only once every stored copy in the new queues is committed (at-least-once).
+
+use std::sync::{Arc, Weak};
+
+use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString};
+use tokio::sync::mpsc;
+
+use super::queue::{QueueCmd, QueueHandle};
+use super::vhost::VHost;
+use crate::model::message::{Accounted, Message};
+use crate::protocol::content::{decode_headers, peek_properties, rewrite_properties};
+use crate::store::{Completion, ConfirmToken, Store, StoreOp};
+
+/// Why a message left its queue without an ack (RabbitMQ's `x-death` reasons).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reason {
+    Rejected,
+    Expired,
+    Maxlen,
+    DeliveryLimit,
+}
+
+impl Reason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::Rejected => "rejected",
+            Reason::Expired => "expired",
+            Reason::Maxlen => "maxlen",
+            Reason::DeliveryLimit => "delivery_limit",
+        }
+    }
+}
+
+/// One message on its way from a queue to that queue's dead-letter exchange.
+#[derive(Debug)]
+pub struct DeadLetter {
+    pub message: Arc<Message>,
+    pub reason: Reason,
+    pub queue: Arc<str>,
+    pub exchange: String,
+    /// `x-dead-letter-routing-key`; None keeps the message's own routing keys.
+    pub routing_key: Option<String>,
+    /// Taking the copy out of the old queue's store, applied once the new copies are stored.
+    pub release: Option<(Store, StoreOp)>,
+}
+
+/// Start a vhost's dead-letter task; it ends when the vhost (the sender's owner) goes.
+pub fn spawn(vhost: Weak<VHost>) -> mpsc::UnboundedSender<DeadLetter> {
+    // Unbounded on purpose: a queue must never wait here (the task may be waiting on that
+    // very queue). What it holds is counted by the memory alarm like any queued message.
+    let (tx, mut rx) = mpsc::unbounded_channel::<DeadLetter>();
+    tokio::spawn(async move {
+        while let Some(dl) = rx.recv().await {
+            let Some(vhost) = vhost.upgrade() else {
+                break;
+            };
+            publish(&vhost, dl).await;
+        }
+    });
+    tx
+}
+
+fn text(v: Option<&AMQPValue>) -> Option<String> {
+    match v? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+fn long_string(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()))
+}
+
+/// The CC header's routing keys (sender-selected distribution), if any.
+fn cc_keys(headers: &FieldTable) -> Vec<String> {
+    match headers.inner().get("CC") {
+        Some(AMQPValue::FieldArray(a)) => {
+            a.as_slice().iter().filter_map(|v| text(Some(v))).collect()
+        }
+        _ => Vec::new(),
+    }
+}
+
+/// What the dead-lettered copy is: its headers after this death, and the routing keys it
+/// is published with (the same keys go into the `x-death` entry).
+pub fn after_death(
+    mut headers: FieldTable,
+    expiration: Option<&str>,
+    reason: Reason,
+    queue: &str,
+    exchange: &str,
+    routing_key: &str,
+    dead_letter_routing_key: Option<&str>,
+    now_secs: u64,
+) -> (FieldTable, Vec<String>) {
+    let keys: Vec<String> = match dead_letter_routing_key {
+        Some(k) => vec![k.to_owned()],
+        None => std::iter::once(routing_key.to_owned())
+            .chain(cc_keys(&headers))
+            .collect(),
+    };
+    let death_keys: Vec<String> = match dead_letter_routing_key {
+        // x-death records the keys the message had, not the new one
+        Some(_) => std::iter::once(routing_key.to_owned())
+            .chain(cc_keys(&headers))
+            .collect(),
+        None => keys.clone(),
+    };
+    let dropped: &[&str] = match dead_letter_routing_key {
+        Some(_) => &["CC", "BCC"],
+        None => &["BCC"],
+    };
+    if dropped.iter().any(|k| headers.inner().contains_key(*k)) {
+        let mut kept = FieldTable::default();
+        for (k, v) in headers.inner() {
+            if !dropped.contains(&k.as_str()) {
+                kept.insert(k.clone(), v.clone());
+            }
+        }
+        headers = kept;
+    }
+    let mut deaths: Vec<AMQPValue> = match headers.inner().get("x-death") {
+        Some(AMQPValue::FieldArray(a)) => a.as_slice().to_vec(),
+        _ => Vec::new(),
+    };
+    let same = deaths.iter().position(|d| match d {
+        AMQPValue::FieldTable(t) => {
+            text(t.inner().get("queue")).as_deref() == Some(queue)
+                && text(t.inner().get("reason")).as_deref() == Some(reason.as_str())
+        }
+        _ => false,
+    });
+    let entry = match same {
+        Some(i) => {
+            let mut t = match deaths.remove(i) {
+                AMQPValue::FieldTable(t) => t,
+                _ => FieldTable::default(),
+            };
+            let count = match t.inner().get("count") {
+                Some(AMQPValue::LongLongInt(n)) => *n,
+                Some(AMQPValue::LongInt(n)) => *n as i64,
+                _ => 0,
+            };
+            // RabbitMQ 3.x keeps the entry's first time and raises only its count.
+            t.insert("count".into(), AMQPValue::LongLongInt(count + 1));
+            t
+        }
+        None => {
+            let mut t = FieldTable::default();
+            t.insert("count".into(), AMQPValue::LongLongInt(1));
+            t.insert("exchange".into(), long_string(exchange));
+            if let Some(e) = expiration {
+                t.insert("original-expiration".into(), long_string(e));
+            }
+            t.insert("queue".into(), long_string(queue));
+            t.insert("reason".into(), long_string(reason.as_str()));
+            let rks: Vec<AMQPValue> = death_keys.iter().map(|k| long_string(k)).collect();
+            t.insert(
+                "routing-keys".into(),
+                AMQPValue::FieldArray(FieldArray::from(rks)),
+            );
+            t.insert("time".into(), AMQPValue::Timestamp(now_secs));
+            t
+        }
+    };
+    let first = deaths.is_empty() && same.is_none();
+    deaths.insert(0, AMQPValue::FieldTable(entry));
+    if first && !headers.inner().contains_key("x-first-death-reason") {
+        headers.insert("x-first-death-exchange".into(), long_string(exchange));
+        headers.insert("x-first-death-queue".into(), long_string(queue));
+        headers.insert("x-first-death-reason".into(), long_string(reason.as_str()));
+    }
+    headers.insert(
+        "x-death".into(),
+        AMQPValue::FieldArray(FieldArray::from(deaths)),
+    );
+    (headers, keys)
+}
+
+/// RabbitMQ's cycle rule: a copy for `target` goes round a cycle when `target` is in the
+/// history and no death since its last one there was a rejection.
+pub fn is_cycle(target: &str, deaths: &[AMQPValue]) -> bool {
+    let tables: Vec<&FieldTable> = deaths
+        .iter()
+        .filter_map(|d| match d {
+            AMQPValue::FieldTable(t) => Some(t),
+            _ => None,
+        })
+        .collect();
+    let Some(at) = tables
+        .iter()
+        .position(|t| text(t.inner().get("queue")).as_deref() == Some(target))
+    else {
+        return false;
+    };
+    tables[..=at]
+        .iter()
+        .all(|t| text(t.inner().get("reason")).as_deref() != Some("rejected"))
+}
+
+fn now_secs() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// Re-publish one dead letter through its exchange.
+async fn publish(vhost: &VHost, dl: DeadLetter) {
+    // Whatever happens below, the old copy may leave the store once the new ones are in.
+    let release = dl
+        .release
+        .map(|(store, op)| ConfirmToken::new(Completion::Then(store, vec![op])));
+    let exchange = if dl.exchange.is_empty() {
+        None
+    } else {
+        match vhost.exchange(&dl.exchange) {
+            Ok(x) => Some(x),
+            Err(_) => {
+                tracing::warn!(
+                    "dead-letter exchange '{}' in vhost '{}' does not exist; a message {} from queue '{}' is dropped",
+                    dl.exchange,
+                    vhost.name,
+                    dl.reason.as_str(),
+                    dl.queue
+                );
+                return;
+            }
+        }
+    };
+    let m = &dl.message;
+    let peek = peek_properties(&m.properties).unwrap_or_default();
+    let headers = peek
+        .headers
+        .and_then(|r| decode_headers(&m.properties, r).ok())
+        .unwrap_or_default();
+    let expiration = peek
+        .expiration
+        .map(|r| String::from_utf8_lossy(&m.properties[r]).into_owned());
+    let (headers, keys) = after_death(
+        headers,
+        expiration.as_deref(),
+        dl.reason,
+        &dl.queue,
+        &m.exchange,
+        &m.routing_key,
+        dl.routing_key.as_deref(),
+        now_secs(),
+    );
+    let Ok(properties) = rewrite_properties(&m.properties, Some(&headers), true) else {
+        return;
+    };
+    let body = m.body.clone();
+    let message = Arc::new(Message {
+        accounted: Accounted::new(&properties, &body),
+        exchange: dl.exchange.as_str().into(),
+        routing_key: keys.first().map(String::as_str).unwrap_or("").into(),
+        properties,
+        body,
+        persistent: m.persistent,
+        priority: m.priority,
+        expiration: None,
+        store_id: crate::model::message::next_store_id(),
+    });
+    let mut targets: Vec<Arc<QueueHandle>> = Vec::new();
+    for key in &keys {
+        match &exchange {
+            None => targets.extend(vhost.route_default(key)),
+            Some(x) => {
+                let mut h = || Some(headers.clone());
+                vhost.route(x, key, &mut h, &mut targets);
+            }
+        }
+    }
+    let mut seen = std::collections::HashSet::new();
+    targets.retain(|q| seen.insert(Arc::as_ptr(q) as usize));
+    if dl.reason != Reason::Rejected {
+        if let Some(AMQPValue::FieldArray(deaths)) = headers.inner().get("x-death") {
+            targets.retain(|q| !is_cycle(&q.name, deaths.as_slice()));
+        }
+    }
+    for q in targets {
+        let confirm = if q.stores(&message) {
+            release.clone()
+        } else {
+            None
+        };
+        q.send(QueueCmd::Publish {
+            message: message.clone(),
+            confirm,
+        })
+        .await;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn deaths(h: &FieldTable) -> Vec<FieldTable> {
+        match h.inner().get("x-death") {
+            Some(AMQPValue::FieldArray(a)) => a
+                .as_slice()
+                .iter()
+                .filter_map(|v| match v {
+                    AMQPValue::FieldTable(t) => Some(t.clone()),
+                    _ => None,
+                })
+                .collect(),
+            _ => vec![],
+        }
+    }
+
+    #[test]
+    fn first_death_adds_history_and_first_death_headers() {
+        let (h, keys) = after_death(
+            FieldTable::default(),
+            Some("5000"),
+            Reason::Expired,
+            "delay",
+            "orders",
+            "order.created",
+            None,
+            42,
+        );
+        assert_eq!(keys, vec!["order.created"]);
+        let d = deaths(&h);
+        assert_eq!(d.len(), 1);
+        assert_eq!(d[0].inner().get("count"), Some(&AMQPValue::LongLongInt(1)));
+        assert_eq!(text(d[0].inner().get("reason")).as_deref(), Some("expired"));
+        assert_eq!(
+            text(d[0].inner().get("original-expiration")).as_deref(),
+            Some("5000")
+        );
+        assert_eq!(
+            text(h.inner().get("x-first-death-queue")).as_deref(),
+            Some("delay")
+        );
+    }
+
+    #[test]
+    fn same_queue_and_reason_moves_to_the_front_with_its_count_raised() {
+        let (h, _) = after_death(
+            FieldTable::default(),
+            None,
+            Reason::Rejected,
+            "work",
+            "",
+            "work",
+            Some("retry"),
+            1,
+        );
+        let (h, _) = after_death(
+            h,
+            None,
+            Reason::Expired,
+            "retry",
+            "",
+            "retry",
+            Some("work"),
+            2,
+        );
+        let (h, keys) = after_death(
+            h,
+            None,
+            Reason::Rejected,
+            "work",
+            "",
+            "work",
+            Some("retry"),
+            3,
+        );
+        assert_eq!(keys, vec!["retry"]);
+        let d = deaths(&h);
+        assert_eq!(d.len(), 2);
+        assert_eq!(text(d[0].inner().get("queue")).as_deref(), Some("work"));
+        assert_eq!(d[0].inner().get("count"), Some(&AMQPValue::LongLongInt(2)));
+        assert_eq!(d[0].inner().get("time"), Some(&AMQPValue::Timestamp(1)));
+        assert_eq!(
+            text(h.inner().get("x-first-death-reason")).as_deref(),
+            Some("rejected")
+        );
+    }
+
+    #[test]
+    fn a_cycle_without_rejection_is_one_but_a_rejection_breaks_it() {
+        let (h, _) = after_death(
+            FieldTable::default(),
+            None,
+            Reason::Expired,
+            "a",
+            "",
+            "a",
+            None,
+            0,
+        );
+        let d: Vec<AMQPValue> = deaths(&h).into_iter().map(AMQPValue::FieldTable).collect();
+        assert!(is_cycle("a", &d));
+        assert!(!is_cycle("b", &d));
+        let (h, _) = after_death(
+            FieldTable::default(),
+            None,
+            Reason::Rejected,
+            "a",
+            "",
+            "a",
+            None,
+            0,
+        );
+        let (h, _) = after_death(h, None, Reason::Expired, "b", "", "a", None, 0);
+        let d: Vec<AMQPValue> = deaths(&h).into_iter().map(AMQPValue::FieldTable).collect();
+        assert!(!is_cycle("a", &d));
+        assert!(is_cycle("b", &d));
+    }
+
+    #[test]
+    fn a_dead_letter_routing_key_replaces_the_keys_and_drops_cc() {
+        let mut h = FieldTable::default();
+        h.insert(
+            "CC".into(),
+            AMQPValue::FieldArray(FieldArray::from(vec![long_string("b")])),
+        );
+        let (h, keys) = after_death(h.clone(), None, Reason::Rejected, "q", "x", "a", None, 0);
+        assert_eq!(keys, vec!["a", "b"]);
+        assert!(h.inner().contains_key("CC"));
+        let mut h2 = FieldTable::default();
+        h2.insert(
+            "CC".into(),
+            AMQPValue::FieldArray(FieldArray::from(vec![long_string("b")])),
+        );
+        let (h2, keys) = after_death(h2, None, Reason::Rejected, "q", "x", "a", Some("z"), 0);
+        assert_eq!(keys, vec!["z"]);
+        assert!(!h2.inner().contains_key("CC"));
+        let d = deaths(&h2);
+        assert_eq!(
+            d[0].inner().get("routing-keys"),
+            Some(&AMQPValue::FieldArray(FieldArray::from(vec![
+                long_string("a"),
+                long_string("b")
+            ])))
+        );
+    }
+}

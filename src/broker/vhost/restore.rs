@@ -1,0 +1,97 @@
+//! Rebuilding a `VHost` from the store at start: exchanges, queues with their recovered
+//! positions, then bindings. Called once per vhost by `BrokerState::new`; re-stores nothing.
+
+use std::sync::Arc;
+
+use super::VHost;
+use crate::broker::exchange::{Exchange, ExchangeKind};
+use crate::broker::queue::{self, QueueArgs, QueueInit};
+use crate::store::codec::{queue_key, Definition};
+
+impl VHost {
+    /// Rebuild this vhost from the store at start: exchanges, queues with their messages
+    /// (in order; delivered ones marked redelivered), then bindings. Nothing is re-stored.
+    pub fn restore(
+        &self,
+        definitions: &[Definition],
+        positions: &mut std::collections::HashMap<String, Vec<(u64, u64, bool)>>,
+    ) -> usize {
+        let mut restored = 0;
+        for d in definitions {
+            if let Definition::Exchange {
+                vhost,
+                name,
+                kind,
+                auto_delete,
+                internal,
+                arguments,
+            } = d
+            {
+                let Some(kind) = ExchangeKind::parse(kind).filter(|_| vhost == &self.name) else {
+                    continue;
+                };
+                self.exchanges.insert(
+                    name.clone(),
+                    Arc::new(Exchange::new(
+                        name,
+                        kind,
+                        true,
+                        *auto_delete,
+                        *internal,
+                        arguments.clone(),
+                    )),
+                );
+            }
+        }
+        for d in definitions {
+            if let Definition::Queue {
+                vhost,
+                name,
+                auto_delete,
+                arguments,
+            } = d
+            {
+                if vhost != &self.name {
+                    continue;
+                }
+                let key = queue_key(&self.name, name);
+                let recovered = positions.remove(&key).unwrap_or_default();
+                restored += recovered.len();
+                let args = QueueArgs::parse(arguments, name, &self.name).unwrap_or_default();
+                let handle = queue::spawn(
+                    QueueInit {
+                        name: name.as_str().into(),
+                        durable: true,
+                        auto_delete: *auto_delete,
+                        exclusive_owner: None,
+                        arguments: arguments.clone(),
+                        args,
+                        store: self.store.clone().map(|s| (s, key.into())),
+                        recovered,
+                        ram_limit: self.queue_ram_limit,
+                    },
+                    self.me.clone(),
+                );
+                self.queues.insert(name.clone(), handle);
+            }
+        }
+        for d in definitions {
+            if let Definition::Binding {
+                vhost,
+                source,
+                destination,
+                routing_key,
+                arguments,
+            } = d
+            {
+                if vhost != &self.name {
+                    continue;
+                }
+                if let Some(x) = self.exchanges.get(source.as_str()) {
+                    x.bind(destination.clone(), routing_key, arguments.clone());
+                }
+            }
+        }
+        restored
+    }
+}

@@ -1,0 +1,147 @@
+//! Steps a RabbitMQ user takes with lapin, shared by the stories in tests/: declaring with
+//! arguments, publishing with properties, fetching with basic.get, reading headers, and
+//! waiting (with a bound) for something the broker does on its own time.
+
+use std::time::Duration;
+
+use lapin::message::BasicGetMessage;
+use lapin::options::*;
+use lapin::types::{AMQPValue, FieldTable, LongString};
+use lapin::{BasicProperties, Channel};
+
+pub fn args(pairs: &[(&str, AMQPValue)]) -> FieldTable {
+    let mut t = FieldTable::default();
+    for (k, v) in pairs {
+        t.insert((*k).into(), v.clone());
+    }
+    t
+}
+
+pub fn text(s: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(s.as_bytes().to_vec()))
+}
+
+pub async fn declare(ch: &Channel, name: &str, arguments: FieldTable) -> lapin::Result<u32> {
+    ch.queue_declare(name.into(), Default::default(), arguments)
+        .await
+        .map(|q| q.message_count())
+}
+
+pub async fn declare_durable(ch: &Channel, name: &str, arguments: FieldTable) -> lapin::Result<()> {
+    ch.queue_declare(
+        name.into(),
+        QueueDeclareOptions {
+            durable: true,
+            ..Default::default()
+        },
+        arguments,
+    )
+    .await
+    .map(|_| ())
+}
+
+/// Messages ready in `name` (passive declare).
+pub async fn depth(ch: &Channel, name: &str) -> u32 {
+    ch.queue_declare(
+        name.into(),
+        QueueDeclareOptions {
+            passive: true,
+            ..Default::default()
+        },
+        FieldTable::default(),
+    )
+    .await
+    .expect("queue exists")
+    .message_count()
+}
+
+pub async fn publish(
+    ch: &Channel,
+    exchange: &str,
+    routing_key: &str,
+    body: &[u8],
+    properties: BasicProperties,
+) {
+    ch.basic_publish(
+        exchange.into(),
+        routing_key.into(),
+        Default::default(),
+        body,
+        properties,
+    )
+    .await
+    .expect("publish");
+}
+
+pub fn persistent() -> BasicProperties {
+    BasicProperties::default().with_delivery_mode(2)
+}
+
+pub async fn get(ch: &Channel, queue: &str) -> Option<BasicGetMessage> {
+    ch.basic_get(queue.into(), BasicGetOptions { no_ack: false })
+        .await
+        .expect("basic.get")
+}
+
+/// basic.get until a message arrives, polling; a hang is a failure after 10 s.
+pub async fn wait_for_message(ch: &Channel, queue: &str) -> BasicGetMessage {
+    super::within(async {
+        loop {
+            if let Some(m) = get(ch, queue).await {
+                return m;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+}
+
+/// Poll `check` until it holds; a hang is a failure after 10 s.
+pub async fn wait_until<F, Fut>(mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = bool>,
+{
+    super::within(async {
+        while !check().await {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+}
+
+pub fn header<'a>(m: &'a BasicGetMessage, key: &str) -> Option<&'a AMQPValue> {
+    m.delivery.properties.headers().as_ref()?.inner().get(key)
+}
+
+pub fn as_text(v: Option<&AMQPValue>) -> Option<String> {
+    match v? {
+        AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+        AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+        _ => None,
+    }
+}
+
+pub fn as_int(v: Option<&AMQPValue>) -> Option<i64> {
+    match v? {
+        AMQPValue::LongLongInt(n) => Some(*n),
+        AMQPValue::LongInt(n) => Some(i64::from(*n)),
+        AMQPValue::ShortInt(n) => Some(i64::from(*n)),
+        _ => None,
+    }
+}
+
+/// The `x-death` entries of a dead-lettered message, newest first.
+pub fn deaths(m: &BasicGetMessage) -> Vec<FieldTable> {
+    match header(m, "x-death") {
+        Some(AMQPValue::FieldArray(a)) => a
+            .as_slice()
+            .iter()
+            .filter_map(|v| match v {
+                AMQPValue::FieldTable(t) => Some(t.clone()),
+                _ => None,
+            })
+            .collect(),
+        _ => Vec::new(),
+    }
+}
