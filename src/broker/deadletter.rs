@@ -93,18 +93,32 @@ fn cc_keys(headers: &FieldTable) -> Vec<String> {
     }
 }
 
+/// One death of a message: where, why and when, and where it goes next.
+#[derive(Debug, Clone, Copy)]
+pub struct Death<'a> {
+    pub reason: Reason,
+    pub queue: &'a str,
+    /// The exchange and routing key the message was last published with.
+    pub exchange: &'a str,
+    pub routing_key: &'a str,
+    /// Its `expiration` property, kept as `original-expiration`.
+    pub expiration: Option<&'a str>,
+    pub dead_letter_routing_key: Option<&'a str>,
+    pub time: u64,
+}
+
 /// What the dead-lettered copy is: its headers after this death, and the routing keys it
-/// is published with (the same keys go into the `x-death` entry).
-pub fn after_death(
-    mut headers: FieldTable,
-    expiration: Option<&str>,
-    reason: Reason,
-    queue: &str,
-    exchange: &str,
-    routing_key: &str,
-    dead_letter_routing_key: Option<&str>,
-    now_secs: u64,
-) -> (FieldTable, Vec<String>) {
+/// is published with (`x-death` records the keys it had).
+pub fn after_death(mut headers: FieldTable, death: &Death<'_>) -> (FieldTable, Vec<String>) {
+    let Death {
+        reason,
+        queue,
+        exchange,
+        routing_key,
+        expiration,
+        dead_letter_routing_key,
+        time: now_secs,
+    } = *death;
     let keys: Vec<String> = match dead_letter_routing_key {
         Some(k) => vec![k.to_owned()],
         None => std::iter::once(routing_key.to_owned())
@@ -251,13 +265,15 @@ async fn publish(vhost: &VHost, dl: DeadLetter) {
         .map(|r| String::from_utf8_lossy(&m.properties[r]).into_owned());
     let (headers, keys) = after_death(
         headers,
-        expiration.as_deref(),
-        dl.reason,
-        &dl.queue,
-        &m.exchange,
-        &m.routing_key,
-        dl.routing_key.as_deref(),
-        now_secs(),
+        &Death {
+            reason: dl.reason,
+            queue: &dl.queue,
+            exchange: &m.exchange,
+            routing_key: &m.routing_key,
+            expiration: expiration.as_deref(),
+            dead_letter_routing_key: dl.routing_key.as_deref(),
+            time: now_secs(),
+        },
     );
     let Ok(properties) = rewrite_properties(&m.properties, Some(&headers), true) else {
         return;
@@ -327,13 +343,15 @@ mod tests {
     fn first_death_adds_history_and_first_death_headers() {
         let (h, keys) = after_death(
             FieldTable::default(),
-            Some("5000"),
-            Reason::Expired,
-            "delay",
-            "orders",
-            "order.created",
-            None,
-            42,
+            &Death {
+                reason: Reason::Expired,
+                queue: "delay",
+                exchange: "orders",
+                routing_key: "order.created",
+                expiration: Some("5000"),
+                dead_letter_routing_key: None,
+                time: 42,
+            },
         );
         assert_eq!(keys, vec!["order.created"]);
         let d = deaths(&h);
@@ -354,33 +372,39 @@ mod tests {
     fn same_queue_and_reason_moves_to_the_front_with_its_count_raised() {
         let (h, _) = after_death(
             FieldTable::default(),
-            None,
-            Reason::Rejected,
-            "work",
-            "",
-            "work",
-            Some("retry"),
-            1,
+            &Death {
+                reason: Reason::Rejected,
+                queue: "work",
+                exchange: "",
+                routing_key: "work",
+                expiration: None,
+                dead_letter_routing_key: Some("retry"),
+                time: 1,
+            },
         );
         let (h, _) = after_death(
             h,
-            None,
-            Reason::Expired,
-            "retry",
-            "",
-            "retry",
-            Some("work"),
-            2,
+            &Death {
+                reason: Reason::Expired,
+                queue: "retry",
+                exchange: "",
+                routing_key: "retry",
+                expiration: None,
+                dead_letter_routing_key: Some("work"),
+                time: 2,
+            },
         );
         let (h, keys) = after_death(
             h,
-            None,
-            Reason::Rejected,
-            "work",
-            "",
-            "work",
-            Some("retry"),
-            3,
+            &Death {
+                reason: Reason::Rejected,
+                queue: "work",
+                exchange: "",
+                routing_key: "work",
+                expiration: None,
+                dead_letter_routing_key: Some("retry"),
+                time: 3,
+            },
         );
         assert_eq!(keys, vec!["retry"]);
         let d = deaths(&h);
@@ -398,28 +422,43 @@ mod tests {
     fn a_cycle_without_rejection_is_one_but_a_rejection_breaks_it() {
         let (h, _) = after_death(
             FieldTable::default(),
-            None,
-            Reason::Expired,
-            "a",
-            "",
-            "a",
-            None,
-            0,
+            &Death {
+                reason: Reason::Expired,
+                queue: "a",
+                exchange: "",
+                routing_key: "a",
+                expiration: None,
+                dead_letter_routing_key: None,
+                time: 0,
+            },
         );
         let d: Vec<AMQPValue> = deaths(&h).into_iter().map(AMQPValue::FieldTable).collect();
         assert!(is_cycle("a", &d));
         assert!(!is_cycle("b", &d));
         let (h, _) = after_death(
             FieldTable::default(),
-            None,
-            Reason::Rejected,
-            "a",
-            "",
-            "a",
-            None,
-            0,
+            &Death {
+                reason: Reason::Rejected,
+                queue: "a",
+                exchange: "",
+                routing_key: "a",
+                expiration: None,
+                dead_letter_routing_key: None,
+                time: 0,
+            },
         );
-        let (h, _) = after_death(h, None, Reason::Expired, "b", "", "a", None, 0);
+        let (h, _) = after_death(
+            h,
+            &Death {
+                reason: Reason::Expired,
+                queue: "b",
+                exchange: "",
+                routing_key: "a",
+                expiration: None,
+                dead_letter_routing_key: None,
+                time: 0,
+            },
+        );
         let d: Vec<AMQPValue> = deaths(&h).into_iter().map(AMQPValue::FieldTable).collect();
         assert!(!is_cycle("a", &d));
         assert!(is_cycle("b", &d));
@@ -432,7 +471,18 @@ mod tests {
             "CC".into(),
             AMQPValue::FieldArray(FieldArray::from(vec![long_string("b")])),
         );
-        let (h, keys) = after_death(h.clone(), None, Reason::Rejected, "q", "x", "a", None, 0);
+        let (h, keys) = after_death(
+            h.clone(),
+            &Death {
+                reason: Reason::Rejected,
+                queue: "q",
+                exchange: "x",
+                routing_key: "a",
+                expiration: None,
+                dead_letter_routing_key: None,
+                time: 0,
+            },
+        );
         assert_eq!(keys, vec!["a", "b"]);
         assert!(h.inner().contains_key("CC"));
         let mut h2 = FieldTable::default();
@@ -440,7 +490,18 @@ mod tests {
             "CC".into(),
             AMQPValue::FieldArray(FieldArray::from(vec![long_string("b")])),
         );
-        let (h2, keys) = after_death(h2, None, Reason::Rejected, "q", "x", "a", Some("z"), 0);
+        let (h2, keys) = after_death(
+            h2,
+            &Death {
+                reason: Reason::Rejected,
+                queue: "q",
+                exchange: "x",
+                routing_key: "a",
+                expiration: None,
+                dead_letter_routing_key: Some("z"),
+                time: 0,
+            },
+        );
         assert_eq!(keys, vec!["z"]);
         assert!(!h2.inner().contains_key("CC"));
         let d = deaths(&h2);

@@ -145,3 +145,24 @@ pub fn deaths(m: &BasicGetMessage) -> Vec<FieldTable> {
         _ => Vec::new(),
     }
 }
+
+/// Whether `queue` is gone, seen the way that does not count as using it: a mandatory
+/// publish to it comes back unroutable. `ch` must be in confirm mode.
+pub async fn is_gone(ch: &Channel, queue: &str) -> bool {
+    let confirm = ch
+        .basic_publish(
+            "".into(),
+            queue.into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..Default::default()
+            },
+            b"probe",
+            BasicProperties::default(),
+        )
+        .await
+        .expect("publish")
+        .await
+        .expect("confirm");
+    matches!(confirm, lapin::Confirmation::Ack(Some(_)))
+}

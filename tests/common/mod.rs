@@ -2,6 +2,7 @@
 //! dir, lapin connections to it, and a raw-frame client (`raw`) for protocol edges.
 #![allow(dead_code)]
 
+pub mod amqp;
 pub mod http;
 pub mod process;
 pub mod raw;

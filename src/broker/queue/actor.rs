@@ -128,6 +128,8 @@ impl QueueActor {
     }
 
     pub async fn run(mut self, mut rx: mpsc::Receiver<QueueCmd>) {
+        // a recovered head's expiry is only known once it is loaded
+        self.load_head();
         let mut stopped = false;
         while !stopped {
             let wake = self.next_wake();
@@ -296,13 +298,19 @@ impl QueueActor {
             let e = self.ready.pop()?;
             match e.payload {
                 Payload::Loaded(message) => {
+                    // a quorum queue tells every consumer how often it was returned
+                    let message = if self.args.is_quorum() {
+                        with_delivery_count(&message, e.delivery_count)
+                    } else {
+                        message
+                    };
                     return Some(QueuedMessage {
                         id: e.id,
                         message,
                         redelivered: e.redelivered,
                         expires_at: e.expires_at,
                         delivery_count: e.delivery_count,
-                    })
+                    });
                 }
                 // could not be loaded: it is gone from the store; nothing to deliver
                 Payload::Paged { .. } => continue,
@@ -387,7 +395,9 @@ impl QueueActor {
                 let _ = reply.send(purged.len() as u32);
             }
             QueueCmd::Stats { reply } => {
+                // as RabbitMQ counts: what a waiting consumer can take is not ready
                 self.expire(Instant::now());
+                self.dispatch();
                 let _ = reply.send(self.stats());
             }
             QueueCmd::Delete {
@@ -430,6 +440,9 @@ impl QueueActor {
     }
 
     fn expire(&mut self, now: Instant) {
+        // A recovered head learns its per-message TTL when loaded; load it even with
+        // nobody consuming, or it would never expire.
+        self.load_head();
         let mut gone = Vec::new();
         if self.ready.drop_expired(now, &mut gone) > 0 {
             for e in gone {
@@ -439,8 +452,7 @@ impl QueueActor {
     }
 
     /// A delivered message comes back, marked redelivered. A quorum queue counts the
-    /// return, tells the next consumer (`x-delivery-count`) and gives up past
-    /// `x-delivery-limit`.
+    /// return and gives up past `x-delivery-limit`.
     fn requeue(&mut self, mut m: QueuedMessage) {
         m.redelivered = true;
         if self.args.is_quorum() {
@@ -453,7 +465,6 @@ impl QueueActor {
                 self.discard(Some(m.id), m.message, Reason::DeliveryLimit);
                 return;
             }
-            m.message = with_delivery_count(&m.message, m.delivery_count);
         }
         self.ready.put_back(m);
     }

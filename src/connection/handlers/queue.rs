@@ -52,7 +52,12 @@ impl Connection {
         let requested = d.queue.as_str();
         let (handle, created) = if d.passive {
             let name = self.queue_name(ch, requested)?;
-            (self.vhost.queue_for(&name, self.id)?, false)
+            let q = self.vhost.queue_for(&name, self.id)?;
+            if q.args.expires.is_some() {
+                // as RabbitMQ: a passive declare renews an x-expires lease too
+                q.send(QueueCmd::Touch).await;
+            }
+            (q, false)
         } else {
             if requested.starts_with("amq.") {
                 return Err(AmqpError::access_refused(format!(
