@@ -442,3 +442,54 @@ async fn invalid_queue_argument_types_are_406() {
     assert_eq!(reply_code(&err), Some(406));
     b.stop().await;
 }
+
+#[tokio::test]
+async fn single_active_consumer_hands_over_in_registration_order() {
+    let b = start().await;
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_declare(
+        "invoices".into(),
+        Default::default(),
+        args(&[("x-single-active-consumer", AMQPValue::Boolean(true))]),
+    )
+    .await
+    .unwrap();
+    let no_ack = BasicConsumeOptions {
+        no_ack: true,
+        ..Default::default()
+    };
+    let mut first = ch
+        .basic_consume(
+            "invoices".into(),
+            "first".into(),
+            no_ack,
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    let mut second = ch
+        .basic_consume(
+            "invoices".into(),
+            "second".into(),
+            no_ack,
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    for i in 0..4u8 {
+        publish(&ch, "invoices", &[i]).await;
+    }
+    // only the first registration receives, in order
+    for i in 0..4u8 {
+        let d = within(first.next()).await.unwrap().unwrap();
+        assert_eq!(d.data, vec![i]);
+    }
+    ch.basic_cancel("first".into(), Default::default())
+        .await
+        .unwrap();
+    publish(&ch, "invoices", b"after").await;
+    let d = within(second.next()).await.unwrap().unwrap();
+    assert_eq!(&d.data[..], b"after");
+    b.stop().await;
+}

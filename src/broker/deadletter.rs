@@ -145,57 +145,85 @@ pub fn after_death(mut headers: FieldTable, death: &Death<'_>) -> (FieldTable, V
         }
         headers = kept;
     }
-    let mut deaths: Vec<AMQPValue> = match headers.inner().get("x-death") {
-        Some(AMQPValue::FieldArray(a)) => a.as_slice().to_vec(),
-        _ => Vec::new(),
+    let key_of = |t: &FieldTable| (text(t.inner().get("queue")), text(t.inner().get("reason")));
+    let count_of = |t: &FieldTable| match t.inner().get("count") {
+        Some(AMQPValue::LongLongInt(n)) => Some(*n),
+        Some(AMQPValue::LongInt(n)) => Some(i64::from(*n)),
+        _ => None,
     };
-    let same = deaths.iter().position(|d| match d {
-        AMQPValue::FieldTable(t) => {
-            text(t.inner().get("queue")).as_deref() == Some(queue)
-                && text(t.inner().get("reason")).as_deref() == Some(reason.as_str())
+    let fresh = || {
+        let mut t = FieldTable::default();
+        t.insert("count".into(), AMQPValue::LongLongInt(1));
+        t.insert("exchange".into(), long_string(exchange));
+        if let Some(e) = expiration {
+            t.insert("original-expiration".into(), long_string(e));
         }
-        _ => false,
-    });
-    let entry = match same {
-        Some(i) => {
-            let mut t = match deaths.remove(i) {
-                AMQPValue::FieldTable(t) => t,
-                _ => FieldTable::default(),
-            };
-            let count = match t.inner().get("count") {
-                Some(AMQPValue::LongLongInt(n)) => *n,
-                Some(AMQPValue::LongInt(n)) => *n as i64,
-                _ => 0,
-            };
-            // RabbitMQ 3.x keeps the entry's first time and raises only its count.
-            t.insert("count".into(), AMQPValue::LongLongInt(count + 1));
-            t
-        }
+        t.insert("queue".into(), long_string(queue));
+        t.insert("reason".into(), long_string(reason.as_str()));
+        let rks: Vec<AMQPValue> = death_keys.iter().map(|k| long_string(k)).collect();
+        t.insert(
+            "routing-keys".into(),
+            AMQPValue::FieldArray(FieldArray::from(rks)),
+        );
+        t.insert("time".into(), AMQPValue::Timestamp(now_secs));
+        t
+    };
+    let deaths: Vec<AMQPValue> = match headers.inner().get("x-death").cloned() {
         None => {
-            let mut t = FieldTable::default();
-            t.insert("count".into(), AMQPValue::LongLongInt(1));
-            t.insert("exchange".into(), long_string(exchange));
-            if let Some(e) = expiration {
-                t.insert("original-expiration".into(), long_string(e));
-            }
-            t.insert("queue".into(), long_string(queue));
-            t.insert("reason".into(), long_string(reason.as_str()));
-            let rks: Vec<AMQPValue> = death_keys.iter().map(|k| long_string(k)).collect();
-            t.insert(
-                "routing-keys".into(),
-                AMQPValue::FieldArray(FieldArray::from(rks)),
-            );
-            t.insert("time".into(), AMQPValue::Timestamp(now_secs));
-            t
+            // the first death also gets headers of its own
+            headers.insert("x-first-death-exchange".into(), long_string(exchange));
+            headers.insert("x-first-death-queue".into(), long_string(queue));
+            headers.insert("x-first-death-reason".into(), long_string(reason.as_str()));
+            vec![AMQPValue::FieldTable(fresh())]
         }
+        Some(AMQPValue::FieldArray(a)) => {
+            let tables: Vec<&FieldTable> = a
+                .as_slice()
+                .iter()
+                .filter_map(|v| match v {
+                    AMQPValue::FieldTable(t) => Some(t),
+                    _ => None,
+                })
+                .collect();
+            // RabbitMQ 3.x first groups the history by queue and reason (one entry each,
+            // the first seen, counting duplicates), which reverses a history of two or
+            // more entries; clients see that order, so Warren keeps it.
+            let mut grouped: Vec<FieldTable> = Vec::new();
+            if tables.len() == 1 {
+                grouped.push(tables[0].clone());
+            } else {
+                for t in &tables {
+                    let key = key_of(t);
+                    if grouped.iter().any(|g| key_of(g) == key) {
+                        continue;
+                    }
+                    let mut t = (*t).clone();
+                    if count_of(&t).is_none() {
+                        let n = tables.iter().filter(|x| key_of(x) == key).count();
+                        t.insert("count".into(), AMQPValue::LongLongInt(n as i64));
+                    }
+                    grouped.insert(0, t);
+                }
+            }
+            let this = (Some(queue.to_owned()), Some(reason.as_str().to_owned()));
+            let entry = match grouped.iter().position(|g| key_of(g) == this) {
+                Some(i) => {
+                    let mut t = grouped.remove(i);
+                    // the entry keeps its first time; only its count goes up
+                    let n = count_of(&t).unwrap_or(0);
+                    t.insert("count".into(), AMQPValue::LongLongInt(n + 1));
+                    t
+                }
+                None => fresh(),
+            };
+            std::iter::once(entry)
+                .chain(grouped)
+                .map(AMQPValue::FieldTable)
+                .collect()
+        }
+        // a client turned it into something else: it starts again
+        Some(_) => vec![AMQPValue::FieldTable(fresh())],
     };
-    let first = deaths.is_empty() && same.is_none();
-    deaths.insert(0, AMQPValue::FieldTable(entry));
-    if first && !headers.inner().contains_key("x-first-death-reason") {
-        headers.insert("x-first-death-exchange".into(), long_string(exchange));
-        headers.insert("x-first-death-queue".into(), long_string(queue));
-        headers.insert("x-first-death-reason".into(), long_string(reason.as_str()));
-    }
     headers.insert(
         "x-death".into(),
         AMQPValue::FieldArray(FieldArray::from(deaths)),
@@ -415,6 +443,33 @@ mod tests {
         assert_eq!(
             text(h.inner().get("x-first-death-reason")).as_deref(),
             Some("rejected")
+        );
+    }
+
+    #[test]
+    fn a_history_of_two_or_more_is_grouped_and_reversed_before_the_new_entry_as_rabbitmq() {
+        // what RabbitMQ 3.10.8 answered for a message expiring through d2, d1, d0
+        let mut h = FieldTable::default();
+        for q in ["d2", "d1", "d0"] {
+            let death = Death {
+                reason: Reason::Expired,
+                queue: q,
+                exchange: q,
+                routing_key: "k",
+                expiration: None,
+                dead_letter_routing_key: None,
+                time: 0,
+            };
+            h = after_death(h, &death).0;
+        }
+        let queues: Vec<String> = deaths(&h)
+            .iter()
+            .filter_map(|d| text(d.inner().get("queue")))
+            .collect();
+        assert_eq!(queues, vec!["d0", "d2", "d1"]);
+        assert_eq!(
+            text(h.inner().get("x-first-death-queue")).as_deref(),
+            Some("d2")
         );
     }
 

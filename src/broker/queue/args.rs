@@ -20,6 +20,8 @@ const EQUIVALENCE_KEYS: &[&str] = &[
     "x-queue-mode",
     "x-queue-type",
     "x-single-active-consumer",
+    "x-delivery-limit",
+    "x-dead-letter-strategy",
 ];
 
 /// What a full queue does with one more message (`x-overflow`).
@@ -172,6 +174,17 @@ impl QueueArgs {
                     }
                 }
                 "x-delivery-limit" => out.delivery_limit = Some(non_negative(k.as_str(), v)?),
+                // Warren dead-letters a stored copy at-least-once whatever is asked (its
+                // old copy goes only once the new ones are stored), which honours both.
+                "x-dead-letter-strategy" => match text(v).as_deref() {
+                    Some("at-most-once" | "at-least-once") => {}
+                    _ => {
+                        return Err(invalid(
+                            k.as_str(),
+                            &format!("{{invalid_value,{}}}", describe(Some(v))),
+                        ))
+                    }
+                },
                 "x-single-active-consumer" => match v {
                     AMQPValue::Boolean(b) => out.single_active_consumer = *b,
                     _ => return Err(invalid(k.as_str(), &format!("{{unacceptable_type,{v:?}}}"))),
