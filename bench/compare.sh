@@ -7,7 +7,7 @@
 #   bench/compare.sh [--reps 3] [--duration 10] [--out bench/results.md] [scenario...]
 #
 # Scenarios: throughput-100 throughput-16 confirms confirms-single latency fanout
-#            connections backlog startup
+#            connections backlog deadletter-ttl deadletter-reject startup
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 REPS=3; DURATION=10; OUT="$ROOT/bench/results.md"; SCEN=()
@@ -19,7 +19,7 @@ while [ $# -gt 0 ]; do
     *) SCEN+=("$1"); shift ;;
   esac
 done
-[ ${#SCEN[@]} = 0 ] && SCEN=(throughput-100 throughput-16 confirms confirms-single latency fanout connections backlog startup)
+[ ${#SCEN[@]} = 0 ] && SCEN=(throughput-100 throughput-16 confirms confirms-single latency fanout connections backlog deadletter-ttl deadletter-reject startup)
 WORK=$(mktemp -d /tmp/warren-bench.XXXXXX); chmod 755 "$WORK"  # the rabbitmq user must reach its dirs
 RMQ_PORT=5790; WARREN_PORT=5791
 
@@ -48,11 +48,13 @@ args_of() {
     fanout) echo "fanout --queues 10 --size 100" ;;
     connections) echo "connections --connections 1000" ;;
     backlog) echo "backlog --messages 1000000 --size 100" ;;
+    deadletter-ttl) echo "deadletter-ttl --size 100 --prefetch 200" ;;
+    deadletter-reject) echo "deadletter-reject --size 100 --prefetch 200" ;;
   esac
 }
 keys_of() {
   case "$1" in
-    throughput-*) echo "consumed_per_s broker_cpu_us_per_msg tool_cpu_us_per_msg" ;;
+    throughput-*|deadletter-*) echo "consumed_per_s broker_cpu_us_per_msg tool_cpu_us_per_msg" ;;
     confirms*) echo "published_per_s broker_cpu_us_per_msg" ;;
     latency) echo "latency_p50_us latency_p99_us latency_p999_us broker_cpu_us_per_msg" ;;
     fanout) echo "delivered_per_s broker_cpu_us_per_msg" ;;

@@ -2,7 +2,14 @@
 //!
 //! Layers, outermost first: `server` (listeners, lifetime) -> `connection` (one task per
 //! client: handshake, channels, dispatch) -> `broker` (vhosts, exchanges, queue actors) ->
-//! `protocol` (pure wire format). `config` is the typed configuration.
+//! `protocol` (pure wire format). `store` (durability) sits beside `broker` and below it;
+//! `model` (the `Message` every layer passes, binding destinations) is below both and only
+//! uses `protocol`. `config` is the typed configuration.
+//!
+//! A publish: socket -> `connection` assembles the message -> `broker::vhost` routes it ->
+//! each queue actor (`broker::queue`) stores it through its journal and hands it to a
+//! consumer with credit -> the consumer's connection writes it out. A message leaving a
+//! queue without an ack goes to the vhost's dead-letter task, which publishes it again.
 //!
 //! Embedding, e.g. in a test:
 //! ```no_run

@@ -7,10 +7,11 @@ mod common;
 use std::collections::HashSet;
 use std::time::Duration;
 
+use common::amqp::confirmed_publisher;
 use common::process;
 use lapin::options::*;
 use lapin::types::FieldTable;
-use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties};
+use lapin::{Connection, ConnectionProperties};
 use rand::Rng;
 
 const QUEUE: &str = "crash-orders";
@@ -22,52 +23,6 @@ async fn connect(addr: std::net::SocketAddr) -> Connection {
     )
     .await
     .expect("connect")
-}
-
-/// Publish ids `prefix-N` with up to 128 unconfirmed; returns the ids confirmed before the
-/// broker died.
-async fn publisher(addr: std::net::SocketAddr, prefix: String) -> Vec<String> {
-    let mut confirmed = Vec::new();
-    let Ok(conn) = Connection::connect(
-        &format!("amqp://guest:guest@{addr}/%2f"),
-        ConnectionProperties::default(),
-    )
-    .await
-    else {
-        return confirmed;
-    };
-    let Ok(ch) = conn.create_channel().await else {
-        return confirmed;
-    };
-    if ch.confirm_select(Default::default()).await.is_err() {
-        return confirmed;
-    }
-    let mut window = std::collections::VecDeque::new();
-    for n in 0.. {
-        let id = format!("{prefix}-{n}");
-        let props = BasicProperties::default().with_delivery_mode(2);
-        match ch
-            .basic_publish(
-                "".into(),
-                QUEUE.into(),
-                Default::default(),
-                id.as_bytes(),
-                props,
-            )
-            .await
-        {
-            Ok(c) => window.push_back((id, c)),
-            Err(_) => break,
-        }
-        if window.len() >= 128 {
-            let (id, c) = window.pop_front().unwrap();
-            match c.await {
-                Ok(Confirmation::Ack(_)) => confirmed.push(id),
-                _ => break,
-            }
-        }
-    }
-    confirmed
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -93,7 +48,14 @@ async fn kill_9_loses_no_confirmed_message_and_duplicates_none() {
         .await
         .unwrap();
         let publishers: Vec<_> = (0..3)
-            .map(|p| tokio::spawn(publisher(addr, format!("r{round}-p{p}"))))
+            .map(|p| {
+                tokio::spawn(confirmed_publisher(
+                    addr,
+                    QUEUE,
+                    format!("r{round}-p{p}"),
+                    128,
+                ))
+            })
             .collect();
         let delay = rand::thread_rng().gen_range(50..400);
         tokio::time::sleep(Duration::from_millis(delay)).await;

@@ -12,7 +12,7 @@ use common::amqp::*;
 use common::{process, start};
 use lapin::options::*;
 use lapin::types::{AMQPValue, FieldTable};
-use lapin::{BasicProperties, Confirmation, Connection, ConnectionProperties};
+use lapin::{BasicProperties, Connection, ConnectionProperties};
 use rand::Rng;
 
 #[tokio::test]
@@ -136,46 +136,6 @@ async fn a_quorum_queue_keeps_transient_messages_across_a_restart() {
 const WORK: &str = "crash-delayed";
 const TARGET: &str = "crash-ready";
 
-/// Publish ids with up to 64 unconfirmed; returns those confirmed before the broker died.
-async fn publisher(addr: std::net::SocketAddr, prefix: String) -> Vec<String> {
-    let mut confirmed = Vec::new();
-    let url = format!("amqp://guest:guest@{addr}/%2f");
-    let Ok(conn) = Connection::connect(&url, ConnectionProperties::default()).await else {
-        return confirmed;
-    };
-    let Ok(ch) = conn.create_channel().await else {
-        return confirmed;
-    };
-    if ch.confirm_select(Default::default()).await.is_err() {
-        return confirmed;
-    }
-    let mut window = std::collections::VecDeque::new();
-    for n in 0.. {
-        let id = format!("{prefix}-{n}");
-        match ch
-            .basic_publish(
-                "".into(),
-                WORK.into(),
-                Default::default(),
-                id.as_bytes(),
-                persistent(),
-            )
-            .await
-        {
-            Ok(c) => window.push_back((id, c)),
-            Err(_) => break,
-        }
-        if window.len() >= 64 {
-            let (id, c) = window.pop_front().unwrap();
-            match c.await {
-                Ok(Confirmation::Ack(_)) => confirmed.push(id),
-                _ => break,
-            }
-        }
-    }
-    confirmed
-}
-
 async fn declare_pair(ch: &lapin::Channel) {
     declare_durable(ch, TARGET, FieldTable::default())
         .await
@@ -205,7 +165,14 @@ async fn kill_9_while_messages_move_between_durable_queues_loses_none() {
             .unwrap();
         declare_pair(&conn.create_channel().await.unwrap()).await;
         let publishers: Vec<_> = (0..2)
-            .map(|p| tokio::spawn(publisher(addr, format!("r{round}-p{p}"))))
+            .map(|p| {
+                tokio::spawn(confirmed_publisher(
+                    addr,
+                    WORK,
+                    format!("r{round}-p{p}"),
+                    64,
+                ))
+            })
             .collect();
         let delay = rand::thread_rng().gen_range(100..400);
         tokio::time::sleep(Duration::from_millis(delay)).await;

@@ -493,3 +493,45 @@ async fn single_active_consumer_hands_over_in_registration_order() {
     assert_eq!(&d.data[..], b"after");
     b.stop().await;
 }
+
+#[tokio::test]
+async fn a_higher_priority_consumer_is_served_while_it_has_room() {
+    let b = start().await;
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_declare(
+        "shipments".into(),
+        Default::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    let consumer = |name: &'static str, priority: i32| {
+        let ch = ch.clone();
+        async move {
+            ch.basic_qos(1, Default::default()).await.unwrap();
+            ch.basic_consume(
+                "shipments".into(),
+                name.into(),
+                Default::default(),
+                args(&[("x-priority", AMQPValue::LongInt(priority))]),
+            )
+            .await
+            .unwrap()
+        }
+    };
+    let mut low = consumer("low", 1).await;
+    let mut high = consumer("high", 10).await;
+    publish(&ch, "shipments", b"1").await;
+    let first = within(high.next()).await.unwrap().unwrap();
+    assert_eq!(&first.data[..], b"1");
+    // high has no room left (prefetch 1): the next goes to low
+    publish(&ch, "shipments", b"2").await;
+    let second = within(low.next()).await.unwrap().unwrap();
+    assert_eq!(&second.data[..], b"2");
+    first.ack(BasicAckOptions::default()).await.unwrap();
+    publish(&ch, "shipments", b"3").await;
+    let third = within(high.next()).await.unwrap().unwrap();
+    assert_eq!(&third.data[..], b"3");
+    b.stop().await;
+}

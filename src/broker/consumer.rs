@@ -149,6 +149,8 @@ pub struct ConsumerLink {
     pub channel: Arc<ChannelLink>,
     pub no_ack: bool,
     pub exclusive: bool,
+    /// `x-priority` (default 0): higher-priority consumers are served first.
+    pub priority: i64,
     /// Per-consumer prefetch, or the in-flight window for no-ack consumers.
     pub credit: Arc<Credit>,
 }

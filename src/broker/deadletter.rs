@@ -66,6 +66,9 @@ pub fn spawn(vhost: Weak<VHost>) -> mpsc::UnboundedSender<DeadLetter> {
                 break;
             };
             publish(&vhost, dl).await;
+            vhost
+                .dead_letter_backlog
+                .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
         }
     });
     tx

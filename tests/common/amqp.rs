@@ -166,3 +166,53 @@ pub async fn is_gone(ch: &Channel, queue: &str) -> bool {
         .expect("confirm");
     matches!(confirm, lapin::Confirmation::Ack(Some(_)))
 }
+
+/// A publisher of persistent messages `PREFIX-N` to `queue` with up to `window`
+/// unconfirmed, until the broker goes away; returns the ids confirmed before that.
+/// The crash tests run several and kill the broker under them.
+pub async fn confirmed_publisher(
+    addr: std::net::SocketAddr,
+    queue: &'static str,
+    prefix: String,
+    window: usize,
+) -> Vec<String> {
+    let mut confirmed = Vec::new();
+    let url = format!("amqp://guest:guest@{addr}/%2f");
+    let Ok(conn) = lapin::Connection::connect(&url, lapin::ConnectionProperties::default()).await
+    else {
+        return confirmed;
+    };
+    let Ok(ch) = conn.create_channel().await else {
+        return confirmed;
+    };
+    if ch.confirm_select(Default::default()).await.is_err() {
+        return confirmed;
+    }
+    let mut pending = std::collections::VecDeque::new();
+    for n in 0.. {
+        let id = format!("{prefix}-{n}");
+        match ch
+            .basic_publish(
+                "".into(),
+                queue.into(),
+                Default::default(),
+                id.as_bytes(),
+                persistent(),
+            )
+            .await
+        {
+            Ok(c) => pending.push_back((id, c)),
+            Err(_) => break,
+        }
+        if pending.len() >= window {
+            let Some((id, c)) = pending.pop_front() else {
+                break;
+            };
+            match c.await {
+                Ok(lapin::Confirmation::Ack(_)) => confirmed.push(id),
+                _ => break,
+            }
+        }
+    }
+    confirmed
+}

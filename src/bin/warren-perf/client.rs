@@ -165,6 +165,16 @@ impl Writer {
         warren::protocol::content::encode_content(&mut self.buf, channel, props, body, frame_max);
     }
 
+    /// basic.reject without requeue (the message is dead-lettered if its queue says so).
+    pub fn reject(&mut self, channel: u16, tag: u64) {
+        frame::write_frame(&mut self.buf, FRAME_METHOD, channel, |b| {
+            b.put_u16(60);
+            b.put_u16(90);
+            b.put_u64(tag);
+            b.put_u8(0);
+        });
+    }
+
     pub fn ack(&mut self, channel: u16, tag: u64, multiple: bool) {
         frame::write_frame(&mut self.buf, FRAME_METHOD, channel, |b| {
             b.put_u16(60);
@@ -277,6 +287,16 @@ impl Conn {
     }
 
     pub async fn declare_queue(&mut self, name: &str, durable: bool) -> io::Result<u32> {
+        self.declare_queue_with(name, durable, FieldTable::default())
+            .await
+    }
+
+    pub async fn declare_queue_with(
+        &mut self,
+        name: &str,
+        durable: bool,
+        arguments: FieldTable,
+    ) -> io::Result<u32> {
         let ok = self
             .rpc(
                 1,
@@ -287,7 +307,7 @@ impl Conn {
                     exclusive: false,
                     auto_delete: false,
                     nowait: false,
-                    arguments: FieldTable::default(),
+                    arguments,
                 })),
             )
             .await?;

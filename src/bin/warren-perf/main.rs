@@ -7,6 +7,7 @@
 //! ```
 
 mod client;
+mod deadletter;
 mod sample;
 mod scenarios;
 mod soak;
@@ -30,6 +31,11 @@ enum Scenario {
     Connections,
     /// fill a queue with --messages messages with no consumer, then drain it
     Backlog,
+    /// producers -> queue with x-message-ttl 0 -> dead-letter exchange -> consumed queue
+    DeadletterTtl,
+    /// producers -> work queue whose consumer rejects each message -> dead-letter
+    /// exchange -> consumed queue
+    DeadletterReject,
     /// --producers and --consumers connections churning (open, publish with confirms or
     /// consume and ack, close) for --duration; checks every confirmed message is acked once
     Soak,
@@ -136,6 +142,8 @@ fn main() -> ExitCode {
             Scenario::Fanout => scenarios::fanout(opts).await,
             Scenario::Connections => scenarios::connections(opts).await,
             Scenario::Backlog => scenarios::backlog(opts).await,
+            Scenario::DeadletterTtl => deadletter::deadletter(opts, false).await,
+            Scenario::DeadletterReject => deadletter::deadletter(opts, true).await,
             Scenario::Soak => soak::soak(opts).await,
         }
     });

@@ -207,14 +207,18 @@ pub async fn consumer(
 }
 
 /// Tell every task to stop and wait for each (bounded by `grace`).
-async fn stop_all(c: &Counters, tasks: Vec<tokio::task::JoinHandle<()>>, grace: Duration) {
+pub(crate) async fn stop_all(
+    c: &Counters,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+    grace: Duration,
+) {
     c.stop.set(true);
     for t in tasks {
         let _ = tokio::time::timeout(grace, t).await;
     }
 }
 
-fn spawn_logged<F: std::future::Future<Output = std::io::Result<()>> + 'static>(
+pub(crate) fn spawn_logged<F: std::future::Future<Output = std::io::Result<()>> + 'static>(
     c: &Rc<Counters>,
     f: F,
 ) -> tokio::task::JoinHandle<()> {
@@ -227,7 +231,7 @@ fn spawn_logged<F: std::future::Future<Output = std::io::Result<()>> + 'static>(
 }
 
 /// Run for `opts.duration`, printing one line a second; returns the measured window.
-async fn measure(
+pub(crate) async fn measure(
     opts: &Opts,
     c: &Rc<Counters>,
     what: &str,
@@ -279,7 +283,7 @@ async fn measure(
     )
 }
 
-fn cpu_results(
+pub(crate) fn cpu_results(
     out: &mut Results,
     b0: Option<Sample>,
     b1: Option<Sample>,
@@ -602,7 +606,7 @@ async fn drain(opts: Opts, queue: String) -> std::io::Result<Results> {
     Ok(out)
 }
 
-fn report_errors(c: &Counters) {
+pub(crate) fn report_errors(c: &Counters) {
     for e in c.errors.borrow().iter().take(3) {
         eprintln!("warning: {e}");
     }

@@ -181,6 +181,7 @@ impl QueueActor {
                     for dl in self.dead_letters.drain(..) {
                         vhost.dead_letter(dl);
                     }
+                    vhost.pace_dead_letters().await;
                 }
             }
         }

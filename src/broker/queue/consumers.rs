@@ -1,7 +1,9 @@
 //! `ConsumerSet`: the consumers of one queue, owned by its actor. It answers one question,
 //! "who gets the next message", and keeps what that needs: registration order, the round
-//! robin position, the exclusive-consumer rule and single active consumer (only the
-//! oldest registration receives; the others wait in order and take over when it goes). Credit lives in the links (prefetch and
+//! robin position, the exclusive-consumer rule, consumer priorities (`x-priority`: the
+//! highest-priority consumers with credit receive, equal ones in turn) and single active
+//! consumer (only the oldest registration receives; the others wait in order and take over
+//! when it goes). Credit lives in the links (prefetch and
 //! no-ack windows, shared with the channels); this type never touches a message or a socket.
 
 use crate::broker::consumer::ConsumerLink;
@@ -14,6 +16,8 @@ pub struct ConsumerSet {
     had_consumer: bool,
     /// `x-single-active-consumer`.
     single_active: bool,
+    /// Some consumer has a priority other than 0 (otherwise plain round robin).
+    prioritised: bool,
 }
 
 /// Why `add` refused a consumer.
@@ -53,18 +57,25 @@ impl ConsumerSet {
         }
         self.consumers.push(consumer);
         self.had_consumer = true;
+        self.reprioritise();
         Ok(())
+    }
+
+    fn reprioritise(&mut self) {
+        self.prioritised = self.consumers.iter().any(|c| c.priority != 0);
     }
 
     /// Remove the consumer `tag` of the channel opened as `epoch`.
     pub fn cancel(&mut self, epoch: u64, tag: &str) {
         self.consumers
             .retain(|c| !(c.is_on(epoch) && c.tag.as_ref() == tag));
+        self.reprioritise();
     }
 
     /// Remove every consumer of a channel whose connection has gone.
     pub fn remove_channel(&mut self, epoch: u64) {
         self.consumers.retain(|c| c.channel.epoch != epoch);
+        self.reprioritise();
     }
 
     /// The index of the next consumer in round-robin order that has credit, with one
@@ -74,11 +85,26 @@ impl ConsumerSet {
             return self.consumers.first()?.try_take().then_some(0);
         }
         let n = self.consumers.len();
-        for _ in 0..n {
-            let i = self.round_robin % n;
-            self.round_robin = self.round_robin.wrapping_add(1);
-            if self.consumers[i].try_take() {
-                return Some(i);
+        if !self.prioritised {
+            for _ in 0..n {
+                let i = self.round_robin % n;
+                self.round_robin = self.round_robin.wrapping_add(1);
+                if self.consumers[i].try_take() {
+                    return Some(i);
+                }
+            }
+            return None;
+        }
+        let mut levels: Vec<i64> = self.consumers.iter().map(|c| c.priority).collect();
+        levels.sort_unstable_by(|a, b| b.cmp(a));
+        levels.dedup();
+        for level in levels {
+            for k in 0..n {
+                let i = (self.round_robin + k) % n;
+                if self.consumers[i].priority == level && self.consumers[i].try_take() {
+                    self.round_robin = i + 1;
+                    return Some(i);
+                }
             }
         }
         None

@@ -71,6 +71,8 @@ pub struct VHost {
     pub deleted: tokio::sync::watch::Sender<bool>,
     /// The dead-letter task's mailbox, started by the first dead letter.
     dead_letters: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<DeadLetter>>,
+    /// Dead letters handed over and not yet re-published (the task counts them down).
+    pub(crate) dead_letter_backlog: std::sync::atomic::AtomicUsize,
     me: Weak<VHost>,
 }
 
@@ -106,6 +108,7 @@ impl VHost {
             meta: Default::default(),
             deleted: tokio::sync::watch::channel(false).0,
             dead_letters: std::sync::OnceLock::new(),
+            dead_letter_backlog: std::sync::atomic::AtomicUsize::new(0),
             exchanges: DashMap::new(),
             queues: DashMap::new(),
             store,
@@ -132,7 +135,26 @@ impl VHost {
         let tx = self
             .dead_letters
             .get_or_init(|| super::deadletter::spawn(self.me.clone()));
+        self.dead_letter_backlog
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _ = tx.send(dl);
+    }
+
+    /// A queue that keeps dead-lettering faster than the task re-publishes waits a little
+    /// (a bounded time, never for another queue), so its mailbox fills and its publishers
+    /// slow down instead of the backlog growing without bound in memory.
+    pub async fn pace_dead_letters(&self) {
+        const BACKLOG: usize = 20_000;
+        for _ in 0..50 {
+            if self
+                .dead_letter_backlog
+                .load(std::sync::atomic::Ordering::Relaxed)
+                < BACKLOG
+            {
+                return;
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
     }
 
     /// The limit named `name` in force: this vhost's own, else `default` (0 = none).

@@ -56,6 +56,7 @@ impl Connection {
         };
         self.authorize(Access::Read, ResourceKind::Queue, &name)?;
         let q = self.vhost.queue_for(&name, self.id)?;
+        let priority = consumer_priority(&d.arguments, &name, &self.vhost.name)?;
         let events = self.events();
         let Some(state) = self.channels.get_mut(&ch) else {
             return Ok(());
@@ -87,6 +88,7 @@ impl Connection {
             channel: state.link.clone(),
             no_ack: d.no_ack,
             exclusive: d.exclusive,
+            priority,
             credit: Arc::new(Credit::new(limit, Some(q.tx.clone()))),
         };
         let added = q
@@ -311,5 +313,27 @@ impl Connection {
             );
         }
         Ok(())
+    }
+}
+
+/// `x-priority` from basic.consume's arguments (an integer; RabbitMQ's 406 otherwise).
+fn consumer_priority(
+    arguments: &amq_protocol::types::FieldTable,
+    queue: &str,
+    vhost: &str,
+) -> Result<i64, AmqpError> {
+    use amq_protocol::types::AMQPValue;
+    match arguments.inner().get("x-priority") {
+        None => Ok(0),
+        Some(AMQPValue::ShortShortInt(n)) => Ok(i64::from(*n)),
+        Some(AMQPValue::ShortShortUInt(n)) => Ok(i64::from(*n)),
+        Some(AMQPValue::ShortInt(n)) => Ok(i64::from(*n)),
+        Some(AMQPValue::ShortUInt(n)) => Ok(i64::from(*n)),
+        Some(AMQPValue::LongInt(n)) => Ok(i64::from(*n)),
+        Some(AMQPValue::LongUInt(n)) => Ok(i64::from(*n)),
+        Some(AMQPValue::LongLongInt(n)) => Ok(*n),
+        Some(other) => Err(AmqpError::precondition_failed(format!(
+            "invalid arg 'x-priority' for queue '{queue}' in vhost '{vhost}': {{unacceptable_type,{other:?}}}"
+        ))),
     }
 }
