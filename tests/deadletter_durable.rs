@@ -222,3 +222,72 @@ async fn kill_9_while_messages_move_between_durable_queues_loses_none() {
         seen.len()
     );
 }
+
+#[tokio::test]
+async fn a_quorum_queues_delivery_count_survives_a_restart() {
+    let b = start().await;
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(Default::default()).await.unwrap();
+    let quorum = || {
+        args(&[
+            ("x-queue-type", text("quorum")),
+            ("x-delivery-limit", AMQPValue::LongInt(5)),
+        ])
+    };
+    declare_durable(&ch, "payouts", quorum()).await.unwrap();
+    publish(&ch, "", "payouts", b"payout", persistent()).await;
+    ch.wait_for_confirms().await.unwrap();
+    let m = wait_for_message(&ch, "payouts").await;
+    ch.basic_nack(
+        m.delivery.delivery_tag,
+        BasicNackOptions {
+            requeue: true,
+            ..Default::default()
+        },
+    )
+    .await
+    .unwrap();
+    // a confirmed publish behind the return: its commit carries the count too
+    publish(&ch, "", "payouts", b"marker", persistent()).await;
+    ch.wait_for_confirms().await.unwrap();
+    drop(conn);
+
+    let b = b.restart().await;
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    let m = wait_for_message(&ch, "payouts").await;
+    assert_eq!(&m.delivery.data[..], b"payout");
+    assert!(m.delivery.redelivered);
+    assert_eq!(as_int(header(&m, "x-delivery-count")), Some(1));
+    b.stop().await;
+}
+
+#[tokio::test]
+async fn a_durable_queue_keeps_expiring_after_a_restart() {
+    let b = start().await;
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    declare_durable(
+        &ch,
+        "cart.abandoned",
+        args(&[("x-expires", AMQPValue::LongInt(1_000))]),
+    )
+    .await
+    .unwrap();
+    drop(conn);
+    let b = b.restart().await;
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(Default::default()).await.unwrap();
+    // the period starts again at the restart, and then it goes
+    wait_until(|| is_gone(&ch, "cart.abandoned")).await;
+    drop(conn);
+    // and it stays gone after another restart (its definition left the store)
+    let b = b.restart().await;
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(Default::default()).await.unwrap();
+    assert!(is_gone(&ch, "cart.abandoned").await);
+    b.stop().await;
+}

@@ -119,6 +119,7 @@ impl BrokerState {
             names.insert(config.default_vhost.clone());
         }
         let mut positions = recovered.queues;
+        let mut delivery_counts = recovered.delivery_counts;
         let mut report = RecoveryReport::default();
         let vhosts = DashMap::new();
         for name in names {
@@ -128,7 +129,8 @@ impl BrokerState {
                 config.queue_ram_limit as usize,
                 config.vhost_max_queues as usize,
             );
-            report.messages += v.restore(&recovered.definitions, &mut positions);
+            report.messages +=
+                v.restore(&recovered.definitions, &mut positions, &mut delivery_counts);
             for d in recovered.definitions.iter().chain(initial.iter()) {
                 if let Definition::VHost {
                     name,

@@ -60,6 +60,13 @@ pub enum StoreOp {
         seq: u64,
         store_id: u64,
     },
+    /// A quorum queue's message at `seq` was returned `count` times (its delivery count
+    /// survives a restart, as in RabbitMQ).
+    SetDeliveryCount {
+        queue: Arc<str>,
+        seq: u64,
+        count: u32,
+    },
     /// Every message of a deleted queue.
     DeleteQueue {
         queue: Arc<str>,
@@ -77,6 +84,8 @@ pub struct Recovered {
     pub definitions: Vec<Definition>,
     /// Per queue key: (seq, store id, delivered before), in seq order.
     pub queues: HashMap<String, Vec<(u64, u64, bool)>>,
+    /// Per queue key: seq -> delivery count, for quorum queues' returned messages.
+    pub delivery_counts: HashMap<String, HashMap<u64, u32>>,
     pub max_store_id: u64,
 }
 

@@ -3,6 +3,7 @@
 //! - `messages`: store id -> encoded message, written once however many queues hold it
 //! - `refs`: store id -> how many queue positions still hold the message
 //! - `queue_index`: (queue key, seq) -> store id and a delivered flag, in queue order
+//! - `delivery_counts`: (queue key, seq) -> how often a quorum queue's message was returned
 //!
 //! Every `apply` is one write transaction committed with immediate durability.
 
@@ -19,6 +20,7 @@ const DEFINITIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("definit
 const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
 const REFS: TableDefinition<u64, u32> = TableDefinition::new("refs");
 const QUEUE_INDEX: TableDefinition<(&str, u64), (u64, bool)> = TableDefinition::new("queue_index");
+const DELIVERY_COUNTS: TableDefinition<(&str, u64), u32> = TableDefinition::new("delivery_counts");
 
 /// The database is shared with readers; the writer takes it exclusively only to compact,
 /// and empties it when the backend is dropped, which closes the file (and its lock) even
@@ -121,6 +123,7 @@ impl RedbBackend {
                 messages: txn.open_table(MESSAGES)?,
                 refs: txn.open_table(REFS)?,
                 index: txn.open_table(QUEUE_INDEX)?,
+                counts: txn.open_table(DELIVERY_COUNTS)?,
             };
             f(&mut t)?;
         }
@@ -134,6 +137,7 @@ struct Tables<'t> {
     messages: redb::Table<'t, u64, &'static [u8]>,
     refs: redb::Table<'t, u64, u32>,
     index: redb::Table<'t, (&'static str, u64), (u64, bool)>,
+    counts: redb::Table<'t, (&'static str, u64), u32>,
 }
 
 impl Tables<'_> {
@@ -208,6 +212,12 @@ impl Backend for RedbBackend {
                     } => {
                         if t.index.remove((queue.as_ref(), *seq))?.is_some() {
                             t.unref(*store_id)?;
+                            t.counts.remove((queue.as_ref(), *seq))?;
+                        }
+                    }
+                    StoreOp::SetDeliveryCount { queue, seq, count } => {
+                        if t.index.get((queue.as_ref(), *seq))?.is_some() {
+                            t.counts.insert((queue.as_ref(), *seq), *count)?;
                         }
                     }
                     StoreOp::DeleteQueue { queue } => {
@@ -218,6 +228,7 @@ impl Backend for RedbBackend {
                             .collect::<Result<_, _>>()?;
                         for (seq, id) in entries {
                             t.index.remove((queue.as_ref(), seq))?;
+                            t.counts.remove((queue.as_ref(), seq))?;
                             t.unref(id)?;
                         }
                     }
@@ -256,6 +267,17 @@ impl Backend for RedbBackend {
                 .push((seq, id, delivered));
         }
         out.queues = queues;
+        let counts = txn
+            .open_table(DELIVERY_COUNTS)
+            .map_err(|e| self.corrupt(e))?;
+        for entry in counts.iter().map_err(|e| self.corrupt(e))? {
+            let (k, v) = entry.map_err(|e| self.corrupt(e))?;
+            let (queue, seq) = k.value();
+            out.delivery_counts
+                .entry(queue.to_owned())
+                .or_default()
+                .insert(seq, v.value());
+        }
         let messages = txn.open_table(MESSAGES).map_err(|e| self.corrupt(e))?;
         if let Some((k, _)) = messages.last().map_err(|e| self.corrupt(e))? {
             out.max_store_id = k.value();

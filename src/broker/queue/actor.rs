@@ -108,6 +108,7 @@ impl QueueActor {
                 ready.push_paged(seq, id, Weak::new(), delivered, queue_ttl);
             }
         }
+        ready.set_delivery_counts(&init.recovered_counts);
         Self {
             handle: weak,
             name: handle.name.clone(),
@@ -466,6 +467,8 @@ impl QueueActor {
                 self.discard(Some(m.id), m.message, Reason::DeliveryLimit);
                 return;
             }
+            self.journal
+                .set_delivery_count(m.id, m.message.persistent, m.delivery_count);
         }
         self.ready.put_back(m);
     }

@@ -60,6 +60,17 @@ impl Journal {
         }
     }
 
+    /// A quorum queue's message was returned: its count outlives a restart.
+    pub fn set_delivery_count(&mut self, seq: u64, persistent: bool, count: u32) {
+        if let (true, Some((_, key))) = (self.stores(persistent), &self.store) {
+            self.ops.push(StoreOp::SetDeliveryCount {
+                queue: key.clone(),
+                seq,
+                count,
+            });
+        }
+    }
+
     /// The change that takes a copy out of the store, for the caller to place (dead-
     /// lettering applies it only once the message is stored where it went).
     pub fn removal(&self, seq: u64, persistent: bool, store_id: u64) -> Option<StoreOp> {

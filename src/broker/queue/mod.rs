@@ -143,6 +143,8 @@ pub struct QueueInit {
     pub store: Option<(Store, Arc<str>)>,
     /// Positions recovered from the store, in queue order: (seq, store id, delivered).
     pub recovered: Vec<(u64, u64, bool)>,
+    /// Recovered delivery counts of a quorum queue's returned messages, by seq.
+    pub recovered_counts: std::collections::HashMap<u64, u32>,
     /// Bytes of ready message bodies kept in memory before stored ones are paged out.
     pub ram_limit: usize,
 }

@@ -106,6 +106,18 @@ impl ReadyList {
         }
     }
 
+    /// Give recovered entries their delivery counts back (a quorum queue's returns).
+    pub fn set_delivery_counts(&mut self, counts: &std::collections::HashMap<u64, u32>) {
+        if counts.is_empty() {
+            return;
+        }
+        for e in self.levels.iter_mut().flatten() {
+            if let Some(n) = counts.get(&e.id) {
+                e.delivery_count = *n;
+            }
+        }
+    }
+
     /// Entries up to `last_id` came from the store at `at`.
     pub fn set_recovered(&mut self, last_id: u64, at: Instant) {
         self.recovered = Some((last_id, at));

@@ -90,6 +90,7 @@ impl VHost {
                         args: parsed,
                         store,
                         recovered: Vec::new(),
+                        recovered_counts: Default::default(),
                         ram_limit: self.queue_ram_limit,
                     },
                     self.me.clone(),

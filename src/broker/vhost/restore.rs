@@ -15,6 +15,10 @@ impl VHost {
         &self,
         definitions: &[Definition],
         positions: &mut std::collections::HashMap<String, Vec<(u64, u64, bool)>>,
+        delivery_counts: &mut std::collections::HashMap<
+            String,
+            std::collections::HashMap<u64, u32>,
+        >,
     ) -> usize {
         let mut restored = 0;
         for d in definitions {
@@ -56,6 +60,7 @@ impl VHost {
                 }
                 let key = queue_key(&self.name, name);
                 let recovered = positions.remove(&key).unwrap_or_default();
+                let recovered_counts = delivery_counts.remove(&key).unwrap_or_default();
                 restored += recovered.len();
                 let args = QueueArgs::parse(arguments, name, &self.name).unwrap_or_default();
                 let handle = queue::spawn(
@@ -68,6 +73,7 @@ impl VHost {
                         args,
                         store: self.store.clone().map(|s| (s, key.into())),
                         recovered,
+                        recovered_counts,
                         ram_limit: self.queue_ram_limit,
                     },
                     self.me.clone(),
