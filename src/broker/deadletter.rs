@@ -18,8 +18,8 @@ use tokio::sync::mpsc;
 
 use super::queue::{QueueCmd, QueueHandle};
 use super::vhost::VHost;
-use crate::model::message::{Accounted, Message};
-use crate::protocol::content::{decode_headers, peek_properties, rewrite_properties};
+use crate::model::message::Message;
+use crate::protocol::content::{headers_of, peek_properties, rewrite_properties};
 use crate::store::{Completion, ConfirmToken, Store, StoreOp};
 
 /// Why a message left its queue without an ack (RabbitMQ's `x-death` reasons).
@@ -286,12 +286,9 @@ async fn publish(vhost: &VHost, dl: DeadLetter) {
         }
     };
     let m = &dl.message;
-    let peek = peek_properties(&m.properties).unwrap_or_default();
-    let headers = peek
-        .headers
-        .and_then(|r| decode_headers(&m.properties, r).ok())
-        .unwrap_or_default();
-    let expiration = peek
+    let headers = headers_of(&m.properties);
+    let expiration = peek_properties(&m.properties)
+        .unwrap_or_default()
         .expiration
         .map(|r| String::from_utf8_lossy(&m.properties[r]).into_owned());
     let (headers, keys) = after_death(
@@ -309,17 +306,13 @@ async fn publish(vhost: &VHost, dl: DeadLetter) {
     let Ok(properties) = rewrite_properties(&m.properties, Some(&headers), true) else {
         return;
     };
-    let body = m.body.clone();
+    // a new message: published to the dead-letter exchange, stored under its own id
     let message = Arc::new(Message {
-        accounted: Accounted::new(&properties, &body),
         exchange: dl.exchange.as_str().into(),
         routing_key: keys.first().map(String::as_str).unwrap_or("").into(),
-        properties,
-        body,
-        persistent: m.persistent,
-        priority: m.priority,
         expiration: None,
         store_id: crate::model::message::next_store_id(),
+        ..m.with_properties(properties)
     });
     let mut targets: Vec<Arc<QueueHandle>> = Vec::new();
     for key in &keys {

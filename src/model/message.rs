@@ -92,6 +92,22 @@ pub struct QueuedMessage {
 }
 
 impl Message {
+    /// This message with another property list (dead-lettering's history, a quorum
+    /// queue's delivery count); the body is shared, not copied.
+    pub fn with_properties(&self, properties: Bytes) -> Message {
+        Message {
+            accounted: Accounted::new(&properties, &self.body),
+            exchange: self.exchange.clone(),
+            routing_key: self.routing_key.clone(),
+            properties,
+            body: self.body.clone(),
+            persistent: self.persistent,
+            priority: self.priority,
+            expiration: self.expiration,
+            store_id: self.store_id,
+        }
+    }
+
     /// A persistent message read back from the store.
     pub fn from_record(store_id: u64, r: MessageRecord) -> Message {
         let peek = crate::protocol::content::peek_properties(&r.properties).unwrap_or_default();

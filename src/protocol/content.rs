@@ -193,6 +193,16 @@ pub fn rewrite_properties(
     Ok(out.freeze())
 }
 
+/// The headers table of a property list already checked on the way in (empty when it
+/// has none).
+pub fn headers_of(props: &[u8]) -> FieldTable {
+    peek_properties(props)
+        .ok()
+        .and_then(|p| p.headers)
+        .and_then(|r| decode_headers(props, r).ok())
+        .unwrap_or_default()
+}
+
 /// Decode the headers table found by `peek_properties`.
 pub fn decode_headers(props: &[u8], range: Range<usize>) -> Result<FieldTable, AmqpError> {
     if super::table::check(&props[range.clone()]).is_err() {

@@ -25,8 +25,8 @@ use super::{QueueCmd, QueueHandle, QueueInit, QueueStats};
 use crate::broker::consumer::{ConnEvent, ConsumerLink};
 use crate::broker::deadletter::{DeadLetter, Reason};
 use crate::broker::vhost::VHost;
-use crate::model::message::{Accounted, Message, QueuedMessage};
-use crate::protocol::content::{decode_headers, peek_properties, rewrite_properties};
+use crate::model::message::{Message, QueuedMessage};
+use crate::protocol::content::{headers_of, rewrite_properties};
 use crate::protocol::AmqpError;
 use crate::store::ConfirmToken;
 
@@ -622,11 +622,7 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 
 /// The same message with `x-delivery-count` set, as a quorum queue redelivers it.
 fn with_delivery_count(m: &Arc<Message>, count: u32) -> Arc<Message> {
-    let peek = peek_properties(&m.properties).unwrap_or_default();
-    let mut headers = peek
-        .headers
-        .and_then(|r| decode_headers(&m.properties, r).ok())
-        .unwrap_or_default();
+    let mut headers = headers_of(&m.properties);
     headers.insert(
         "x-delivery-count".into(),
         amq_protocol::types::AMQPValue::LongLongInt(i64::from(count)),
@@ -634,17 +630,7 @@ fn with_delivery_count(m: &Arc<Message>, count: u32) -> Arc<Message> {
     let Ok(properties) = rewrite_properties(&m.properties, Some(&headers), false) else {
         return m.clone();
     };
-    Arc::new(Message {
-        accounted: Accounted::new(&properties, &m.body),
-        exchange: m.exchange.clone(),
-        routing_key: m.routing_key.clone(),
-        properties,
-        body: m.body.clone(),
-        persistent: m.persistent,
-        priority: m.priority,
-        expiration: m.expiration,
-        store_id: m.store_id,
-    })
+    Arc::new(m.with_properties(properties))
 }
 
 async fn sleep_until(at: Option<Instant>) {
