@@ -1,5 +1,5 @@
 //! Frame splitting: `split` cuts one complete frame off the front of a read buffer without
-//! copying its payload. The size in the 7-byte header is checked against `frame_max` before
+//! copying its payload. The payload size in the 7-byte header is checked against `frame_max` before
 //! any of the payload is waited for, so an oversized frame is refused (501) unbuffered.
 
 use bytes::{Buf, Bytes, BytesMut};
@@ -41,10 +41,12 @@ pub fn split(buf: &mut BytesMut, frame_max: u32) -> Result<Option<RawFrame>, Amq
             &buf[..buf.len().min(16)]
         )));
     }
-    if frame_max != 0 && size + FRAME_OVERHEAD > frame_max as usize {
+    // RabbitMQ allows the 8 octets of frame overhead on top of frame_max: a payload as
+    // large as frame_max is accepted (clients size body frames that way), one more is not.
+    if frame_max != 0 && size > frame_max as usize {
         return Err(AmqpError::frame_error(format!(
-            "frame size {} exceeds negotiated frame_max {frame_max}",
-            size + FRAME_OVERHEAD
+            "type {kind}, all octets = <<>>: {{frame_too_large,{size},{}}}",
+            frame_max as usize - FRAME_OVERHEAD
         )));
     }
     if buf.len() < size + FRAME_OVERHEAD {
@@ -114,6 +116,21 @@ mod tests {
         let mut buf = BytesMut::from(&[3u8, 0, 1, 0, 1, 0, 0][..]);
         let err = split(&mut buf, 4096).unwrap_err();
         assert_eq!(err.code, 501);
+        assert_eq!(
+            err.text,
+            "FRAME_ERROR - type 3, all octets = <<>>: {frame_too_large,65536,4088}"
+        );
+    }
+
+    #[test]
+    fn a_payload_as_large_as_frame_max_is_accepted_one_more_is_not() {
+        let mut frame = vec![3u8, 0, 1, 0, 0, 0x10, 0];
+        frame.extend(std::iter::repeat_n(b'x', 4096));
+        frame.push(FRAME_END);
+        let mut buf = BytesMut::from(&frame[..]);
+        assert_eq!(split(&mut buf, 4096).unwrap().unwrap().payload.len(), 4096);
+        let mut buf = BytesMut::from(&[3u8, 0, 1, 0, 0, 0x10, 1][..]);
+        assert_eq!(split(&mut buf, 4096).unwrap_err().code, 501);
     }
 
     #[test]
