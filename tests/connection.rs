@@ -134,14 +134,25 @@ async fn tune_offers_the_configured_limits_and_the_client_may_lower_them() {
         (tune.channel_max, tune.frame_max, tune.heartbeat),
         (100, 65536, 30)
     );
-    // channel 11 is above what this client negotiated
+    // channel_max counts open channels (as RabbitMQ): any number is fine, the eleventh is not
+    for ch in (1..=10).map(|i| 65535 - i) {
+        raw.open_channel(ch).await;
+    }
     raw.send(
-        11,
+        1,
         AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
     )
     .await;
-    let (code, _, _, _) = raw.expect_connection_close().await;
-    assert_eq!(code, 530);
+    let (code, text, class, method) = raw.expect_connection_close().await;
+    assert_eq!(
+        (code, text.as_str(), class, method),
+        (
+            530,
+            "NOT_ALLOWED - number of channels opened (10) has reached the negotiated channel_max (10)",
+            0,
+            0
+        )
+    );
     b.stop().await;
 }
 

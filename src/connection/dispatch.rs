@@ -24,6 +24,13 @@ impl Connection {
             return;
         }
         let ch = f.channel;
+        if self.closed_by_client.contains(&ch) && !self.channels.contains_key(&ch) {
+            let reopens = f.kind == FRAME_METHOD && method::ids(&f.payload) == (20, 10);
+            if !reopens {
+                return;
+            }
+            self.closed_by_client.retain(|c| *c != ch);
+        }
         let result = match f.kind {
             FRAME_HEARTBEAT if ch == 0 => Ok(()),
             FRAME_HEARTBEAT => Err(AmqpError::unexpected_frame(format!(
@@ -112,13 +119,6 @@ impl Connection {
                 .connection_method(m)
                 .map_err(|e| e.caused_by(class_id, method_id).on_connection());
         }
-        if ch > self.channel_max {
-            return Err(AmqpError::not_allowed(format!(
-                "channel id {ch} is above the negotiated channel_max {}",
-                self.channel_max
-            ))
-            .caused_by(class_id, method_id));
-        }
         let phase = self
             .channels
             .get(&ch)
@@ -126,6 +126,16 @@ impl Connection {
         match phase {
             None => match m {
                 AMQPClass::Channel(channel::AMQPMethod::Open(_)) => {
+                    // channel_max limits how many channels are open, not their numbers; RabbitMQ
+                    // raises this from its reader, so the close names no method
+                    let open = self.channels.len();
+                    if self.channel_max != 0 && open >= self.channel_max as usize {
+                        return Err(AmqpError::not_allowed(format!(
+                            "number of channels opened ({open}) has reached the negotiated channel_max ({})",
+                            self.channel_max
+                        ))
+                        .on_connection());
+                    }
                     self.open_channel(ch);
                     Ok(())
                 }

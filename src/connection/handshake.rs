@@ -38,6 +38,10 @@ pub enum HandshakeEnd {
     Gone,
     /// A protocol error to report with connection.close before closing.
     Refused(AmqpError),
+    /// Login refused. RabbitMQ reports it with connection.close only to clients that
+    /// announced the `authentication_failure_close` capability; others just see the socket
+    /// close (after the same delay).
+    LoginRefused { error: AmqpError, notify: bool },
 }
 
 impl From<AmqpError> for HandshakeEnd {
@@ -174,14 +178,16 @@ pub async fn handshake<R: AsyncRead + Unpin>(
     let consumer_cancel_notify =
         client_capability(&start_ok.client_properties, "consumer_cancel_notify");
     let blocked_notify = client_capability(&start_ok.client_properties, "connection.blocked");
+    let notify = client_capability(&start_ok.client_properties, "authentication_failure_close");
+    // RabbitMQ's login refusals name no method (class and method 0)
+    let login_refused = |text: String| HandshakeEnd::LoginRefused {
+        error: AmqpError::access_refused(text).on_connection(),
+        notify,
+    };
     let refusal = || {
-        HandshakeEnd::Refused(
-            AmqpError::access_refused(format!(
-                "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
-            ))
-            .on_connection()
-            .caused_by(10, 11),
-        )
+        login_refused(format!(
+            "Login was refused using authentication mechanism {mechanism}. For details see the broker logfile."
+        ))
     };
     let user = match authenticate(broker, &mechanism, start_ok.response.as_bytes(), tls) {
         Ok(user) => user,
@@ -197,14 +203,10 @@ pub async fn handshake<R: AsyncRead + Unpin>(
     };
     if config.loopback_users.contains(&user.name) && !peer.ip().is_loopback() {
         tracing::warn!(%peer, user = %user.name, "login refused: user may only connect via localhost");
-        return Err(HandshakeEnd::Refused(
-            AmqpError::access_refused(format!(
-                "user '{}' can only connect via localhost",
-                user.name
-            ))
-            .on_connection()
-            .caused_by(10, 11),
-        ));
+        return Err(login_refused(format!(
+            "user '{}' can only connect via localhost",
+            user.name
+        )));
     }
 
     send(

@@ -59,6 +59,9 @@ async fn read_some<R: AsyncRead + Unpin>(
 
 /// How long we wait for connection.close-ok after sending connection.close.
 const CLOSE_OK_TIMEOUT: Duration = Duration::from_secs(3);
+/// How long a refused handshake keeps the socket open for the client's close-ok
+/// (RabbitMQ's SILENT_CLOSE_DELAY).
+const REFUSED_CLOSE_DELAY: Duration = Duration::from_secs(3);
 /// How long we keep reading after close-ok for a client that does not hang up.
 const CLOSED_LINGER: Duration = Duration::from_secs(10);
 
@@ -104,6 +107,10 @@ pub struct Connection {
     published: bool,
     /// Held by the memory alarm: the socket is not read.
     blocked: bool,
+    /// Channels the client closed while handling the bytes read so far: frames for them
+    /// that were already on their way (sent before the client saw close-ok) are dropped,
+    /// as RabbitMQ's closing channel drops them, instead of being a 504.
+    closed_by_client: Vec<u16>,
 }
 
 /// Serve one accepted socket until it closes.
@@ -152,6 +159,14 @@ pub async fn serve<S>(
             }
             Ok(Err(HandshakeEnd::Refused(e))) => {
                 send_close_now(&writer, &e);
+                await_close_ok(&mut reader, &mut rbuf, &mut shutdown).await;
+                drop(writer);
+            }
+            Ok(Err(HandshakeEnd::LoginRefused { error, notify })) => {
+                if notify {
+                    send_close_now(&writer, &error);
+                }
+                await_close_ok(&mut reader, &mut rbuf, &mut shutdown).await;
                 drop(writer);
             }
             Ok(Err(HandshakeEnd::Gone)) => drop(writer),
@@ -177,6 +192,37 @@ fn close_method(e: &AmqpError) -> AMQPClass {
         class_id: e.class_id,
         method_id: e.method_id,
     }))
+}
+
+/// After refusing a handshake: keep the socket open until the client answers close-ok or
+/// hangs up, for at most REFUSED_CLOSE_DELAY. Closing at once would make the client's
+/// close-ok meet a reset, and some clients then report the reset instead of the refusal;
+/// RabbitMQ waits the same 3 s, which also slows down login floods.
+async fn await_close_ok<R: AsyncRead + Unpin>(
+    reader: &mut R,
+    rbuf: &mut BytesMut,
+    shutdown: &mut tokio::sync::watch::Receiver<bool>,
+) {
+    let wait = async {
+        loop {
+            while let Ok(Some(f)) = frame::split(rbuf, 0) {
+                if f.kind == frame::FRAME_METHOD && method::ids(&f.payload) == (10, 51) {
+                    return;
+                }
+            }
+            if rbuf.len() > 64 * 1024 {
+                return; // not an AMQP client answering a close: stop reading
+            }
+            match reader.read_buf(rbuf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {}
+            }
+        }
+    };
+    tokio::select! {
+        _ = tokio::time::timeout(REFUSED_CLOSE_DELAY, wait) => {}
+        _ = shutdown.wait_for(|stopping| *stopping) => {}
+    }
 }
 
 fn send_close_now(writer: &WriterTx, e: &AmqpError) {
@@ -221,6 +267,7 @@ impl Connection {
             blocked_notify: n.blocked_notify,
             published: false,
             blocked: false,
+            closed_by_client: Vec::new(),
         }
     }
 
@@ -372,7 +419,11 @@ impl Connection {
         while !self.done {
             let frame = match frame::split(rbuf, self.frame_max) {
                 Ok(Some(f)) => f,
-                Ok(None) => break,
+                Ok(None) => {
+                    // what arrives in a later read was sent after the client saw close-ok
+                    self.closed_by_client.clear();
+                    break;
+                }
                 Err(e) => {
                     self.fail(0, e).await;
                     // A framing error leaves the stream unparseable: stop reading it.

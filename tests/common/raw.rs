@@ -201,7 +201,11 @@ impl Raw {
 /// start-ok advertising the capabilities RabbitMQ's own clients do.
 pub fn start_ok(mechanism: &str, response: &[u8]) -> AMQPClass {
     let mut caps = FieldTable::default();
-    for cap in ["connection.blocked", "consumer_cancel_notify"] {
+    for cap in [
+        "authentication_failure_close",
+        "connection.blocked",
+        "consumer_cancel_notify",
+    ] {
         caps.insert(
             cap.into(),
             warren::protocol::method::AMQPValue::Boolean(true),

@@ -39,6 +39,7 @@ impl Connection {
         if let Some(state) = self.channels.remove(&ch) {
             self.teardown_channel(state).await;
         }
+        self.closed_by_client.push(ch);
         self.send_method(
             ch,
             AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
