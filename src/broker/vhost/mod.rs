@@ -246,12 +246,16 @@ impl VHost {
 
     fn check_exclusive(&self, q: &QueueHandle, connection_id: u64) -> Result<(), AmqpError> {
         match q.exclusive_owner {
-            Some(owner) if owner != connection_id => Err(AmqpError::resource_locked(format!(
-                "cannot obtain exclusive access to locked queue '{}' in vhost '{}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
-                q.name, self.name
-            ))),
+            Some(owner) if owner != connection_id => Err(self.locked(q)),
             _ => Ok(()),
         }
+    }
+
+    fn locked(&self, q: &QueueHandle) -> AmqpError {
+        AmqpError::resource_locked(format!(
+            "cannot obtain exclusive access to locked queue '{}' in vhost '{}'. It could be originally declared on another connection or the exclusive property value does not match that of the original declaration.",
+            q.name, self.name
+        ))
     }
 
     /// Commit definition changes before answering the client.
@@ -316,28 +320,30 @@ impl VHost {
         passive: bool,
         ops: &mut Vec<StoreOp>,
     ) -> Result<(), AmqpError> {
-        if spec.name.is_empty() {
-            return if passive {
-                Ok(())
-            } else {
-                Err(Self::default_exchange_refused())
-            };
+        // RabbitMQ refuses even a passive declaration of the default exchange
+        if spec.name.is_empty() && passive {
+            return Err(Self::default_exchange_refused());
         }
         if passive {
             return self.exchange(&spec.name).map(|_| ());
         }
-        if spec.name.starts_with("amq.") {
-            return Err(AmqpError::access_refused(format!(
-                "exchange name '{}' contains reserved prefix 'amq.*'",
-                spec.name
-            )));
-        }
+        // RabbitMQ's order: the type, the default exchange, then (only for a new exchange)
+        // the reserved prefix; redeclaring amq.direct as it is succeeds
         let Some(kind) = ExchangeKind::parse(&spec.kind) else {
             return Err(AmqpError::command_invalid(format!(
                 "unknown exchange type '{}'",
                 spec.kind
             )));
         };
+        if spec.name.is_empty() {
+            return Err(Self::default_exchange_refused());
+        }
+        if spec.name.starts_with("amq.") && !self.exchanges.contains_key(&spec.name) {
+            return Err(AmqpError::access_refused(format!(
+                "exchange name '{}' contains reserved prefix 'amq.*'",
+                spec.name
+            )));
+        }
         let mut created = false;
         let existing = self
             .exchanges
@@ -408,7 +414,8 @@ impl VHost {
         }
         if name.starts_with("amq.") {
             return Err(AmqpError::access_refused(format!(
-                "exchange name '{name}' contains reserved prefix 'amq.*'"
+                "deletion of system exchange '{name}' in vhost '{}' not allowed",
+                self.name
             )));
         }
         let Some(x) = self.exchanges.get(name).map(|x| x.clone()) else {
@@ -499,6 +506,8 @@ impl VHost {
         {
             return Err(Self::default_exchange_refused());
         }
+        // RabbitMQ names the missing source before the missing destination
+        let src = self.exchange(source)?;
         match destination {
             Destination::Queue(q) => {
                 self.queue(q)?;
@@ -507,7 +516,16 @@ impl VHost {
                 self.exchange(x)?;
             }
         }
-        Ok((self.exchange(source)?, ()))
+        Ok((src, ()))
+    }
+
+    /// queue.bind looks at its source before its queue (RabbitMQ's order of errors):
+    /// the default exchange is refused, a missing one is 404.
+    pub fn binding_source(&self, source: &str) -> Result<Arc<Exchange>, AmqpError> {
+        if source.is_empty() {
+            return Err(Self::default_exchange_refused());
+        }
+        self.exchange(source)
     }
 
     fn maybe_auto_delete_exchange(&self, x: &Arc<Exchange>, ops: &mut Vec<StoreOp>) {

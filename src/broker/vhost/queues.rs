@@ -41,13 +41,23 @@ impl VHost {
 
     fn declare_queue_now(
         &self,
-        spec: QueueSpec,
+        mut spec: QueueSpec,
         connection_id: u64,
     ) -> Result<(Arc<QueueHandle>, bool), AmqpError> {
+        // RabbitMQ: an exclusive queue is never durable, whatever the declaration says
+        spec.durable &= !spec.exclusive;
         if let Some(q) = self.queues.get(&spec.name).map(|q| q.clone()) {
-            self.check_exclusive(&q, connection_id)?;
-            self.check_queue_equivalent(&q, &spec)?;
+            self.check_queue_equivalent(&q, &spec, connection_id)?;
             return Ok((q, false));
+        }
+        // RabbitMQ's order: the vhost's queue limit, then the arguments, then the type's rules
+        if let Some(max) = self.limit("max-queues", self.max_queues as u64) {
+            if self.queues.len() as u64 >= max {
+                return Err(AmqpError::precondition_failed(format!(
+                    "cannot declare queue '{}': queue limit in vhost '{}' ({max}) is reached",
+                    spec.name, self.name
+                )));
+            }
         }
         let parsed = QueueArgs::parse(&spec.arguments, &spec.name, &self.name)?;
         if parsed.is_quorum() {
@@ -58,14 +68,6 @@ impl VHost {
                 &spec.name,
                 &self.name,
             )?;
-        }
-        if let Some(max) = self.limit("max-queues", self.max_queues as u64) {
-            if self.queues.len() as u64 >= max {
-                return Err(AmqpError::precondition_failed(format!(
-                    "cannot declare queue '{}': queue limit in vhost '{}' ({max}) is reached",
-                    spec.name, self.name
-                )));
-            }
         }
         let mut created = false;
         let q = self
@@ -98,13 +100,23 @@ impl VHost {
             })
             .clone();
         if !created {
-            self.check_exclusive(&q, connection_id)?;
-            self.check_queue_equivalent(&q, &spec)?;
+            self.check_queue_equivalent(&q, &spec, connection_id)?;
         }
         Ok((q, created))
     }
 
-    fn check_queue_equivalent(&self, q: &QueueHandle, spec: &QueueSpec) -> Result<(), AmqpError> {
+    /// A redeclaration matches: first the owner, strictly (a non-exclusive declaration of an
+    /// exclusive queue is locked out even on the owning connection, and the other way round),
+    /// then durable, auto_delete and the arguments, in RabbitMQ's order.
+    fn check_queue_equivalent(
+        &self,
+        q: &QueueHandle,
+        spec: &QueueSpec,
+        connection_id: u64,
+    ) -> Result<(), AmqpError> {
+        if q.exclusive_owner != spec.exclusive.then_some(connection_id) {
+            return Err(self.locked(q));
+        }
         let inequivalent = |arg: &str, received: bool, current: bool| {
             AmqpError::precondition_failed(format!(
                 "inequivalent arg '{arg}' for queue '{}' in vhost '{}': received '{}' but current is '{}'",
@@ -116,13 +128,6 @@ impl VHost {
         };
         if q.durable != spec.durable {
             return Err(inequivalent("durable", spec.durable, q.durable));
-        }
-        if q.exclusive_owner.is_some() != spec.exclusive {
-            return Err(inequivalent(
-                "exclusive",
-                spec.exclusive,
-                q.exclusive_owner.is_some(),
-            ));
         }
         if q.auto_delete != spec.auto_delete {
             return Err(inequivalent("auto_delete", spec.auto_delete, q.auto_delete));

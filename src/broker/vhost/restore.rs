@@ -62,7 +62,7 @@ impl VHost {
                 let recovered = positions.remove(&key).unwrap_or_default();
                 let recovered_counts = delivery_counts.remove(&key).unwrap_or_default();
                 restored += recovered.len();
-                let args = QueueArgs::parse(arguments, name, &self.name).unwrap_or_default();
+                let args = QueueArgs::read(arguments);
                 let handle = queue::spawn(
                     QueueInit {
                         name: name.as_str().into(),

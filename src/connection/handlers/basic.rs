@@ -54,6 +54,17 @@ impl Connection {
                 .ok_or_else(|| AmqpError::not_found("no previously declared queue"))?,
             n => n.to_owned(),
         };
+        // as RabbitMQ: a reused tag is refused before the queue is even looked up
+        let reused = self
+            .channels
+            .get(&ch)
+            .is_some_and(|c| c.consumers.contains_key(d.consumer_tag.as_str()));
+        if reused {
+            return Err(AmqpError::not_allowed(format!(
+                "attempt to reuse consumer tag '{}'",
+                d.consumer_tag
+            )));
+        }
         self.authorize(Access::Read, ResourceKind::Queue, &name)?;
         let q = self.vhost.queue_for(&name, self.id)?;
         let priority = consumer_priority(&d.arguments, &name, &self.vhost.name)?;
@@ -71,11 +82,6 @@ impl Connection {
         if max > 0 && state.consumers.len() as u64 >= max {
             return Err(AmqpError::not_allowed(format!(
                 "reached maximum ({max}) of consumers per channel"
-            )));
-        }
-        if state.consumers.contains_key(&tag) {
-            return Err(AmqpError::not_allowed(format!(
-                "attempt to reuse consumer tag '{tag}'"
             )));
         }
         let limit = if d.no_ack {
@@ -333,7 +339,7 @@ fn consumer_priority(
         Some(AMQPValue::LongUInt(n)) => Ok(i64::from(*n)),
         Some(AMQPValue::LongLongInt(n)) => Ok(*n),
         Some(other) => Err(AmqpError::precondition_failed(format!(
-            "invalid arg 'x-priority' for queue '{queue}' in vhost '{vhost}': {{unacceptable_type,{other:?}}}"
+            "invalid arg 'x-priority' for queue '{queue}' in vhost '{vhost}': {{unacceptable_type,{}}}", crate::protocol::table::type_name(other)
         ))),
     }
 }

@@ -5,7 +5,7 @@ use amq_protocol::protocol::{queue, AMQPClass};
 
 use crate::broker::exchange::Destination;
 use crate::broker::permissions::{Access, ResourceKind};
-use crate::broker::queue::QueueCmd;
+use crate::broker::queue::{QueueArgs, QueueCmd};
 use crate::broker::vhost::QueueSpec;
 use crate::connection::Connection;
 use crate::protocol::AmqpError;
@@ -51,8 +51,9 @@ impl Connection {
     ) -> Result<(), AmqpError> {
         let requested = d.queue.as_str();
         let (handle, created) = if d.passive {
-            let name = self.queue_name(ch, requested)?;
-            let q = self.vhost.queue_for(&name, self.id)?;
+            // the "last declared queue" shortcut is not applied to queue.declare itself:
+            // a passive declare of "" asks for the queue named "", as in RabbitMQ
+            let q = self.vhost.queue_for(requested, self.id)?;
             if q.args.expires.is_some() {
                 // as RabbitMQ: a passive declare renews an x-expires lease too
                 q.send(QueueCmd::Touch).await;
@@ -65,6 +66,7 @@ impl Connection {
                 )));
             }
             let name = if requested.is_empty() {
+                QueueArgs::check_server_named(&d.arguments)?;
                 server_named()
             } else {
                 requested.to_owned()
@@ -107,15 +109,20 @@ impl Connection {
     pub(in crate::connection) async fn queue_bind(
         &mut self,
         ch: u16,
-        d: queue::Bind,
+        mut d: queue::Bind,
     ) -> Result<(), AmqpError> {
         let name = self.queue_name(ch, d.queue.as_str())?;
+        if d.queue.as_str().is_empty() && d.routing_key.as_str().is_empty() {
+            // RabbitMQ's shortcut: both empty binds with the queue's own name as the key
+            d.routing_key = name.as_str().into();
+        }
         self.authorize_binding(
             ResourceKind::Queue,
             &name,
             d.exchange.as_str(),
             d.routing_key.as_str(),
         )?;
+        self.vhost.binding_source(d.exchange.as_str())?;
         let q = self.vhost.queue_for(&name, self.id)?;
         self.vhost
             .bind(
@@ -137,9 +144,13 @@ impl Connection {
     pub(in crate::connection) async fn queue_unbind(
         &mut self,
         ch: u16,
-        d: queue::Unbind,
+        mut d: queue::Unbind,
     ) -> Result<(), AmqpError> {
         let name = self.queue_name(ch, d.queue.as_str())?;
+        if d.queue.as_str().is_empty() && d.routing_key.as_str().is_empty() {
+            // RabbitMQ's shortcut: both empty binds with the queue's own name as the key
+            d.routing_key = name.as_str().into();
+        }
         self.authorize_binding(
             ResourceKind::Queue,
             &name,
