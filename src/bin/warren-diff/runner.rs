@@ -6,11 +6,11 @@
 //! Within a step, lines are ordered by connection and channel: the order between channels
 //! depends on scheduling in both brokers and says nothing about correctness.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use amq_protocol::protocol::{basic, channel, connection, AMQPClass};
+use amq_protocol::protocol::{basic, channel, connection, exchange, queue, AMQPClass};
 use amq_protocol::types::{FieldTable, LongString, ShortString};
 use bytes::BytesMut;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -110,7 +110,64 @@ impl Runner {
             );
         }
         self.hang_up().await;
+        self.clean_up(scenario).await;
         all
+    }
+
+    /// Delete the queues and exchanges this run made, from a connection of its own, so
+    /// that durable leftovers (bound to amq.* exchanges, say) cannot change a later run.
+    async fn clean_up(&mut self, scenario: &Scenario) {
+        let mut queues = BTreeSet::new();
+        let mut exchanges = BTreeSet::new();
+        for s in &scenario.steps {
+            queues.extend(s.queue.iter().map(|n| self.name(Some(n))));
+            exchanges.extend(
+                [&s.exchange, &s.destination]
+                    .into_iter()
+                    .flatten()
+                    .map(|n| self.name(Some(n))),
+            );
+        }
+        let ours = |n: &String| n.starts_with(&self.prefix);
+        let deletes: Vec<AMQPClass> = queues
+            .iter()
+            .filter(|n| ours(n))
+            .map(|n| {
+                AMQPClass::Queue(queue::AMQPMethod::Delete(queue::Delete {
+                    queue: n.as_str().into(),
+                    ..Default::default()
+                }))
+            })
+            .chain(exchanges.iter().filter(|n| ours(n)).map(|n| {
+                AMQPClass::Exchange(exchange::AMQPMethod::Delete(exchange::Delete {
+                    exchange: n.as_str().into(),
+                    ..Default::default()
+                }))
+            }))
+            .collect();
+        if deletes.is_empty() {
+            return;
+        }
+        let c = self.conns.len();
+        if self
+            .open_connection(&Step::new(c, 0, "connection.open"))
+            .await
+            .is_ok()
+        {
+            // each on a channel of its own: a refusal closes only that channel
+            for (i, delete) in deletes.into_iter().enumerate() {
+                let ch = i as u16 + 1;
+                let open = AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {}));
+                if self.send_method(c, ch, open).await.is_err() {
+                    break;
+                }
+                self.wait_reply(c, ch).await;
+                let _ = self.send_method(c, ch, delete).await;
+                self.wait_reply(c, ch).await;
+            }
+        }
+        self.hang_up().await;
+        self.lines.clear();
     }
 
     /// Reconnect connection `c` and reopen channel `ch` if the broker closed them, so a

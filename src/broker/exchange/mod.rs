@@ -167,6 +167,18 @@ impl Exchange {
         gone
     }
 
+    pub fn has_binding(
+        &self,
+        destination: &Destination,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) -> bool {
+        self.read()
+            .all
+            .iter()
+            .any(|x| x.same(destination, routing_key, arguments))
+    }
+
     pub fn has_bindings(&self) -> bool {
         !self.read().all.is_empty()
     }

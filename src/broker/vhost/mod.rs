@@ -470,6 +470,7 @@ impl VHost {
         destination: Destination,
         routing_key: &str,
         arguments: &FieldTable,
+        connection_id: u64,
     ) -> Result<(), AmqpError> {
         let (src, _) = match self.binding_ends(source, &destination) {
             Ok(ends) => ends,
@@ -477,6 +478,13 @@ impl VHost {
             Err(e) if e.code == crate::protocol::reply::NOT_FOUND => return Ok(()),
             Err(e) => return Err(e),
         };
+        // as RabbitMQ: another connection's exclusive queue is locked only when there is
+        // a binding to remove; unbinding nothing from it is fine
+        if let Destination::Queue(q) = &destination {
+            if src.has_binding(&destination, routing_key, arguments) {
+                self.queue_for(q, connection_id)?;
+            }
+        }
         let mut ops = Vec::new();
         if src.unbind(&destination, routing_key, arguments) {
             if src.durable {

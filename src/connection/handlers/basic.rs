@@ -339,7 +339,7 @@ fn consumer_priority(
         Some(AMQPValue::LongUInt(n)) => Ok(i64::from(*n)),
         Some(AMQPValue::LongLongInt(n)) => Ok(*n),
         Some(other) => Err(AmqpError::precondition_failed(format!(
-            "invalid arg 'x-priority' for queue '{queue}' in vhost '{vhost}': {{unacceptable_type,{}}}", crate::protocol::table::type_name(other)
+            "invalid arg 'x-priority' for queue '{queue}' in vhost '{vhost}': \"expected integer, got {}\"", crate::protocol::table::type_name(other)
         ))),
     }
 }

@@ -157,17 +157,13 @@ impl Connection {
             d.exchange.as_str(),
             d.routing_key.as_str(),
         )?;
-        if let Ok(q) = self.vhost.queue(&name) {
-            if q.exclusive_owner.is_some_and(|o| o != self.id) {
-                self.vhost.queue_for(&name, self.id)?;
-            }
-        }
         self.vhost
             .unbind(
                 d.exchange.as_str(),
                 Destination::Queue(name.as_str().into()),
                 d.routing_key.as_str(),
                 &d.arguments,
+                self.id,
             )
             .await?;
         self.send_method(

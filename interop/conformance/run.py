@@ -1,0 +1,398 @@
+#!/usr/bin/env python3
+"""Other client libraries' own live-broker test suites, run against any AMQP broker.
+
+Each suite is fetched as its project publishes it (a PyPI sdist, an npm tarball, a
+crates.io crate) into a cache outside the repository, installed privately (venv,
+node_modules, cargo target dir), and run against AMQP_URL. The last stdout line is
+`N passed, N failed, N skipped`; failing test names go to stderr. A test that fails is
+run once more and counts as passed if it passes then (a few race on RabbitMQ too); set
+RETRY_FAILED=0 for a strict single run.
+
+    AMQP_URL=amqp://guest:guest@127.0.0.1:5672/%2F interop/conformance/run.py kombu
+
+The pass counts RabbitMQ 3.10.8 reaches with each suite are in BAR (and the README):
+Warren is held to at least those.
+"""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import time
+import urllib.parse
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+# RabbitMQ 3.10.8 (Debian) on a 2-core machine: passed, failed, skipped.
+BAR = {
+    "smoke": (10, 0, 0),
+    "py-amqp": (12, 0, 0),
+    "kombu": (51, 0, 0),
+    "amqplib": (75, 0, 0),
+    "lapin": (17, 0, 0),
+}
+VERSIONS = {"py-amqp": "5.4.2", "kombu": "5.7.0", "amqplib": "2.2.0", "lapin": "4.12.3"}
+
+URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
+CACHE = Path(os.environ.get("CONFORMANCE_CACHE", Path.home() / ".cache/warren-conformance"))
+RETRY = os.environ.get("RETRY_FAILED", "1") == "1"
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+def broker():
+    u = urllib.parse.urlsplit(URL)
+    host, port = u.hostname or "127.0.0.1", u.port or 5672
+    if not (host.startswith("127.") or host in ("localhost", "::1")):
+        sys.exit(f"refusing non-loopback broker host {host!r}")
+    return host, port
+
+
+def run(cmd, cwd=None, env=None, timeout=900, out=None):
+    """Run a command; its output goes to `out` (a path) or stderr. Returns the exit code."""
+    full_env = {**os.environ, **(env or {})}
+    sink = open(out, "w") if out else sys.stderr
+    try:
+        return subprocess.run(cmd, cwd=cwd, env=full_env, stdout=sink, stderr=subprocess.STDOUT,
+                              timeout=timeout).returncode
+    except subprocess.TimeoutExpired:
+        log(f"timed out after {timeout}s: {' '.join(map(str, cmd))}")
+        return 124
+    finally:
+        if out:
+            sink.close()
+
+
+def unpack(archive, dest):
+    """A fresh tree every run, so nothing patched or left by an earlier run remains."""
+    shutil.rmtree(dest, ignore_errors=True)
+    dest.mkdir(parents=True)
+    with tarfile.open(archive) as t:
+        for m in t.getmembers():
+            m.name = m.name.split("/", 1)[1] if "/" in m.name else ""
+            if m.name and not m.name.startswith(("/", "..")):
+                t.extract(m, dest)
+
+
+def venv(dir, *requirements):
+    stamp = dir / ".requirements"
+    want = "\n".join(requirements)
+    if (dir / "bin/python").exists() and stamp.exists() and stamp.read_text() == want:
+        return dir / "bin/python"
+    shutil.rmtree(dir, ignore_errors=True)
+    subprocess.check_call([sys.executable, "-m", "venv", str(dir)], stdout=sys.stderr)
+    subprocess.check_call([dir / "bin/python", "-m", "pip", "install", "-q", *requirements],
+                          stdout=sys.stderr)
+    stamp.write_text(want)
+    return dir / "bin/python"
+
+
+def sdist(name, version, dest):
+    dl = CACHE / "downloads"
+    dl.mkdir(parents=True, exist_ok=True)
+    found = [p for p in dl.glob("*.tar.gz")
+             if re.fullmatch(rf"{name.replace('-', '[-_]')}-{re.escape(version)}\.tar\.gz", p.name)]
+    if not found:
+        subprocess.check_call([sys.executable, "-m", "pip", "download", "-q", "--no-deps",
+                               "--no-binary", name, f"{name}=={version}", "-d", str(dl)],
+                              stdout=sys.stderr)
+        return sdist(name, version, dest)
+    unpack(found[0], dest)
+
+
+# ---- results -----------------------------------------------------------------------
+
+def junit(path, repeated_names_are_tests=False):
+    """{test id: 'passed'|'failed'|'skipped'} from a JUnit XML file. pytest may list one
+    test twice (a teardown error after the call): the worst counts. node --test repeats
+    a name in different suites: each is a test of its own."""
+    out = {}
+    try:
+        root = ET.parse(path).getroot()
+    except (OSError, ET.ParseError):
+        return out
+    for case in root.iter("testcase"):
+        kinds = {c.tag for c in case}
+        state = ("failed" if kinds & {"failure", "error"}
+                 else "skipped" if "skipped" in kinds else "passed")
+        key = f"{case.get('classname')}::{case.get('name')}"
+        if repeated_names_are_tests:
+            n = 1
+            while f"{key}#{n}" in out:
+                n += 1
+            key = f"{key}#{n}"
+        elif out.get(key) == "failed":
+            continue
+        out[key] = state
+    return out
+
+
+def libtest(path):
+    """(passed, failed, ignored, failed test names) from cargo test output. Counts come
+    from the `test result:` lines (test output may interleave with the `test x ... ok`
+    lines); a test binary that died without a result line counts as one failure."""
+    text = Path(path).read_text(errors="replace") if Path(path).exists() else ""
+    p = f = i = 0
+    for m in re.finditer(r"test result: \w+\. (\d+) passed; (\d+) failed; (\d+) ignored", text):
+        p, f, i = p + int(m[1]), f + int(m[2]), i + int(m[3])
+    died = len(re.findall(r"^running \d+ tests?$", text, re.M)) - len(re.findall(r"test result:", text))
+    names = set()
+    for block in re.findall(r"^failures:\n((?:    \S+\n)+)", text, re.M):
+        names |= set(block.split())
+    return p, f + max(0, died), i, sorted(names)
+
+
+def summary(results, retried=None):
+    n = {"passed": 0, "failed": 0, "skipped": 0}
+    for test, state in results.items():
+        if state == "failed" and (retried or {}).get(test) == "passed":
+            log(f"FLAKY (passed when run again): {test}")
+            state = "passed"
+        if state == "failed":
+            log(f"FAILED {test}")
+        n[state] += 1
+    return n
+
+
+# ---- suites --------------------------------------------------------------------------
+
+def pytest_suite(name, package, paths, extra, prepare=None):
+    host, port = broker()
+    work = CACHE / name
+    src = work / f"src-{VERSIONS[name]}"
+    sdist(package, VERSIONS[name], src)
+    py = venv(work / "venv", "pytest>=8,<9", "pytest-timeout", f"{package}=={VERSIONS[name]}")
+    if prepare:
+        prepare(py, src, host, port)
+    env = {"RABBITMQ_HOST": host, "RABBITMQ_5672_TCP": str(port)}
+    base = [py, "-m", "pytest", "-p", "no:cacheprovider", "-o", "addopts=", "--timeout=60",
+            "-W", "ignore::pytest.PytestUnknownMarkWarning", "-rfE", *extra]
+    run([*base, *paths, f"--junitxml={work / 'junit.xml'}"], cwd=src, env=env,
+        out=work / "pytest.log")
+    results = junit(work / "junit.xml")
+    # pytest's own short summary names the failed tests as it takes them on the command line
+    log_text = (work / "pytest.log").read_text(errors="replace")
+    ids = sorted(set(re.findall(r"^(?:FAILED|ERROR) (\S+::\S+)", log_text, re.M)))
+    retried = {}
+    if RETRY and 0 < len(ids) <= 20:
+        run([*base, *ids, f"--junitxml={work / 'junit-retry.xml'}"], cwd=src, env=env,
+            out=work / "pytest-retry.log")
+        retried = junit(work / "junit-retry.xml")
+    if not results:
+        log(log_text[-3000:])
+    return summary(results, retried)
+
+
+def kombu_prepare(py, src, host, port):
+    # The suite uses fixed durable queue names and leaves messages behind: delete them.
+    script = r"""
+import re, sys, amqp
+host, port, files = sys.argv[1], sys.argv[2], sys.argv[3:]
+names = set()
+for f in files:
+    names |= set(re.findall(r"(?:Queue|SimpleQueue|SimpleBuffer)\(\s*['\"]([^'\"]+)['\"]", open(f).read()))
+c = amqp.Connection(host=f"{host}:{port}"); c.connect()
+for n in sorted(names):
+    ch = c.channel()
+    try:
+        ch.queue_delete(n); ch.close()
+    except Exception:
+        pass
+c.close()
+"""
+    run([py, "-c", script, host, str(port), "t/integration/common.py",
+         "t/integration/test_py_amqp.py"], cwd=src)
+
+
+def py_amqp():
+    return pytest_suite("py-amqp", "amqp", ["t/integration/test_rmq.py"], ["-k", "not tls"])
+
+
+def kombu():
+    return pytest_suite("kombu", "kombu", ["t/integration/test_py_amqp.py"],
+                        ["-o", "python_classes=test_*"], prepare=kombu_prepare)
+
+
+def amqplib():
+    host, port = broker()
+    version = VERSIONS["amqplib"]
+    work = CACHE / "amqplib"
+    tgz = work / f"amqplib-{version}.tgz"
+    work.mkdir(parents=True, exist_ok=True)
+    if not tgz.exists():
+        run(["npm", "pack", "-q", f"amqplib@{version}"], cwd=work)
+    src = work / f"src-{version}"
+    unpack(tgz, src)
+    if run(["npm", "install", "-q", "--omit=dev", "--no-audit", "--no-fund"], cwd=src) != 0:
+        return {"passed": 0, "failed": 1, "skipped": 0}
+    # The tests connect to amqp://localhost; point them at the broker under test.
+    cb = src / "test/callback_api.test.js"
+    cb.write_text(cb.read_text().replace("connect((", "connect(process.env.URL, (")
+                  .replace("connect(dom.bind(", "connect(process.env.URL, dom.bind("))
+    ct = src / "test/connect.test.js"
+    text = ct.read_text()
+    for old, new in [("'amqp://localhost'", f"'amqp://{host}:{port}'"),
+                     ("'amqp://localhost?", f"'amqp://{host}:{port}?"),
+                     ("'amqp://[::1]'", f"'amqp://[::1]:{port}'"),
+                     ("{ protocol: 'amqp', hostname: 'localhost' }",
+                      f"{{ protocol: 'amqp', hostname: '{host}', port: {port} }}"),
+                     ("connect({ heartbeat: 20 }",
+                      f"connect({{ heartbeat: 20, hostname: '{host}', port: {port} }}")]:
+        text = text.replace(old, new)
+    ct.write_text(text)
+    report = work / "junit.xml"
+    report.unlink(missing_ok=True)
+    run(["node", "--test", "--test-timeout=5000", "--test-reporter=junit",
+         f"--test-reporter-destination={report}", "test/callback_api.test.js",
+         "test/channel_api.test.js", "test/connect.test.js"], cwd=src, env={"URL": URL},
+        timeout=300, out=work / "node.log")
+    results = junit(report, repeated_names_are_tests=True)
+    if not results:
+        log((work / "node.log").read_text(errors="replace")[-3000:])
+    return summary(results)
+
+
+def lapin():
+    version = VERSIONS["lapin"]
+    work = CACHE / "lapin"
+    src = work / f"src-{version}"
+    cargo_home = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo"))
+    crates = list(cargo_home.glob(f"registry/cache/*/lapin-{version}.crate"))
+    if not crates:
+        # cargo downloads the published crate for a throw-away package that depends on it
+        fetch = work / "fetch"
+        (fetch / "src").mkdir(parents=True, exist_ok=True)
+        (fetch / "src/main.rs").write_text("fn main() {}\n")
+        (fetch / "Cargo.toml").write_text(
+            '[package]\nname = "fetch-lapin"\nversion = "0.0.0"\nedition = "2021"\n\n'
+            f'[dependencies]\nlapin = {{ version = "={version}", default-features = false }}\n')
+        run(["cargo", "fetch", "-q"], cwd=fetch)
+        crates = list(cargo_home.glob(f"registry/cache/*/lapin-{version}.crate"))
+    if not crates:
+        log("could not fetch the lapin crate")
+        return {"passed": 0, "failed": 1, "skipped": 0}
+    unpack(crates[0], src)
+    env = {"CARGO_TARGET_DIR": str(work / "target"), "AMQP_ADDR": URL}
+    features = ["--no-default-features", "--features", "tokio,smol"]
+    if run(["cargo", "test", "--locked", *features, "--tests", "--no-run", "-q"], cwd=src, env=env,
+           timeout=1800, out=work / "build.log") != 0:
+        log((work / "build.log").read_text(errors="replace")[-3000:])
+        return {"passed": 0, "failed": 1, "skipped": 0}
+    # publisher_confirms declares 'hello' durable; a transient leftover would refuse it
+    if shutil.which("amqp-delete-queue"):
+        run(["amqp-delete-queue", f"--url={URL}", "-q", "hello"], timeout=10, out=os.devnull)
+    test = ["cargo", "test", "--locked", *features, "--test", "*", "--no-fail-fast", "--",
+            "--test-threads=1"]
+    run(test, cwd=src, env=env, timeout=600, out=work / "test.log")
+    passed, failed, skipped, names = libtest(work / "test.log")
+    for name in names:
+        log(f"FAILED {name}")
+    if RETRY and names and len(names) == failed and failed <= 10:
+        run([*test, "--exact", *names], cwd=src, env=env, timeout=300, out=work / "retry.log")
+        again, _, _, still = libtest(work / "retry.log")
+        flaky = [n for n in names if n not in still][:again]
+        for name in flaky:
+            log(f"FLAKY (passed when run again): {name}")
+        passed, failed = passed + len(flaky), failed - len(flaky)
+    return {"passed": passed, "failed": failed, "skipped": skipped}
+
+
+def smoke():
+    """rabbitmq-c's amqp-tools and the pika tutorial: the first things a new user tries."""
+    checks = []
+
+    def check(name, ok, detail=""):
+        checks.append(ok)
+        log(("ok   - " if ok else "FAIL - ") + name + ("" if ok else f" ({detail})"))
+
+    host, port = broker()
+    u = [f"--url={URL}"]
+    q = f"conformance-smoke-{os.getpid()}"
+
+    def tool(*args, timeout=15):
+        try:
+            p = subprocess.run(list(args), capture_output=True, text=True, timeout=timeout)
+            return p.returncode, (p.stdout + p.stderr).strip()
+        except (OSError, subprocess.TimeoutExpired) as e:
+            return 1, str(e)
+
+    check(f"broker reachable at {host}:{port}", tool("bash", "-c", f"exec 3<>/dev/tcp/{host}/{port}")[0] == 0)
+    if shutil.which("amqp-publish"):
+        rc, out = tool("amqp-declare-queue", *u, "-q", q)
+        check("amqp-declare-queue", rc == 0 and out == q, out)
+        rc, out = tool("amqp-declare-queue", *u, "-q", "")
+        check("amqp-declare-queue server-named", rc == 0 and out.startswith("amq.gen-"), out)
+        tool("amqp-delete-queue", *u, "-q", out)
+        tool("amqp-publish", *u, "-r", q, "-b", "smoke body")
+        rc, out = tool("amqp-get", *u, "-q", q)
+        check("amqp-publish then amqp-get", out == "smoke body", out)
+        rc, out = tool("amqp-get", *u, "-q", q)
+        check("amqp-get on an empty queue fails", rc != 0, out)
+        for i in (1, 2, 3):
+            tool("amqp-publish", *u, "-r", q, "-C", "text/plain", "-p", "-H", f"x-n: {i}",
+                 "-b", f"m{i};")
+        rc, out = tool("amqp-consume", *u, "-q", q, "-c", "3", "cat")
+        check("amqp-consume -c 3 in order", out == "m1;m2;m3;", out)
+        # a server-named queue bound to amq.direct by amqp-consume, fed until it receives
+        consumer = subprocess.Popen(["amqp-consume", *u, "-e", "amq.direct", "-r", f"{q}.rk",
+                                     "-c", "1", "cat"], stdout=subprocess.PIPE, text=True)
+        got = ""
+        for _ in range(20):
+            time.sleep(0.3)
+            tool("amqp-publish", *u, "-e", "amq.direct", "-r", f"{q}.rk", "-b", "via exchange")
+            if consumer.poll() is not None:
+                break
+        try:
+            got = consumer.communicate(timeout=5)[0]
+        except subprocess.TimeoutExpired:
+            consumer.kill()
+        check("amqp-consume bound to amq.direct", "via exchange" in got, got)
+        check("amqp-delete-queue", tool("amqp-delete-queue", *u, "-q", q)[0] == 0)
+    else:
+        check("amqp-tools installed", False, "apt-get install amqp-tools")
+    py = venv(CACHE / "smoke/venv", "pika>=1.3,<2")
+    tutorial = r"""
+import sys, pika
+params = pika.URLParameters(sys.argv[1])
+conn = pika.BlockingConnection(params)
+ch = conn.channel()
+try:
+    ch.queue_delete(queue='hello', if_unused=True, if_empty=True)
+except Exception:
+    ch = conn.channel()
+ch.queue_declare(queue='hello')
+ch.basic_publish(exchange='', routing_key='hello', body='Hello World!')
+print(" [x] Sent 'Hello World!'")
+got = []
+def callback(ch, method, properties, body):
+    got.append(body); ch.stop_consuming()
+ch.basic_consume(queue='hello', on_message_callback=callback, auto_ack=True)
+conn.call_later(10, ch.stop_consuming)
+ch.start_consuming()
+print(" [x] Received %r" % got[0] if got else "nothing received")
+conn.close()
+"""
+    rc, out = tool(py, "-c", tutorial, URL, timeout=30)
+    check("pika tutorial send", rc == 0 and "Sent" in out, out)
+    check("pika tutorial receive", "Received b'Hello World!'" in out, out)
+    passed = sum(checks)
+    return {"passed": passed, "failed": len(checks) - passed, "skipped": 0}
+
+
+SUITES = {"smoke": smoke, "py-amqp": py_amqp, "kombu": kombu, "amqplib": amqplib, "lapin": lapin}
+
+if __name__ == "__main__":
+    if len(sys.argv) != 2 or sys.argv[1] not in SUITES:
+        sys.exit(f"usage: {sys.argv[0]} {{{'|'.join(SUITES)}}}   (AMQP_URL names the broker)")
+    start = time.time()
+    try:
+        n = SUITES[sys.argv[1]]()
+    except (subprocess.CalledProcessError, OSError) as e:
+        log(f"could not set up {sys.argv[1]}: {e}")
+        n = {"passed": 0, "failed": 1, "skipped": 0}
+    log(f"runtime: {time.time() - start:.0f}s")
+    print(f"{n['passed']} passed, {n['failed']} failed, {n['skipped']} skipped")
