@@ -1,15 +1,16 @@
 //! `ChannelState`: everything one AMQP channel remembers between frames: the publish being
-//! assembled from method + header + body frames, confirm sequence numbers, the transaction
+//! assembled from method + header + body frames, its publisher `Confirms`, the transaction
 //! buffer, delivered-but-unacked messages by delivery tag, and its consumers. Owned by the
 //! connection task; queues reach the channel only through its `ChannelLink`.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
 use crate::broker::consumer::{ChannelLink, ConsumerLink, Credit};
 use crate::broker::queue::QueueHandle;
+use crate::connection::confirms::Confirms;
 use crate::model::message::Message;
 use crate::protocol::content::ContentHeader;
 
@@ -108,14 +109,8 @@ pub struct ChannelState {
     pub phase: Phase,
     pub link: Arc<ChannelLink>,
     pub pending: Option<PendingPublish>,
-    /// Some(next publish sequence number) once confirm.select was seen.
-    pub confirm_next: Option<u64>,
-    /// Publishes not yet durable; no ack may cover them.
-    pub confirm_pending: BTreeSet<u64>,
-    /// Publishes the store failed to write, to be nacked.
-    pub confirm_nacked: BTreeSet<u64>,
-    /// Highest sequence number confirmed to the client so far.
-    pub confirmed_upto: u64,
+    /// Publisher confirms, once confirm.select was seen.
+    pub confirms: Option<Confirms>,
     pub tx: Option<TxBuffer>,
     pub unacked: BTreeMap<u64, Unacked>,
     pub next_delivery_tag: u64,
@@ -136,10 +131,7 @@ impl ChannelState {
             phase: Phase::Open,
             link,
             pending: None,
-            confirm_next: None,
-            confirm_pending: BTreeSet::new(),
-            confirm_nacked: BTreeSet::new(),
-            confirmed_upto: 0,
+            confirms: None,
             tx: None,
             unacked: BTreeMap::new(),
             next_delivery_tag: 1,

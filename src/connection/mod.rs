@@ -7,6 +7,7 @@
 //! and it never writes to the socket itself.
 
 mod channel;
+mod confirms;
 mod dispatch;
 mod handlers;
 pub mod handshake;
@@ -448,51 +449,31 @@ impl Connection {
         true
     }
 
-    /// One basic.ack per channel for everything confirmed during this wake-up: acks cover
-    /// only publishes below the oldest one still waiting for the store, so they never
-    /// overtake it; a failed publish gets its own basic.nack in sequence.
+    /// One round of basic.ack / basic.nack per channel that had publishes settled during
+    /// this wake-up (see `Confirms::emit`).
     fn emit_confirms(&mut self) {
+        let out = &mut self.out;
         for ch_id in std::mem::take(&mut self.confirm_dirty) {
-            let Some(ch) = self.channels.get_mut(&ch_id) else {
-                continue;
-            };
-            let Some(next) = ch.confirm_next else {
-                continue;
-            };
-            let limit = ch
-                .confirm_pending
-                .first()
-                .map_or(next - 1, |oldest| oldest - 1);
-            if limit <= ch.confirmed_upto {
-                continue;
+            if let Some(confirms) = self
+                .channels
+                .get_mut(&ch_id)
+                .and_then(|c| c.confirms.as_mut())
+            {
+                confirms.emit(|tag, multiple, ack| {
+                    method::encode_confirm(out, ch_id, tag, multiple, ack)
+                });
             }
-            let mut from = ch.confirmed_upto;
-            let nacks: Vec<u64> = ch.confirm_nacked.range(..=limit).copied().collect();
-            for n in nacks {
-                ch.confirm_nacked.remove(&n);
-                if n - 1 > from {
-                    method::encode_confirm(&mut self.out, ch_id, n - 1, n - 1 - from > 1, true);
-                }
-                method::encode_confirm(&mut self.out, ch_id, n, false, false);
-                from = n;
-            }
-            if limit > from {
-                method::encode_confirm(&mut self.out, ch_id, limit, limit - from > 1, true);
-            }
-            ch.confirmed_upto = limit;
         }
     }
 
     /// Publish `seq` on `ch` is durable (or failed).
     fn confirm_done(&mut self, ch_id: u16, seq: u64, ack: bool) {
-        if let Some(ch) = self.channels.get_mut(&ch_id) {
-            ch.confirm_pending.remove(&seq);
-            if !ack {
-                ch.confirm_nacked.insert(seq);
-            }
-            if !self.confirm_dirty.contains(&ch_id) {
-                self.confirm_dirty.push(ch_id);
-            }
+        let confirms = self
+            .channels
+            .get_mut(&ch_id)
+            .and_then(|c| c.confirms.as_mut());
+        if confirms.is_some_and(|c| c.settle(seq, ack)) {
+            self.confirm_dirty.push(ch_id);
         }
     }
 

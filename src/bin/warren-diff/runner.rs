@@ -68,6 +68,8 @@ pub struct Runner {
     normalizer: Normalizer,
     /// channels the broker has opened and not closed, for steps flagged `reopen`
     open: HashSet<(usize, u16)>,
+    /// server-named queues the broker made, deleted with the run's own at the end
+    server_named: BTreeSet<String>,
 }
 
 impl Runner {
@@ -84,6 +86,7 @@ impl Runner {
             partial: HashMap::new(),
             lines: Vec::new(),
             open: HashSet::new(),
+            server_named: BTreeSet::new(),
         }
     }
 
@@ -128,7 +131,8 @@ impl Runner {
                     .map(|n| self.name(Some(n))),
             );
         }
-        let ours = |n: &String| n.starts_with(&self.prefix);
+        queues.extend(std::mem::take(&mut self.server_named));
+        let ours = |n: &String| n.starts_with(&self.prefix) || n.starts_with("amq.gen-");
         let deletes: Vec<AMQPClass> = queues
             .iter()
             .filter(|n| ours(n))
@@ -617,6 +621,11 @@ impl Runner {
                     }
                     AMQPClass::Connection(connection::AMQPMethod::Close(_)) => {
                         self.open.retain(|(oc, _)| *oc != c);
+                    }
+                    AMQPClass::Queue(queue::AMQPMethod::DeclareOk(ok))
+                        if ok.queue.as_str().starts_with("amq.gen-") =>
+                    {
+                        self.server_named.insert(ok.queue.to_string());
                     }
                     _ => {}
                 }

@@ -23,8 +23,8 @@ impl Connection {
                 "cannot switch from tx to confirm mode",
             ));
         }
-        if state.confirm_next.is_none() {
-            state.confirm_next = Some(1);
+        if state.confirms.is_none() {
+            state.confirms = Some(Default::default());
         }
         if !nowait {
             self.send_method(
@@ -39,7 +39,7 @@ impl Connection {
         let Some(state) = self.channels.get_mut(&ch) else {
             return Ok(());
         };
-        if state.confirm_next.is_some() {
+        if state.confirms.is_some() {
             return Err(AmqpError::precondition_failed(
                 "cannot switch from confirm to tx mode",
             ));

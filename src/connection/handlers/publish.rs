@@ -230,10 +230,7 @@ impl Connection {
         self.broker
             .alarm
             .note_messages(crate::model::message::message_bytes());
-        let confirming = self
-            .channels
-            .get(&ch)
-            .is_some_and(|s| s.confirm_next.is_some());
+        let confirming = self.channels.get(&ch).is_some_and(|s| s.confirms.is_some());
         let sink = if confirming {
             Some(self.confirm_sink())
         } else {
@@ -246,10 +243,8 @@ impl Connection {
             tx.publishes.push((message, p.mandatory));
             return Ok(());
         }
-        let token = state.confirm_next.as_mut().zip(sink).map(|(next, sink)| {
-            let seq = *next;
-            *next += 1;
-            state.confirm_pending.insert(seq);
+        let token = state.confirms.as_mut().zip(sink).map(|(confirms, sink)| {
+            let seq = confirms.assign();
             ConfirmToken::new(Completion::Confirm {
                 sink,
                 channel_id: ch,
