@@ -13,7 +13,6 @@ use super::channel::{group_by_queue, ChannelState, Phase, Unacked};
 use super::Connection;
 use crate::broker::consumer::{ChannelLink, ConnEvent, Credit};
 use crate::broker::queue::QueueCmd;
-use crate::protocol::content::encode_content;
 use crate::protocol::frame::{RawFrame, FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD};
 use crate::protocol::{method, AmqpError, Scope};
 
@@ -79,7 +78,7 @@ impl Connection {
     }
 
     pub(super) fn send_method(&mut self, channel: u16, m: AMQPClass) {
-        method::encode(&mut self.out, channel, &m);
+        self.out.method(channel, &m);
     }
 
     async fn handle_method_frame(&mut self, ch: u16, payload: Bytes) -> Result<(), AmqpError> {
@@ -285,7 +284,6 @@ impl Connection {
                 message,
                 no_ack,
             } => {
-                let frame_max = self.frame_max;
                 let live = self
                     .channels
                     .get_mut(&channel_id)
@@ -305,16 +303,8 @@ impl Connection {
                 let credit = consumer.link.credit.clone();
                 let tag = ch.take_delivery_tag();
                 let m = &message.message;
-                method::encode_deliver(
-                    &mut self.out,
-                    channel_id,
-                    &consumer_tag,
-                    tag,
-                    message.redelivered,
-                    &m.exchange,
-                    &m.routing_key,
-                );
-                encode_content(&mut self.out, channel_id, &m.properties, &m.body, frame_max);
+                self.out
+                    .deliver(channel_id, &consumer_tag, tag, message.redelivered, m);
                 if no_ack {
                     self.releases.push((credit, 1));
                 } else {

@@ -11,6 +11,7 @@ mod confirms;
 mod dispatch;
 mod handlers;
 pub mod handshake;
+mod outbound;
 mod writer;
 
 use std::collections::HashMap;
@@ -32,6 +33,7 @@ use crate::broker::BrokerState;
 use crate::protocol::{frame, method, reply, AmqpError};
 use channel::ChannelState;
 use handshake::{HandshakeEnd, Negotiated};
+use outbound::Outbound;
 use writer::{Out, WriterTx};
 
 /// Smallest and largest read size: see `read_hint` in `run`.
@@ -80,7 +82,7 @@ pub struct Connection {
     heartbeat: u16,
     consumer_cancel_notify: bool,
     /// Frames produced during the current wake-up, flushed to the writer at its end.
-    out: BytesMut,
+    out: Outbound,
     /// No-ack credit to give back once `out` is on the socket.
     releases: Vec<(Arc<Credit>, u32)>,
     writer: WriterTx,
@@ -186,15 +188,6 @@ pub async fn serve<S>(
     .await
 }
 
-fn close_method(e: &AmqpError) -> AMQPClass {
-    AMQPClass::Connection(connection::AMQPMethod::Close(connection::Close {
-        reply_code: e.code,
-        reply_text: method::short(&e.text),
-        class_id: e.class_id,
-        method_id: e.method_id,
-    }))
-}
-
 /// After refusing a handshake: keep the socket open until the client answers close-ok or
 /// hangs up, for at most REFUSED_CLOSE_DELAY. Closing at once would make the client's
 /// close-ok meet a reset, and some clients then report the reset instead of the refusal;
@@ -227,9 +220,9 @@ async fn await_close_ok<R: AsyncRead + Unpin>(
 }
 
 fn send_close_now(writer: &WriterTx, e: &AmqpError) {
-    let mut out = BytesMut::new();
-    method::encode(&mut out, 0, &close_method(e));
-    writer.send(Out::Data(out.freeze()));
+    let mut out = Outbound::new(0);
+    out.connection_close(e);
+    writer.send(Out::Data(out.take()));
 }
 
 impl Drop for Connection {
@@ -253,7 +246,7 @@ impl Connection {
             frame_max: n.frame_max,
             heartbeat: n.heartbeat,
             consumer_cancel_notify: n.consumer_cancel_notify,
-            out: BytesMut::new(),
+            out: Outbound::new(n.frame_max),
             releases: Vec::new(),
             writer,
             events_tx: None,
@@ -360,7 +353,7 @@ impl Connection {
                             tracing::warn!("missed heartbeats from client, timeout: {hb}s");
                             self.done = true;
                         } else if now.duration_since(last_sent) >= tick_every {
-                            frame::write_heartbeat(&mut self.out);
+                            self.out.heartbeat();
                         }
                     }
                 }
@@ -442,7 +435,7 @@ impl Connection {
         if self.out.is_empty() {
             return false;
         }
-        self.writer.send(Out::Data(self.out.split().freeze()));
+        self.writer.send(Out::Data(self.out.take()));
         for (credit, n) in self.releases.drain(..) {
             self.writer.send(Out::Release(credit, n));
         }
@@ -459,9 +452,7 @@ impl Connection {
                 .get_mut(&ch_id)
                 .and_then(|c| c.confirms.as_mut())
             {
-                confirms.emit(|tag, multiple, ack| {
-                    method::encode_confirm(out, ch_id, tag, multiple, ack)
-                });
+                confirms.emit(|tag, multiple, ack| out.confirm(ch_id, tag, multiple, ack));
             }
         }
     }
@@ -483,7 +474,7 @@ impl Connection {
             return;
         }
         tracing::info!(code = e.code, "closing connection: {}", e.text);
-        method::encode(&mut self.out, 0, &close_method(e));
+        self.out.connection_close(e);
         self.closing = Some(Instant::now() + CLOSE_OK_TIMEOUT);
     }
 
@@ -503,7 +494,7 @@ impl Connection {
             } else {
                 connection::AMQPMethod::Unblocked(connection::Unblocked {})
             };
-            method::encode(&mut self.out, 0, &AMQPClass::Connection(m));
+            self.out.method(0, &AMQPClass::Connection(m));
         }
     }
 

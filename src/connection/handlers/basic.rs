@@ -11,7 +11,6 @@ use crate::broker::consumer::{ConsumerLink, Credit, NO_ACK_WINDOW};
 use crate::broker::queue::QueueCmd;
 use crate::connection::channel::{group_by_queue, ConsumerEntry, Settle, Unacked};
 use crate::connection::Connection;
-use crate::protocol::content::encode_content;
 use crate::protocol::{method, AmqpError};
 
 fn consumer_tag() -> String {
@@ -180,7 +179,6 @@ impl Connection {
             })
             .await
             .flatten();
-        let frame_max = self.frame_max;
         let Some(state) = self.channels.get_mut(&ch) else {
             return Ok(());
         };
@@ -202,16 +200,7 @@ impl Connection {
                     );
                 }
                 let msg = &m.message;
-                method::encode_get_ok(
-                    &mut self.out,
-                    ch,
-                    tag,
-                    m.redelivered,
-                    &msg.exchange,
-                    &msg.routing_key,
-                    remaining,
-                );
-                encode_content(&mut self.out, ch, &msg.properties, &msg.body, frame_max);
+                self.out.get_ok(ch, tag, m.redelivered, remaining, msg);
             }
         }
         Ok(())

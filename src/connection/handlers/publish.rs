@@ -14,8 +14,8 @@ use crate::broker::queue::{QueueCmd, QueueHandle};
 use crate::connection::channel::{BodyParts, PendingPublish, Phase};
 use crate::connection::Connection;
 use crate::model::message::Message;
-use crate::protocol::content::{decode_headers, encode_content, parse_header, peek_properties};
-use crate::protocol::{method, reply, AmqpError};
+use crate::protocol::content::{decode_headers, parse_header, peek_properties};
+use crate::protocol::{reply, AmqpError};
 use crate::store::{Completion, ConfirmToken};
 
 /// Small messages are copied out of the read buffer into one exact-size allocation: zero-copy
@@ -286,21 +286,8 @@ impl Connection {
         }
         if targets.is_empty() {
             if mandatory {
-                method::encode_return(
-                    &mut self.out,
-                    ch,
-                    reply::NO_ROUTE,
-                    "NO_ROUTE",
-                    &message.exchange,
-                    &message.routing_key,
-                );
-                encode_content(
-                    &mut self.out,
-                    ch,
-                    &message.properties,
-                    &message.body,
-                    self.frame_max,
-                );
+                self.out
+                    .basic_return(ch, reply::NO_ROUTE, "NO_ROUTE", &message);
             }
             return;
         }
