@@ -46,6 +46,8 @@ struct Conn {
     close_ok_due: Option<Instant>,
     /// The broker asked to close and we answered: a socket close is expected now.
     closing: bool,
+    /// Bytes of pipelined steps not written yet.
+    held: Vec<u8>,
 }
 
 /// A content-bearing method waiting for its header and body frames.
@@ -70,6 +72,8 @@ pub struct Runner {
     open: HashSet<(usize, u16)>,
     /// server-named queues the broker made, deleted with the run's own at the end
     server_named: BTreeSet<String>,
+    /// The current step is pipelined: its writes are held for the next step's.
+    holding: bool,
 }
 
 impl Runner {
@@ -87,6 +91,7 @@ impl Runner {
             lines: Vec::new(),
             open: HashSet::new(),
             server_named: BTreeSet::new(),
+            holding: false,
         }
     }
 
@@ -94,6 +99,7 @@ impl Runner {
     pub async fn run(mut self, scenario: &Scenario) -> Vec<Vec<String>> {
         let mut all = Vec::with_capacity(scenario.steps.len());
         for step in &scenario.steps {
+            self.holding = step.flag("pipeline");
             if let Err(e) = self.step(step).await {
                 self.note(step.c, step.ch, format!("runner: {e}"));
             }
@@ -177,6 +183,13 @@ impl Runner {
     /// Reconnect connection `c` and reopen channel `ch` if the broker closed them, so a
     /// generated sequence goes on after an error instead of failing every later step.
     async fn reopen(&mut self, c: usize, ch: u16) -> Result<(), String> {
+        let holding = std::mem::replace(&mut self.holding, false);
+        let reopened = self.reopen_now(c, ch).await;
+        self.holding = holding;
+        reopened
+    }
+
+    async fn reopen_now(&mut self, c: usize, ch: u16) -> Result<(), String> {
         let alive = matches!(self.conns.get(c), Some(Some(conn)) if conn.writer.is_some());
         if !alive {
             self.open_connection(&Step::new(c, 0, "connection.open"))
@@ -275,7 +288,14 @@ impl Runner {
         let Some(w) = conn.writer.as_mut() else {
             return Err(format!("connection {c} is closed"));
         };
-        if let Err(e) = w.write_all(bytes).await {
+        // a pipelined step's bytes wait for the next step's, so both leave in one write
+        // and the broker reads them together, as it would from a busy client
+        conn.held.extend_from_slice(bytes);
+        if self.holding {
+            return Ok(());
+        }
+        let out = std::mem::take(&mut conn.held);
+        if let Err(e) = w.write_all(&out).await {
             self.lines
                 .push((c, 0, format!("write failed: {:?}", e.kind())));
         }
@@ -327,6 +347,7 @@ impl Runner {
             frame_max: 131072,
             close_ok_due: None,
             closing: false,
+            held: Vec::new(),
         });
         self.write(c, frame::PROTOCOL_HEADER).await?;
         // connection.start: server properties differ by design; the version is compared
