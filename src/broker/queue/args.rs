@@ -426,6 +426,66 @@ pub fn check_quorum_properties(
     Ok(())
 }
 
+/// basic.consume's arguments on a queue of this type, checked as RabbitMQ 3.10 does
+/// (`check_consume_arguments`); the consumer priority (`x-priority`, 0 when absent).
+pub fn check_consume_arguments(
+    args: &FieldTable,
+    queue_args: &QueueArgs,
+    queue: &str,
+    vhost: &str,
+) -> Result<i64, AmqpError> {
+    let (module, allowed): (&str, &[&str]) = if queue_args.is_quorum() {
+        ("rabbit_quorum_queue", &["x-priority", "x-credit"])
+    } else {
+        (
+            "rabbit_classic_queue",
+            &["x-cancel-on-ha-failover", "x-priority", "x-credit"],
+        )
+    };
+    let invalid = |key: &str, why: Refusal| {
+        AmqpError::precondition_failed(format!(
+            "invalid arg '{key}' for queue '{queue}' in vhost '{vhost}': {why}"
+        ))
+    };
+    let table = args.inner();
+    let mut priority = 0;
+    if let Some(v) = table.get("x-priority") {
+        priority = integer(v).map_err(|why| invalid("x-priority", why))?;
+    }
+    // Warren has no mirrors to fail over from, so the flag changes nothing, as on a
+    // single RabbitMQ node; only its type is checked.
+    if let Some(v) = table
+        .get("x-cancel-on-ha-failover")
+        .filter(|_| !queue_args.is_quorum())
+    {
+        if !matches!(v, AMQPValue::Boolean(_)) {
+            return Err(invalid("x-cancel-on-ha-failover", unacceptable(v)));
+        }
+    }
+    let known = [
+        "x-priority",
+        "x-cancel-on-ha-failover",
+        "x-stream-offset",
+        "x-credit",
+    ];
+    if let Some(key) = table
+        .keys()
+        .map(|k| k.as_str())
+        .find(|k| known.contains(k) && !allowed.contains(k))
+    {
+        return Err(AmqpError::precondition_failed(format!(
+            "invalid arg '{key}' for queue '{queue}' in vhost '{vhost}' of queue type {module}"
+        )));
+    }
+    if table.contains_key("x-credit") {
+        // AMQP 1.0 credit flow, used by RabbitMQ's own 1.0 plugin: no 0-9-1 client has it
+        return Err(AmqpError::precondition_failed(format!(
+            "invalid arg 'x-credit' for queue '{queue}' in vhost '{vhost}': credit flow is not supported by Warren"
+        )));
+    }
+    Ok(priority)
+}
+
 /// How RabbitMQ's equivalence texts print a value: bare (`'5'`) when both sides have one,
 /// with its type when only one side does (`the value '5' of type 'signedint'`).
 fn shown(v: &AMQPValue) -> String {

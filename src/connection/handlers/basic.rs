@@ -8,7 +8,7 @@ use std::sync::Arc;
 use amq_protocol::protocol::basic;
 
 use crate::broker::consumer::{ConsumerLink, Credit, NO_ACK_WINDOW};
-use crate::broker::queue::QueueCmd;
+use crate::broker::queue::{args, QueueCmd};
 use crate::connection::channel::{group_by_queue, ConsumerEntry, Settle, Unacked};
 use crate::connection::Connection;
 use crate::protocol::{method, AmqpError};
@@ -66,7 +66,8 @@ impl Connection {
         }
         self.authorize(Access::Read, ResourceKind::Queue, &name)?;
         let q = self.vhost.queue_for(&name, self.id)?;
-        let priority = consumer_priority(&d.arguments, &name, &self.vhost.name)?;
+        let priority =
+            args::check_consume_arguments(&d.arguments, &q.args, &name, &self.vhost.name)?;
         let events = self.events();
         let Some(state) = self.channels.get_mut(&ch) else {
             return Ok(());
@@ -308,27 +309,5 @@ impl Connection {
             );
         }
         Ok(())
-    }
-}
-
-/// `x-priority` from basic.consume's arguments (an integer; RabbitMQ's 406 otherwise).
-fn consumer_priority(
-    arguments: &amq_protocol::types::FieldTable,
-    queue: &str,
-    vhost: &str,
-) -> Result<i64, AmqpError> {
-    use amq_protocol::types::AMQPValue;
-    match arguments.inner().get("x-priority") {
-        None => Ok(0),
-        Some(AMQPValue::ShortShortInt(n)) => Ok(i64::from(*n)),
-        Some(AMQPValue::ShortShortUInt(n)) => Ok(i64::from(*n)),
-        Some(AMQPValue::ShortInt(n)) => Ok(i64::from(*n)),
-        Some(AMQPValue::ShortUInt(n)) => Ok(i64::from(*n)),
-        Some(AMQPValue::LongInt(n)) => Ok(i64::from(*n)),
-        Some(AMQPValue::LongUInt(n)) => Ok(i64::from(*n)),
-        Some(AMQPValue::LongLongInt(n)) => Ok(*n),
-        Some(other) => Err(AmqpError::precondition_failed(format!(
-            "invalid arg 'x-priority' for queue '{queue}' in vhost '{vhost}': \"expected integer, got {}\"", crate::protocol::table::type_name(other)
-        ))),
     }
 }

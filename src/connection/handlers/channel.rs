@@ -9,13 +9,16 @@ use crate::connection::Connection;
 use crate::protocol::AmqpError;
 
 impl Connection {
-    /// RabbitMQ semantics: flow(active=false) stops deliveries to this channel until
-    /// flow(active=true); the broker does not honour it for publishing.
+    /// As RabbitMQ 3.x: a client may not pause deliveries with flow(active=false) (540,
+    /// closing the connection; prefetch is the way); flow(active=true) is answered.
     pub(in crate::connection) async fn channel_flow(
         &mut self,
         ch: u16,
         active: bool,
     ) -> Result<(), AmqpError> {
+        if !active {
+            return Err(AmqpError::not_implemented("active=false"));
+        }
         let Some(state) = self.channels.get(&ch) else {
             return Ok(());
         };

@@ -37,6 +37,32 @@ fn compact(properties: Bytes, body: Bytes) -> (Bytes, Bytes) {
     )
 }
 
+/// The expiration property as RabbitMQ reads it (Erlang's `string:to_integer`, then its
+/// ten-year bound): milliseconds, or the term RabbitMQ puts in its 406 text.
+fn parse_expiration(text: &str) -> Result<u64, String> {
+    let unsigned = text.strip_prefix(['+', '-']).unwrap_or(text);
+    let digits = unsigned.len()
+        - unsigned
+            .trim_start_matches(|c: char| c.is_ascii_digit())
+            .len();
+    if digits == 0 {
+        return Err("no_integer".into());
+    }
+    let rest = &unsigned[digits..];
+    if !rest.is_empty() {
+        return Err(format!("{{leftover_string,{rest:?}}}"));
+    }
+    let number = &text[..text.len() - rest.len()];
+    match number.parse::<i128>() {
+        Ok(n) if n < 0 => Err(format!("{{value_negative,{n}}}")),
+        Ok(n) if n <= 315_360_000_000 => Ok(n as u64),
+        _ => Err(format!(
+            "{{value_too_large,{}}}",
+            number.trim_start_matches('+')
+        )),
+    }
+}
+
 impl Connection {
     /// basic.publish, parsed in place by the dispatcher (the hot path allocates nothing
     /// for the method itself).
@@ -203,12 +229,11 @@ impl Connection {
             None => None,
             Some(range) => {
                 let text = String::from_utf8_lossy(&header.properties[range.clone()]).into_owned();
-                // RabbitMQ accepts only a non-negative integer of milliseconds.
-                match text.parse::<u64>() {
-                    Ok(ms) if !text.starts_with('+') => Some(ms),
-                    _ => {
+                match parse_expiration(&text) {
+                    Ok(ms) => Some(ms),
+                    Err(why) => {
                         return Err(err(AmqpError::precondition_failed(format!(
-                            "invalid expiration '{text}'"
+                            "invalid expiration '{text}': {why}"
                         ))))
                     }
                 }
@@ -305,5 +330,27 @@ impl Connection {
             })
             .await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_expiration;
+
+    #[test]
+    fn expiration_is_read_as_rabbitmq_reads_it() {
+        assert_eq!(parse_expiration("60000"), Ok(60000));
+        assert_eq!(parse_expiration("+5"), Ok(5));
+        assert_eq!(parse_expiration("abc"), Err("no_integer".into()));
+        assert_eq!(parse_expiration(""), Err("no_integer".into()));
+        assert_eq!(parse_expiration("-5"), Err("{value_negative,-5}".into()));
+        assert_eq!(
+            parse_expiration("12ms"),
+            Err("{leftover_string,\"ms\"}".into())
+        );
+        assert_eq!(
+            parse_expiration("315360000001"),
+            Err("{value_too_large,315360000001}".into())
+        );
     }
 }
