@@ -12,7 +12,17 @@ pub fn method(s: &Step, name: impl Fn(Option<&String>) -> String) -> Result<AMQP
     let q = || ShortString::from(name(s.queue.as_ref()));
     let x = || ShortString::from(name(s.exchange.as_ref()));
     let rk = || ShortString::from(s.routing_key.clone().unwrap_or_default());
-    let args = || wire::table(s.arguments.as_ref());
+    // arguments that name an exchange get the run's prefix like every other name
+    let arguments = s.arguments.clone().map(|mut m| {
+        for key in ["x-dead-letter-exchange", "alternate-exchange"] {
+            if let Some(serde_json::Value::String(x)) = m.get(key) {
+                let prefixed = name(Some(x));
+                m.insert(key.into(), prefixed.into());
+            }
+        }
+        m
+    });
+    let args = || wire::table(arguments.as_ref());
     let tag = || ShortString::from(s.tag.clone().unwrap_or_default());
     let dtag = s.delivery_tag.unwrap_or(0);
     let f = |n: &str| s.flag(n);

@@ -78,11 +78,28 @@ pub fn describe_properties(p: &AMQPProperties) -> String {
 }
 
 fn tidy(s: &str) -> String {
-    static WRAPPERS: std::sync::OnceLock<Regex> = std::sync::OnceLock::new();
-    let re = WRAPPERS.get_or_init(|| {
-        Regex::new(r#"(?:ShortString|LongString)\(("(?:[^"\\]|\\.)*")\)"#).expect("valid regex")
+    static WRAPPERS: std::sync::OnceLock<[Regex; 3]> = std::sync::OnceLock::new();
+    let [strings, bytes, death_time] = WRAPPERS.get_or_init(|| {
+        [
+            Regex::new(r#"(?:ShortString|LongString)\(("(?:[^"\\]|\\.)*")\)"#)
+                .expect("valid regex"),
+            // header values print as byte lists: show them as text, so names compare
+            Regex::new(r"LongString\(LongString\(\[([0-9, ]*)\]\)\)").expect("valid regex"),
+            // when a message died differs from run to run; that it has a time does not
+            Regex::new(r#""time": Timestamp\(\d+\)"#).expect("valid regex"),
+        ]
     });
-    re.replace_all(s, "$1").into_owned()
+    let s = strings.replace_all(s, "$1");
+    let s = bytes.replace_all(&s, |c: &regex::Captures| {
+        let raw: Vec<u8> = c[1]
+            .split(", ")
+            .filter_map(|b| b.trim().parse().ok())
+            .collect();
+        format!("{:?}", String::from_utf8_lossy(&raw))
+    });
+    death_time
+        .replace_all(&s, r#""time": Timestamp(..)"#)
+        .into_owned()
 }
 
 /// Makes two runs comparable: the run's name prefix comes out, and names the broker made up

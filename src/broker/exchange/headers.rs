@@ -12,16 +12,31 @@ enum Mode {
     AnyWithX,
 }
 
-/// Validate `x-match` at bind time, as RabbitMQ does (406 on a bad value).
+/// Validate `x-match` at bind time, as RabbitMQ does (406 with its text on a bad value).
 pub fn validate(binding_args: &FieldTable) -> Result<(), String> {
     match binding_args.inner().get("x-match") {
         None => Ok(()),
-        Some(v) => match text(v).as_deref() {
+        Some(v @ AMQPValue::LongString(_)) => match text(v).as_deref() {
             Some("all" | "any" | "all-with-x" | "any-with-x") => Ok(()),
-            _ => Err(format!(
-                "Invalid x-match field value {v:?}; expected all, any, all-with-x, or any-with-x"
+            other => Err(format!(
+                "Invalid x-match field value <<{:?}>>; expected all, any, all-with-x, or any-with-x",
+                other.unwrap_or_default()
             )),
         },
+        Some(v) => {
+            let value = match v {
+                AMQPValue::Boolean(b) => b.to_string(),
+                AMQPValue::LongLongInt(n) => n.to_string(),
+                AMQPValue::LongInt(n) => n.to_string(),
+                AMQPValue::ShortInt(n) => n.to_string(),
+                AMQPValue::ShortShortInt(n) => n.to_string(),
+                other => format!("{other:?}"),
+            };
+            Err(format!(
+                "Invalid x-match field type {} (value {value}); expected longstr",
+                crate::protocol::table::type_name(v)
+            ))
+        }
     }
 }
 
