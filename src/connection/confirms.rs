@@ -10,14 +10,11 @@ use std::collections::BTreeSet;
 pub struct Confirms {
     /// The sequence number the next publish gets.
     next: u64,
-    /// Publishes not settled yet; no ack may cover them.
+    /// Publishes not settled yet.
     pending: BTreeSet<u64>,
-    /// Publishes settled as failed, to be nacked one by one.
-    nacked: BTreeSet<u64>,
-    /// The highest sequence number the client has been told about.
-    told_upto: u64,
-    /// Something was settled since the last `emit`.
-    dirty: bool,
+    /// Settled since the last `emit`: safe ones and failed ones.
+    acked: Vec<u64>,
+    nacked: Vec<u64>,
 }
 
 impl Default for Confirms {
@@ -25,9 +22,8 @@ impl Default for Confirms {
         Confirms {
             next: 1,
             pending: BTreeSet::new(),
-            nacked: BTreeSet::new(),
-            told_upto: 0,
-            dirty: false,
+            acked: Vec::new(),
+            nacked: Vec::new(),
         }
     }
 }
@@ -44,38 +40,54 @@ impl Confirms {
     /// Publish `seq` is safe (ack) or failed (nack). Returns true the first time
     /// something is settled since the last `emit`, so the caller marks the channel once.
     pub fn settle(&mut self, seq: u64, ack: bool) -> bool {
-        self.pending.remove(&seq);
-        if !ack {
-            self.nacked.insert(seq);
+        if !self.pending.remove(&seq) {
+            return false;
         }
-        !std::mem::replace(&mut self.dirty, true)
+        let first = self.acked.is_empty() && self.nacked.is_empty();
+        if ack {
+            self.acked.push(seq);
+        } else {
+            self.nacked.push(seq);
+        }
+        first
     }
 
-    /// Everything settled below the oldest publish still pending, as few frames as
-    /// possible: `send(delivery_tag, multiple, ack)`. Acks never overtake a pending
-    /// publish, and each failed one gets a basic.nack of its own, in sequence.
+    /// What was settled since the last call, framed as RabbitMQ 3.10 frames it
+    /// (`send(delivery_tag, multiple, ack)`): acks first, then nacks. Of each kind, those
+    /// below both the oldest publish still pending and the other kind's lowest go as one
+    /// frame with `multiple` set (a lone ack excepted), the rest one by one.
     pub fn emit(&mut self, mut send: impl FnMut(u64, bool, bool)) {
-        self.dirty = false;
-        let limit = self
-            .pending
-            .first()
-            .map_or(self.next - 1, |oldest| oldest - 1);
-        if limit <= self.told_upto {
-            return;
+        let mut acks = std::mem::take(&mut self.acked);
+        let mut nacks = std::mem::take(&mut self.nacked);
+        acks.sort_unstable();
+        nacks.sort_unstable();
+        match acks.as_slice() {
+            [] => {}
+            [one] => send(*one, false, true),
+            _ => self.coalesce(&acks, &nacks, true, &mut send),
         }
-        let mut from = self.told_upto;
-        while let Some(n) = self.nacked.first().copied().filter(|n| *n <= limit) {
-            self.nacked.remove(&n);
-            if n - 1 > from {
-                send(n - 1, n - 1 - from > 1, true);
-            }
-            send(n, false, false);
-            from = n;
+        if !nacks.is_empty() {
+            self.coalesce(&nacks, &acks, false, &mut send);
         }
-        if limit > from {
-            send(limit, limit - from > 1, true);
+    }
+
+    fn coalesce(
+        &self,
+        seqs: &[u64],
+        others: &[u64],
+        ack: bool,
+        send: &mut impl FnMut(u64, bool, bool),
+    ) {
+        let last = seqs.last().copied().unwrap_or(0);
+        let unconfirmed = self.pending.first().copied().unwrap_or(last + 1);
+        let cutoff = others.first().map_or(unconfirmed, |o| unconfirmed.min(*o));
+        let below = seqs.partition_point(|s| *s < cutoff);
+        if below > 0 {
+            send(seqs[below - 1], true, ack);
         }
-        self.told_upto = limit;
+        for s in &seqs[below..] {
+            send(*s, false, ack);
+        }
     }
 }
 
@@ -90,37 +102,37 @@ mod tests {
     }
 
     #[test]
-    fn acks_wait_for_the_oldest_pending_publish_then_cover_all_at_once() {
+    fn one_ack_alone_and_several_below_the_oldest_pending_as_one() {
         let mut c = Confirms::default();
-        let seqs: Vec<u64> = (0..4).map(|_| c.assign()).collect();
-        assert_eq!(seqs, [1, 2, 3, 4]);
+        let seqs: Vec<u64> = (0..5).map(|_| c.assign()).collect();
+        assert_eq!(seqs, [1, 2, 3, 4, 5]);
+        assert!(c.settle(1, true));
+        assert_eq!(emitted(&mut c), [(1, false, true)]);
         assert!(c.settle(2, true));
         assert!(!c.settle(3, true), "already marked for this wake-up");
-        assert_eq!(emitted(&mut c), []);
-        c.settle(1, true);
-        assert_eq!(emitted(&mut c), [(3, true, true)]);
-        c.settle(4, true);
-        assert_eq!(emitted(&mut c), [(4, false, true)]);
+        c.settle(5, true);
+        // 4 is still pending: 2 and 3 go as one, 5 alone
+        assert_eq!(emitted(&mut c), [(3, true, true), (5, false, true)]);
         assert_eq!(emitted(&mut c), []);
     }
 
     #[test]
-    fn a_failed_publish_gets_its_own_nack_between_acks() {
+    fn failed_publishes_are_nacked_after_the_acks_as_rabbitmq_does() {
         let mut c = Confirms::default();
         for _ in 0..5 {
             c.assign();
         }
-        for (seq, ok) in [(1, true), (2, true), (3, false), (4, true), (5, false)] {
+        c.settle(1, true);
+        assert_eq!(emitted(&mut c), [(1, false, true)]);
+        // a lone nack with nothing pending below it: RabbitMQ sets multiple
+        c.settle(2, false);
+        assert_eq!(emitted(&mut c), [(2, true, false)]);
+        for (seq, ok) in [(3, true), (4, false), (5, true)] {
             c.settle(seq, ok);
         }
         assert_eq!(
             emitted(&mut c),
-            [
-                (2, true, true),
-                (3, false, false),
-                (4, false, true),
-                (5, false, false)
-            ]
+            [(3, true, true), (5, false, true), (4, false, false)]
         );
     }
 }

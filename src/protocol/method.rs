@@ -306,7 +306,8 @@ pub fn encode_confirm(
         } else {
             b.put_u16(120);
             b.put_u64(delivery_tag);
-            b.put_u8(multiple as u8);
+            // requeue set, as RabbitMQ sends it (its record's default; publishers ignore it)
+            b.put_u8(multiple as u8 | 0b10);
         }
     });
 }
