@@ -32,8 +32,10 @@ impl Connection {
         }
         let result = match f.kind {
             FRAME_HEARTBEAT if ch == 0 => Ok(()),
+            // as RabbitMQ words it: heartbeats belong on channel 0
             FRAME_HEARTBEAT => Err(AmqpError::unexpected_frame(format!(
-                "type 8 (heartbeat) on channel {ch}, heartbeats belong on channel 0"
+                "type 8, all octets = {}",
+                crate::protocol::frame::erlang_binary(&f.payload)
             ))),
             FRAME_METHOD => self.handle_method_frame(ch, f.payload).await,
             FRAME_HEADER => self.handle_header(ch, f.payload).await,

@@ -1,6 +1,7 @@
 //! Frame splitting: `split` cuts one complete frame off the front of a read buffer without
 //! copying its payload. The payload size in the 7-byte header is checked against `frame_max` before
-//! any of the payload is waited for, so an oversized frame is refused (501) unbuffered.
+//! any of the payload is waited for, so an oversized frame is refused (501) unbuffered; a frame
+//! of an unknown type is refused once it is whole, quoting its payload as RabbitMQ does.
 
 use bytes::{Buf, Bytes, BytesMut};
 
@@ -32,15 +33,6 @@ pub fn split(buf: &mut BytesMut, frame_max: u32) -> Result<Option<RawFrame>, Amq
     let kind = buf[0];
     let channel = u16::from_be_bytes([buf[1], buf[2]]);
     let size = u32::from_be_bytes([buf[3], buf[4], buf[5], buf[6]]) as usize;
-    if !matches!(
-        kind,
-        FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT
-    ) {
-        return Err(AmqpError::frame_error(format!(
-            "type {kind}, first 16 octets = {:?}: unknown frame type",
-            &buf[..buf.len().min(16)]
-        )));
-    }
     // RabbitMQ allows the 8 octets of frame overhead on top of frame_max: a payload as
     // large as frame_max is accepted (clients size body frames that way), one more is not.
     if frame_max != 0 && size > frame_max as usize {
@@ -52,6 +44,22 @@ pub fn split(buf: &mut BytesMut, frame_max: u32) -> Result<Option<RawFrame>, Amq
     if buf.len() < size + FRAME_OVERHEAD {
         buf.reserve(size + FRAME_OVERHEAD - buf.len());
         return Ok(None);
+    }
+    if !matches!(
+        kind,
+        FRAME_METHOD | FRAME_HEADER | FRAME_BODY | FRAME_HEARTBEAT
+    ) {
+        // as RabbitMQ: the whole frame is read, then refused with (a snippet of) its payload
+        let payload = &buf[7..7 + size];
+        let (which, snippet) = if size <= 16 {
+            ("all", payload)
+        } else {
+            ("first 16", &payload[..16])
+        };
+        return Err(AmqpError::frame_error(format!(
+            "type {kind}, {which} octets = {}: unknown_frame",
+            erlang_binary(snippet)
+        )));
     }
     if buf[7 + size] != FRAME_END {
         return Err(AmqpError::frame_error(format!(
@@ -88,6 +96,28 @@ pub fn write_frame(
 
 pub fn write_heartbeat(out: &mut BytesMut) {
     out.extend_from_slice(&[FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0, FRAME_END]);
+}
+
+/// Bytes as Erlang's `~p` prints a binary, the form RabbitMQ's frame errors quote:
+/// `<<"text">>` when every byte is printable, `<<1,2,3>>` otherwise.
+pub fn erlang_binary(bytes: &[u8]) -> String {
+    if !bytes.is_empty() && bytes.iter().all(|b| (32..127).contains(b)) {
+        let text: String = bytes
+            .iter()
+            .flat_map(|b| match b {
+                b'"' | b'\\' => vec!['\\', *b as char],
+                _ => vec![*b as char],
+            })
+            .collect();
+        return format!("<<\"{text}\">>");
+    }
+    erlang_bytes(bytes)
+}
+
+/// Bytes as Erlang's `~w` prints a binary: `<<1,2,3>>`.
+pub fn erlang_bytes(bytes: &[u8]) -> String {
+    let list: Vec<String> = bytes.iter().map(|b| b.to_string()).collect();
+    format!("<<{}>>", list.join(","))
 }
 
 #[cfg(test)]

@@ -58,8 +58,8 @@ pub fn decode(payload: &[u8]) -> Result<AMQPClass, AmqpError> {
     match parse_class(payload) {
         Ok((_, class)) => Ok(class),
         Err(_) => Err(AmqpError::frame_error(format!(
-            "cannot decode arguments of method {} ({class_id}, {method_id})",
-            method_name(class_id, method_id)
+            "cannot decode {}",
+            super::frame::erlang_bytes(&payload[4..])
         ))
         .caused_by(class_id, method_id)),
     }
