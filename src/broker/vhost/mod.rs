@@ -451,8 +451,13 @@ impl VHost {
         destination: Destination,
         routing_key: &str,
         arguments: FieldTable,
+        connection_id: u64,
     ) -> Result<(), AmqpError> {
-        let (src, _) = self.binding_ends(source, &destination)?;
+        let src = self.binding_ends(source, &destination)?;
+        // as RabbitMQ: both ends must exist before another's exclusive queue is locked
+        if let Destination::Queue(q) = &destination {
+            self.queue_for(q, connection_id)?;
+        }
         if src.kind == ExchangeKind::Headers {
             headers::validate(&arguments).map_err(AmqpError::precondition_failed)?;
         }
@@ -472,7 +477,7 @@ impl VHost {
         arguments: &FieldTable,
         connection_id: u64,
     ) -> Result<(), AmqpError> {
-        let (src, _) = match self.binding_ends(source, &destination) {
+        let src = match self.binding_ends(source, &destination) {
             Ok(ends) => ends,
             // Unbinding what is not there is fine; only the default exchange is refused.
             Err(e) if e.code == crate::protocol::reply::NOT_FOUND => return Ok(()),
@@ -505,7 +510,7 @@ impl VHost {
         &self,
         source: &str,
         destination: &Destination,
-    ) -> Result<(Arc<Exchange>, ()), AmqpError> {
+    ) -> Result<Arc<Exchange>, AmqpError> {
         let dest_name = match destination {
             Destination::Queue(q) | Destination::Exchange(q) => q,
         };
@@ -524,16 +529,7 @@ impl VHost {
                 self.exchange(x)?;
             }
         }
-        Ok((src, ()))
-    }
-
-    /// queue.bind looks at its source before its queue (RabbitMQ's order of errors):
-    /// the default exchange is refused, a missing one is 404.
-    pub fn binding_source(&self, source: &str) -> Result<Arc<Exchange>, AmqpError> {
-        if source.is_empty() {
-            return Err(Self::default_exchange_refused());
-        }
-        self.exchange(source)
+        Ok(src)
     }
 
     fn maybe_auto_delete_exchange(&self, x: &Arc<Exchange>, ops: &mut Vec<StoreOp>) {

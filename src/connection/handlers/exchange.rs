@@ -102,6 +102,7 @@ impl Connection {
                 Destination::Exchange(d.destination.as_str().into()),
                 d.routing_key.as_str(),
                 d.arguments,
+                self.id,
             )
             .await?;
         if !d.nowait {

@@ -33,6 +33,23 @@ impl Connection {
         self.authorize(Access::Write, ResourceKind::Exchange, &dlx)
     }
 
+    /// RabbitMQ's shortcuts for queue.bind/unbind: an empty queue is the last declared one,
+    /// and with an empty routing key too, the key is that queue's name.
+    fn binding_queue_and_key(
+        &self,
+        ch: u16,
+        queue: &str,
+        routing_key: &str,
+    ) -> Result<(String, String), AmqpError> {
+        let name = self.queue_name(ch, queue)?;
+        let key = if queue.is_empty() && routing_key.is_empty() {
+            name.clone()
+        } else {
+            routing_key.to_owned()
+        };
+        Ok((name, key))
+    }
+
     /// Resolve RabbitMQ's "empty name = last declared queue" shorthand.
     fn queue_name(&self, ch: u16, name: &str) -> Result<String, AmqpError> {
         if !name.is_empty() {
@@ -109,27 +126,18 @@ impl Connection {
     pub(in crate::connection) async fn queue_bind(
         &mut self,
         ch: u16,
-        mut d: queue::Bind,
+        d: queue::Bind,
     ) -> Result<(), AmqpError> {
-        let name = self.queue_name(ch, d.queue.as_str())?;
-        if d.queue.as_str().is_empty() && d.routing_key.as_str().is_empty() {
-            // RabbitMQ's shortcut: both empty binds with the queue's own name as the key
-            d.routing_key = name.as_str().into();
-        }
-        self.authorize_binding(
-            ResourceKind::Queue,
-            &name,
-            d.exchange.as_str(),
-            d.routing_key.as_str(),
-        )?;
-        self.vhost.binding_source(d.exchange.as_str())?;
-        let q = self.vhost.queue_for(&name, self.id)?;
+        let (name, key) =
+            self.binding_queue_and_key(ch, d.queue.as_str(), d.routing_key.as_str())?;
+        self.authorize_binding(ResourceKind::Queue, &name, d.exchange.as_str(), &key)?;
         self.vhost
             .bind(
                 d.exchange.as_str(),
-                Destination::Queue(q.name.clone()),
-                d.routing_key.as_str(),
+                Destination::Queue(name.as_str().into()),
+                &key,
                 d.arguments,
+                self.id,
             )
             .await?;
         if !d.nowait {
@@ -144,24 +152,16 @@ impl Connection {
     pub(in crate::connection) async fn queue_unbind(
         &mut self,
         ch: u16,
-        mut d: queue::Unbind,
+        d: queue::Unbind,
     ) -> Result<(), AmqpError> {
-        let name = self.queue_name(ch, d.queue.as_str())?;
-        if d.queue.as_str().is_empty() && d.routing_key.as_str().is_empty() {
-            // RabbitMQ's shortcut: both empty binds with the queue's own name as the key
-            d.routing_key = name.as_str().into();
-        }
-        self.authorize_binding(
-            ResourceKind::Queue,
-            &name,
-            d.exchange.as_str(),
-            d.routing_key.as_str(),
-        )?;
+        let (name, key) =
+            self.binding_queue_and_key(ch, d.queue.as_str(), d.routing_key.as_str())?;
+        self.authorize_binding(ResourceKind::Queue, &name, d.exchange.as_str(), &key)?;
         self.vhost
             .unbind(
                 d.exchange.as_str(),
                 Destination::Queue(name.as_str().into()),
-                d.routing_key.as_str(),
+                &key,
                 &d.arguments,
                 self.id,
             )
