@@ -128,8 +128,8 @@ pub struct ChannelLink {
     pub events: std::sync::OnceLock<mpsc::UnboundedSender<ConnEvent>>,
     /// basic.qos(global=true) prefetch, shared by all the channel's consumers.
     pub prefetch: Credit,
-    /// channel.flow(active=false) stops deliveries to the whole channel.
-    pub flow_active: AtomicBool,
+    /// False once the channel is torn down: queues stop delivering to it at once.
+    pub delivering: AtomicBool,
 }
 
 impl ChannelLink {
@@ -158,7 +158,7 @@ pub struct ConsumerLink {
 impl ConsumerLink {
     /// Take one unit of every credit this consumer needs, or none.
     pub fn try_take(&self) -> bool {
-        if !self.channel.flow_active.load(Ordering::Acquire) || !self.credit.has_room() {
+        if !self.channel.delivering.load(Ordering::Acquire) || !self.credit.has_room() {
             return false;
         }
         if !self.no_ack && !self.channel.prefetch.has_room() {

@@ -1,8 +1,9 @@
 //! `Confirms`: one channel's publisher confirms from confirm.select on: the sequence
-//! numbers handed to publishes, which are still waiting for the store or a queue, which
-//! failed, and how far the client has been told. Owned by the channel's state; the
-//! connection settles publishes as their completions arrive and asks, once per wake-up,
-//! for the basic.ack / basic.nack frames to send. Never touches a socket or a queue.
+//! numbers handed to publishes, which are still waiting for the store or a queue, and
+//! which were settled (safe or failed) since the client was last told. Owned by the
+//! channel's state; the connection settles publishes as their completions arrive and
+//! asks, once per wake-up, for the basic.ack / basic.nack frames to send. Never touches a
+//! socket or a queue.
 
 use std::collections::BTreeSet;
 

@@ -220,7 +220,7 @@ impl Connection {
             connection_id: self.id,
             events: std::sync::OnceLock::new(),
             prefetch: Credit::new(0, None),
-            flow_active: std::sync::atomic::AtomicBool::new(true),
+            delivering: std::sync::atomic::AtomicBool::new(true),
         });
         self.channels.insert(ch, Box::new(ChannelState::new(link)));
         self.send_method(
@@ -261,7 +261,7 @@ impl Connection {
 
     /// A channel ends: its consumers are cancelled, then its unacked messages requeued.
     pub(super) async fn teardown_channel(&mut self, ch: Box<ChannelState>) {
-        ch.link.flow_active.store(false, Ordering::Release);
+        ch.link.delivering.store(false, Ordering::Release);
         for (tag, c) in ch.consumers {
             c.queue
                 .send(QueueCmd::Cancel {

@@ -83,7 +83,7 @@ impl Connection {
             AMQPClass::Channel(c::AMQPMethod::Open(_)) => {
                 Err(AmqpError::channel_error("second 'channel.open' seen"))
             }
-            AMQPClass::Channel(c::AMQPMethod::Flow(f)) => self.channel_flow(ch, f.active).await,
+            AMQPClass::Channel(c::AMQPMethod::Flow(f)) => self.channel_flow(ch, f.active),
             AMQPClass::Channel(c::AMQPMethod::FlowOk(_)) => Ok(()),
             AMQPClass::Channel(c::AMQPMethod::Close(_)) => self.channel_close(ch).await,
             AMQPClass::Channel(c::AMQPMethod::CloseOk(_)) => Ok(()),
