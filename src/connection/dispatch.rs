@@ -35,7 +35,7 @@ impl Connection {
             // as RabbitMQ words it: heartbeats belong on channel 0
             FRAME_HEARTBEAT => Err(AmqpError::unexpected_frame(format!(
                 "type 8, all octets = {}",
-                crate::protocol::frame::erlang_binary(&f.payload)
+                crate::protocol::erlang::binary(&f.payload)
             ))),
             FRAME_METHOD => self.handle_method_frame(ch, f.payload).await,
             FRAME_HEADER => self.handle_header(ch, f.payload).await,

@@ -58,7 +58,7 @@ pub fn split(buf: &mut BytesMut, frame_max: u32) -> Result<Option<RawFrame>, Amq
         };
         return Err(AmqpError::frame_error(format!(
             "type {kind}, {which} octets = {}: unknown_frame",
-            erlang_binary(snippet)
+            super::erlang::binary(snippet)
         )));
     }
     if buf[7 + size] != FRAME_END {
@@ -96,28 +96,6 @@ pub fn write_frame(
 
 pub fn write_heartbeat(out: &mut BytesMut) {
     out.extend_from_slice(&[FRAME_HEARTBEAT, 0, 0, 0, 0, 0, 0, FRAME_END]);
-}
-
-/// Bytes as Erlang's `~p` prints a binary, the form RabbitMQ's frame errors quote:
-/// `<<"text">>` when every byte is printable, `<<1,2,3>>` otherwise.
-pub fn erlang_binary(bytes: &[u8]) -> String {
-    if !bytes.is_empty() && bytes.iter().all(|b| (32..127).contains(b)) {
-        let text: String = bytes
-            .iter()
-            .flat_map(|b| match b {
-                b'"' | b'\\' => vec!['\\', *b as char],
-                _ => vec![*b as char],
-            })
-            .collect();
-        return format!("<<\"{text}\">>");
-    }
-    erlang_bytes(bytes)
-}
-
-/// Bytes as Erlang's `~w` prints a binary: `<<1,2,3>>`.
-pub fn erlang_bytes(bytes: &[u8]) -> String {
-    let list: Vec<String> = bytes.iter().map(|b| b.to_string()).collect();
-    format!("<<{}>>", list.join(","))
 }
 
 #[cfg(test)]

@@ -59,7 +59,7 @@ pub fn decode(payload: &[u8]) -> Result<AMQPClass, AmqpError> {
         Ok((_, class)) => Ok(class),
         Err(_) => Err(AmqpError::frame_error(format!(
             "cannot decode {}",
-            super::frame::erlang_bytes(&payload[4..])
+            super::erlang::bytes(&payload[4..])
         ))
         .caused_by(class_id, method_id)),
     }

@@ -6,6 +6,7 @@
 //! Nothing here touches a socket, a task, a lock or a log: the connection layer drives it.
 
 pub mod content;
+pub mod erlang;
 pub mod error;
 pub mod frame;
 #[doc(hidden)]

@@ -72,31 +72,6 @@ pub fn check(b: &[u8]) -> Result<usize, TableError> {
     Ok(end)
 }
 
-/// A field value's type as RabbitMQ names it in its `{unacceptable_type,T}` errors.
-pub fn type_name(v: &amq_protocol::types::AMQPValue) -> &'static str {
-    use amq_protocol::types::AMQPValue::*;
-    match v {
-        Boolean(_) => "bool",
-        ShortShortInt(_) => "byte",
-        ShortShortUInt(_) => "unsignedbyte",
-        ShortInt(_) => "short",
-        ShortUInt(_) => "unsignedshort",
-        LongInt(_) => "signedint",
-        LongUInt(_) => "unsignedint",
-        LongLongInt(_) => "long",
-        Float(_) => "float",
-        Double(_) => "double",
-        DecimalValue(_) => "decimal",
-        ShortString(_) => "shortstr",
-        LongString(_) => "longstr",
-        FieldArray(_) => "array",
-        Timestamp(_) => "timestamp",
-        FieldTable(_) => "table",
-        ByteArray(_) => "binary",
-        Void => "void",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

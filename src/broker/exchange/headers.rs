@@ -4,6 +4,8 @@
 
 use amq_protocol::types::{AMQPValue, FieldTable};
 
+use crate::protocol::erlang;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     All,
@@ -23,20 +25,11 @@ pub fn validate(binding_args: &FieldTable) -> Result<(), String> {
                 other.unwrap_or_default()
             )),
         },
-        Some(v) => {
-            let value = match v {
-                AMQPValue::Boolean(b) => b.to_string(),
-                AMQPValue::LongLongInt(n) => n.to_string(),
-                AMQPValue::LongInt(n) => n.to_string(),
-                AMQPValue::ShortInt(n) => n.to_string(),
-                AMQPValue::ShortShortInt(n) => n.to_string(),
-                other => format!("{other:?}"),
-            };
-            Err(format!(
-                "Invalid x-match field type {} (value {value}); expected longstr",
-                crate::protocol::table::type_name(v)
-            ))
-        }
+        Some(v) => Err(format!(
+            "Invalid x-match field type {} (value {}); expected longstr",
+            erlang::type_name(v),
+            erlang::value(v)
+        )),
     }
 }
 

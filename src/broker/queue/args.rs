@@ -5,7 +5,7 @@
 
 use amq_protocol::types::{AMQPValue, FieldTable};
 
-use crate::protocol::table::type_name;
+use crate::protocol::erlang::{type_name, value};
 use crate::protocol::AmqpError;
 
 /// What a full queue does with one more message (`x-overflow`).
@@ -65,18 +65,6 @@ fn text(v: &AMQPValue) -> Option<String> {
     }
 }
 
-/// Render a value the way RabbitMQ's inequivalence texts do.
-pub fn describe(v: Option<&AMQPValue>) -> String {
-    match v {
-        None => "none".to_owned(),
-        Some(v) => match (int(v), text(v)) {
-            (Some(n), _) => n.to_string(),
-            (_, Some(s)) => s,
-            _ => format!("{v:?}"),
-        },
-    }
-}
-
 /// The arguments each queue type takes, from RabbitMQ 3.10's queue type capabilities. A
 /// known argument of another type is refused ("of queue type ..."); unknown `x-` keys are
 /// kept and ignored, as RabbitMQ does.
@@ -120,6 +108,37 @@ const STREAM_ARGS: &[&str] = &[
     "x-initial-cluster-size",
     "x-queue-leader-locator",
 ];
+
+/// The queue type `x-queue-type` asks for, as RabbitMQ's module name, and the arguments
+/// that type takes (an unknown or missing type is classic, as in RabbitMQ).
+fn queue_type(args: &FieldTable) -> (&'static str, &'static [&'static str]) {
+    match args.inner().get("x-queue-type").and_then(text).as_deref() {
+        Some("quorum") => ("rabbit_quorum_queue", QUORUM_ARGS),
+        Some("stream") => ("rabbit_stream_queue", STREAM_ARGS),
+        _ => ("rabbit_classic_queue", CLASSIC_ARGS),
+    }
+}
+
+/// RabbitMQ's `check_arguments_key`: the first argument, of the `known` ones, that this
+/// queue type does not take is refused, naming the type.
+fn refuse_other_types(
+    args: &FieldTable,
+    known: impl Fn(&str) -> bool,
+    allowed: &[&str],
+    (queue, vhost, module): (&str, &str, &str),
+) -> Result<(), AmqpError> {
+    match args
+        .inner()
+        .keys()
+        .map(|k| k.as_str())
+        .find(|k| known(k) && !allowed.contains(k))
+    {
+        Some(key) => Err(AmqpError::precondition_failed(format!(
+            "invalid arg '{key}' for queue '{queue}' in vhost '{vhost}' of queue type {module}"
+        ))),
+        None => Ok(()),
+    }
+}
 
 /// Why a value is refused, printed as RabbitMQ prints the Erlang term (`~p`).
 enum Refusal {
@@ -300,11 +319,7 @@ impl QueueArgs {
         if let Some(v) = table.get("x-queue-type") {
             check_value("x-queue-type", v, args).map_err(|why| invalid("x-queue-type", why))?;
         }
-        let (module, allowed) = match table.get("x-queue-type").and_then(text).as_deref() {
-            Some("quorum") => ("rabbit_quorum_queue", QUORUM_ARGS),
-            Some("stream") => ("rabbit_stream_queue", STREAM_ARGS),
-            _ => ("rabbit_classic_queue", CLASSIC_ARGS),
-        };
+        let (module, allowed) = queue_type(args);
         for key in VALIDATION_ORDER.iter().filter(|k| allowed.contains(k)) {
             if let Some(v) = table.get(*key) {
                 check_value(key, v, args).map_err(|why| invalid(key, why))?;
@@ -313,15 +328,7 @@ impl QueueArgs {
         let known = |k: &str| {
             CLASSIC_ARGS.contains(&k) || QUORUM_ARGS.contains(&k) || STREAM_ARGS.contains(&k)
         };
-        if let Some(key) = table
-            .keys()
-            .map(|k| k.as_str())
-            .find(|k| known(k) && !allowed.contains(k))
-        {
-            return Err(AmqpError::precondition_failed(format!(
-                "invalid arg '{key}' for queue '{queue}' in vhost '{vhost}' of queue type {module}"
-            )));
-        }
+        refuse_other_types(args, known, allowed, (queue, vhost, module))?;
         if module == "rabbit_stream_queue" {
             // Accepting it as a classic queue would hand stream clients a queue that
             // forgets what they read; refuse until streams exist.
@@ -380,14 +387,12 @@ impl QueueArgs {
     /// As RabbitMQ: only classic queues may be server-named (`queue.declare` with "");
     /// checked before the name exists, so before any other argument check.
     pub fn check_server_named(args: &FieldTable) -> Result<(), AmqpError> {
-        let module = match args.inner().get("x-queue-type").and_then(text).as_deref() {
-            Some("quorum") => "rabbit_quorum_queue",
-            Some("stream") => "rabbit_stream_queue",
-            _ => return Ok(()),
-        };
-        Err(AmqpError::precondition_failed(format!(
-            "Cannot declare a server-named queue for type {module}"
-        )))
+        match queue_type(args).0 {
+            "rabbit_classic_queue" => Ok(()),
+            module => Err(AmqpError::precondition_failed(format!(
+                "Cannot declare a server-named queue for type {module}"
+            ))),
+        }
     }
 
     pub fn is_quorum(&self) -> bool {
@@ -462,21 +467,13 @@ pub fn check_consume_arguments(
             return Err(invalid("x-cancel-on-ha-failover", unacceptable(v)));
         }
     }
-    let known = [
-        "x-priority",
-        "x-cancel-on-ha-failover",
-        "x-stream-offset",
-        "x-credit",
-    ];
-    if let Some(key) = table
-        .keys()
-        .map(|k| k.as_str())
-        .find(|k| known.contains(k) && !allowed.contains(k))
-    {
-        return Err(AmqpError::precondition_failed(format!(
-            "invalid arg '{key}' for queue '{queue}' in vhost '{vhost}' of queue type {module}"
-        )));
-    }
+    let known = |k: &str| {
+        matches!(
+            k,
+            "x-priority" | "x-cancel-on-ha-failover" | "x-stream-offset" | "x-credit"
+        )
+    };
+    refuse_other_types(args, known, allowed, (queue, vhost, module))?;
     if table.contains_key("x-credit") {
         // AMQP 1.0 credit flow, used by RabbitMQ's own 1.0 plugin: no 0-9-1 client has it
         return Err(AmqpError::precondition_failed(format!(
@@ -484,17 +481,6 @@ pub fn check_consume_arguments(
         )));
     }
     Ok(priority)
-}
-
-/// How RabbitMQ's equivalence texts print a value: bare (`'5'`) when both sides have one,
-/// with its type when only one side does (`the value '5' of type 'signedint'`).
-fn shown(v: &AMQPValue) -> String {
-    match v {
-        AMQPValue::Boolean(b) => b.to_string(),
-        AMQPValue::Float(f) => f.to_string(),
-        AMQPValue::Double(f) => f.to_string(),
-        _ => describe(Some(v)),
-    }
 }
 
 /// Values of one type class (any integer width, either float) compare by value.
@@ -514,27 +500,21 @@ pub fn check_equivalent(
     queue: &str,
     vhost: &str,
 ) -> Result<(), AmqpError> {
-    let keys = match current
-        .inner()
-        .get("x-queue-type")
-        .and_then(text)
-        .as_deref()
-    {
-        Some("quorum") => QUORUM_ARGS,
-        _ => CLASSIC_ARGS,
-    };
+    let (_, keys) = queue_type(current);
+    let classic = |v: Option<&AMQPValue>| v.and_then(text).as_deref() == Some("classic");
     for key in keys {
         let (c, r) = (current.inner().get(*key), received.inner().get(*key));
-        let classic = |v: Option<&AMQPValue>| v.and_then(text).as_deref() == Some("classic");
+        // RabbitMQ prints a value bare ('5') when both sides have one, and with its type
+        // ("the value '5' of type 'signedint'") when only one side does
         let differs = match (c, r) {
             (None, None) => None,
             (Some(a), Some(b)) if same_value(a, b) => None,
-            (Some(a), Some(b)) => Some((format!("'{}'", shown(b)), format!("'{}'", shown(a)))),
+            (Some(a), Some(b)) => Some((format!("'{}'", value(b)), format!("'{}'", value(a)))),
             _ if *key == "x-queue-type" && (classic(c) || classic(r)) => None,
             _ => {
                 let side = |v: Option<&AMQPValue>| match v {
                     None => "none".to_owned(),
-                    Some(v) => format!("the value '{}' of type '{}'", shown(v), type_name(v)),
+                    Some(v) => format!("the value '{}' of type '{}'", value(v), type_name(v)),
                 };
                 Some((side(r), side(c)))
             }
