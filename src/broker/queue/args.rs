@@ -67,7 +67,10 @@ fn text(v: &AMQPValue) -> Option<String> {
 
 /// The arguments each queue type takes, from RabbitMQ 3.10's queue type capabilities. A
 /// known argument of another type is refused ("of queue type ..."); unknown `x-` keys are
-/// kept and ignored, as RabbitMQ does.
+/// kept and ignored, as RabbitMQ does. Some are checked and then change nothing on one
+/// node, as on a single RabbitMQ node: replica placement (x-queue-master-locator,
+/// x-queue-leader-locator, x-quorum-initial-group-size) and storage layout
+/// (x-queue-version, x-queue-mode, x-max-in-memory-*: Warren's own RAM limit governs).
 const CLASSIC_ARGS: &[&str] = &[
     "x-expires",
     "x-message-ttl",
