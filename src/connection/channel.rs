@@ -13,6 +13,7 @@ use crate::broker::queue::QueueHandle;
 use crate::connection::confirms::Confirms;
 use crate::model::message::Message;
 use crate::protocol::content::ContentHeader;
+use crate::protocol::AmqpError;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -152,6 +153,34 @@ impl ChannelState {
             self.last_routing_key = routing_key.into();
         }
         (self.last_exchange.clone(), self.last_routing_key.clone())
+    }
+
+    /// A newly opened channel. `epoch` tells this opening apart from earlier ones of the
+    /// same number, so a queue's late delivery for a closed channel is not taken for it.
+    pub fn open(channel_id: u16, epoch: u64, connection_id: u64) -> Self {
+        Self::new(Arc::new(ChannelLink {
+            channel_id,
+            epoch,
+            connection_id,
+            events: std::sync::OnceLock::new(),
+            prefetch: Credit::new(0, None),
+            delivering: std::sync::atomic::AtomicBool::new(true),
+        }))
+    }
+
+    /// The channel number this state belongs to.
+    pub fn id(&self) -> u16 {
+        self.link.channel_id
+    }
+
+    /// RabbitMQ's shorthand: an empty queue name means the last queue declared here.
+    pub fn queue_name(&self, name: &str) -> Result<String, AmqpError> {
+        if !name.is_empty() {
+            return Ok(name.to_owned());
+        }
+        self.last_queue
+            .clone()
+            .ok_or_else(|| AmqpError::not_found("no previously declared queue"))
     }
 
     pub fn take_delivery_tag(&mut self) -> u64 {

@@ -3,15 +3,12 @@
 //! handlers, and turns every `AmqpError` into `channel.close` or `connection.close`.
 //! Events from queues (deliveries, cancellations) are applied here too.
 
-use std::sync::atomic::Ordering;
-use std::sync::Arc;
-
 use amq_protocol::protocol::{basic, channel, connection, AMQPClass};
 use bytes::Bytes;
 
-use super::channel::{group_by_queue, ChannelState, Phase, Unacked};
-use super::Connection;
-use crate::broker::consumer::{ChannelLink, ConnEvent, Credit};
+use super::channel::{ChannelState, Phase, Unacked};
+use super::{handlers, Connection};
+use crate::broker::consumer::ConnEvent;
 use crate::broker::queue::QueueCmd;
 use crate::protocol::frame::{RawFrame, FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD};
 use crate::protocol::{method, AmqpError, Scope};
@@ -38,8 +35,7 @@ impl Connection {
                 crate::protocol::erlang::binary(&f.payload)
             ))),
             FRAME_METHOD => self.handle_method_frame(ch, f.payload).await,
-            FRAME_HEADER => self.handle_header(ch, f.payload).await,
-            FRAME_BODY => self.handle_body(ch, f.payload).await,
+            FRAME_HEADER | FRAME_BODY => self.handle_content(ch, f.kind, f.payload).await,
             other => Err(AmqpError::frame_error(format!(
                 "unknown frame type {other}"
             ))),
@@ -80,25 +76,33 @@ impl Connection {
     }
 
     pub(super) fn send_method(&mut self, channel: u16, m: AMQPClass) {
-        self.out.method(channel, &m);
+        self.session.send_method(channel, m);
     }
 
     async fn handle_method_frame(&mut self, ch: u16, payload: Bytes) -> Result<(), AmqpError> {
         let (class_id, method_id) = method::ids(&payload);
         // The hot path: basic.publish on an open channel with nothing pending is parsed
         // in place; everything else (and any malformed publish) takes the general decoder.
-        if (class_id, method_id) == (60, 40)
-            && self
+        if (class_id, method_id) == (60, 40) {
+            let open = self
                 .channels
-                .get(&ch)
-                .is_some_and(|c| c.phase == Phase::Open && c.pending.is_none())
-        {
-            if let Some((exchange, routing_key, mandatory, immediate)) =
-                method::parse_publish(&payload)
-            {
-                return self
-                    .basic_publish(ch, exchange, routing_key, mandatory, immediate)
+                .get_mut(&ch)
+                .filter(|c| c.phase == Phase::Open && c.pending.is_none());
+            if let Some(state) = open {
+                if let Some((exchange, routing_key, mandatory, immediate)) =
+                    method::parse_publish(&payload)
+                {
+                    let session = &mut self.session;
+                    return handlers::basic_publish(
+                        session,
+                        state,
+                        exchange,
+                        routing_key,
+                        mandatory,
+                        immediate,
+                    )
                     .map_err(|e| e.caused_by(class_id, method_id));
+                }
             }
         }
         let m = method::decode(&payload)?;
@@ -174,10 +178,49 @@ impl Connection {
                     ))
                     .caused_by(class_id, method_id));
                 }
-                self.channel_method(ch, m)
+                if let AMQPClass::Channel(channel::AMQPMethod::Close(_)) = m {
+                    self.channel_close(ch).await;
+                    return Ok(());
+                }
+                let Some(state) = self.channels.get_mut(&ch) else {
+                    return Ok(());
+                };
+                handlers::channel_method(&mut self.session, state, m)
                     .await
                     .map_err(|e| e.caused_by(class_id, method_id))
             }
+        }
+    }
+
+    /// The client closes a channel: everything it held goes back, then close-ok.
+    async fn channel_close(&mut self, ch: u16) {
+        if let Some(state) = self.channels.remove(&ch) {
+            handlers::teardown_channel(state).await;
+        }
+        self.closed_by_client.push(ch);
+        self.send_method(
+            ch,
+            AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
+        );
+    }
+
+    /// A content header or body frame: on an open channel it continues the publish in
+    /// progress; on a closing one it is dropped.
+    async fn handle_content(&mut self, ch: u16, kind: u8, payload: Bytes) -> Result<(), AmqpError> {
+        let Some(state) = self.channels.get_mut(&ch) else {
+            return Err(if ch == 0 {
+                AmqpError::command_invalid("content frame on channel 0")
+            } else {
+                AmqpError::channel_error("expected 'channel.open'")
+            });
+        };
+        if state.phase == Phase::Closing {
+            return Ok(());
+        }
+        if kind == FRAME_HEADER {
+            handlers::content_header(&mut self.session, state, payload).await
+        } else {
+            handlers::content_body(&mut self.session, state, payload).await
         }
     }
 
@@ -214,15 +257,9 @@ impl Connection {
     }
 
     fn open_channel(&mut self, ch: u16) {
-        let link = Arc::new(ChannelLink {
-            channel_id: ch,
-            epoch: self.broker.next_id(),
-            connection_id: self.id,
-            events: std::sync::OnceLock::new(),
-            prefetch: Credit::new(0, None),
-            delivering: std::sync::atomic::AtomicBool::new(true),
-        });
-        self.channels.insert(ch, Box::new(ChannelState::new(link)));
+        let epoch = self.session.broker.next_id();
+        let state = ChannelState::open(ch, epoch, self.session.connection_id);
+        self.channels.insert(ch, Box::new(state));
         self.send_method(
             ch,
             AMQPClass::Channel(channel::AMQPMethod::OpenOk(channel::OpenOk {})),
@@ -253,27 +290,10 @@ impl Connection {
             })),
         );
         let link = state.link.clone();
-        self.teardown_channel(state).await;
+        handlers::teardown_channel(state).await;
         let mut closing = Box::new(ChannelState::new(link));
         closing.phase = Phase::Closing;
         self.channels.insert(ch, closing);
-    }
-
-    /// A channel ends: its consumers are cancelled, then its unacked messages requeued.
-    pub(super) async fn teardown_channel(&mut self, ch: Box<ChannelState>) {
-        ch.link.delivering.store(false, Ordering::Release);
-        for (tag, c) in ch.consumers {
-            c.queue
-                .send(QueueCmd::Cancel {
-                    epoch: ch.link.epoch,
-                    tag,
-                    reply: None,
-                })
-                .await;
-        }
-        for (q, ids) in group_by_queue(ch.unacked.into_values()) {
-            q.send(QueueCmd::Requeue(ids)).await;
-        }
     }
 
     pub(super) async fn handle_event(&mut self, ev: ConnEvent) {
@@ -305,7 +325,8 @@ impl Connection {
                 let credit = consumer.link.credit.clone();
                 let tag = ch.take_delivery_tag();
                 let m = &message.message;
-                self.out
+                self.session
+                    .out
                     .deliver(channel_id, &consumer_tag, tag, message.redelivered, m);
                 if no_ack {
                     self.releases.push((credit, 1));
@@ -326,12 +347,12 @@ impl Connection {
                 seq,
                 ack,
             } => {
-                if self
+                let live = self
                     .channels
-                    .get(&channel_id)
-                    .is_some_and(|c| c.link.epoch == epoch)
-                {
-                    self.confirm_done(channel_id, seq, ack);
+                    .get_mut(&channel_id)
+                    .filter(|c| c.link.epoch == epoch);
+                if let Some(state) = live {
+                    self.session.confirm_done(state, seq, ack);
                 }
             }
             ConnEvent::ConsumerCancelled {

@@ -12,6 +12,7 @@ mod dispatch;
 mod handlers;
 pub mod handshake;
 mod outbound;
+mod session;
 mod writer;
 
 use std::collections::HashMap;
@@ -27,13 +28,13 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::broker::consumer::{ConnEvent, Credit};
-use crate::broker::queue::{QueueCmd, QueueHandle};
-use crate::broker::vhost::VHost;
+use crate::broker::queue::QueueCmd;
 use crate::broker::BrokerState;
 use crate::protocol::{frame, method, reply, AmqpError};
 use channel::ChannelState;
 use handshake::{HandshakeEnd, Negotiated};
 use outbound::Outbound;
+use session::Session;
 use writer::{Out, WriterTx};
 
 /// Smallest and largest read size: see `read_hint` in `run`.
@@ -69,35 +70,17 @@ const REFUSED_CLOSE_DELAY: Duration = Duration::from_secs(3);
 const CLOSED_LINGER: Duration = Duration::from_secs(10);
 
 pub struct Connection {
-    pub id: u64,
-    broker: Arc<BrokerState>,
-    vhost: Arc<VHost>,
-    user: String,
-    /// The user has the impersonator tag: may publish with another user_id.
-    impersonator: bool,
-    /// Exchanges this user may publish to, valid while the permissions' generation holds.
-    write_cache: handlers::AccessCache,
+    /// The vhost, the user and the outgoing frames: what channel methods work with.
+    session: Session,
     channel_max: u16,
     frame_max: u32,
     heartbeat: u16,
     consumer_cancel_notify: bool,
-    /// Frames produced during the current wake-up, flushed to the writer at its end.
-    out: Outbound,
     /// No-ack credit to give back once `out` is on the socket.
     releases: Vec<(Arc<Credit>, u32)>,
     writer: WriterTx,
-    /// Where queues and the store reach this connection. Created on first use (a consumer
-    /// or a confirm), so an idle connection does not pay for a channel's first block.
-    events_tx: Option<mpsc::UnboundedSender<ConnEvent>>,
-    /// `events_tx` as the store's confirm sink, made once and shared by every confirm.
-    confirm_sink: Option<Arc<dyn crate::store::ConfirmSink>>,
-    /// A receiver created since the loop last looked; the loop takes it over.
-    new_events_rx: Option<mpsc::UnboundedReceiver<ConnEvent>>,
     /// Boxed: an idle connection's map then holds pointers, not whole channel states.
     channels: HashMap<u16, Box<ChannelState>>,
-    /// Channels with publisher confirms to send at the end of this wake-up.
-    confirm_dirty: Vec<u16>,
-    exclusive_queues: Vec<Arc<QueueHandle>>,
     /// Set once we sent connection.close: the deadline for close-ok.
     closing: Option<Instant>,
     /// The connection is finished; the loop ends after flushing.
@@ -106,8 +89,6 @@ pub struct Connection {
     client_closed: bool,
     /// The client understands connection.blocked / unblocked.
     blocked_notify: bool,
-    /// This connection has published: the memory alarm applies to it.
-    published: bool,
     /// Held by the memory alarm: the socket is not read.
     blocked: bool,
     /// Channels the client closed while handling the bytes read so far: frames for them
@@ -227,7 +208,8 @@ fn send_close_now(writer: &WriterTx, e: &AmqpError) {
 
 impl Drop for Connection {
     fn drop(&mut self) {
-        self.vhost
+        self.session
+            .vhost
             .connections
             .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
     }
@@ -236,63 +218,29 @@ impl Drop for Connection {
 impl Connection {
     fn new(id: u64, broker: Arc<BrokerState>, n: Negotiated, writer: WriterTx) -> Self {
         Self {
-            id,
-            broker,
-            vhost: n.vhost,
-            impersonator: n.impersonator,
-            user: n.user,
-            write_cache: Default::default(),
+            session: Session::new(id, broker, n.vhost, n.user, n.impersonator, n.frame_max),
             channel_max: n.channel_max,
             frame_max: n.frame_max,
             heartbeat: n.heartbeat,
             consumer_cancel_notify: n.consumer_cancel_notify,
-            out: Outbound::new(n.frame_max),
             releases: Vec::new(),
             writer,
-            events_tx: None,
-            confirm_sink: None,
-            new_events_rx: None,
             channels: HashMap::new(),
-            confirm_dirty: Vec::new(),
-            exclusive_queues: Vec::new(),
             closing: None,
             done: false,
             client_closed: false,
             blocked_notify: n.blocked_notify,
-            published: false,
             blocked: false,
             closed_by_client: Vec::new(),
         }
     }
 
-    /// The sender queues and the store use to reach this connection.
-    fn events(&mut self) -> mpsc::UnboundedSender<ConnEvent> {
-        if let Some(tx) = &self.events_tx {
-            return tx.clone();
-        }
-        let (tx, rx) = mpsc::unbounded_channel();
-        self.events_tx = Some(tx.clone());
-        self.new_events_rx = Some(rx);
-        tx
-    }
-
-    /// Where this connection's publisher confirms are delivered.
-    fn confirm_sink(&mut self) -> Arc<dyn crate::store::ConfirmSink> {
-        if let Some(sink) = &self.confirm_sink {
-            return sink.clone();
-        }
-        let sink: Arc<dyn crate::store::ConfirmSink> =
-            Arc::new(crate::broker::consumer::EventSink(self.events()));
-        self.confirm_sink = Some(sink.clone());
-        sink
-    }
-
     async fn run<R: AsyncRead + Unpin>(mut self, mut reader: R, mut rbuf: BytesMut) {
         let mut events_rx: Option<mpsc::UnboundedReceiver<ConnEvent>> = None;
-        let mut shutdown = self.broker.shutdown.subscribe();
-        let mut vhost_deleted = self.vhost.deleted.subscribe();
-        let mut users_deleted = self.broker.users_deleted.subscribe();
-        let mut alarm = self.broker.alarm.subscribe();
+        let mut shutdown = self.session.broker.shutdown.subscribe();
+        let mut vhost_deleted = self.session.vhost.deleted.subscribe();
+        let mut users_deleted = self.session.broker.users_deleted.subscribe();
+        let mut alarm = self.session.broker.alarm.subscribe();
         let hb = self.heartbeat;
         let tick_every = if hb == 0 {
             Duration::from_secs(3600)
@@ -309,7 +257,7 @@ impl Connection {
 
         while !self.done {
             if events_rx.is_none() {
-                events_rx = self.new_events_rx.take();
+                events_rx = self.session.new_events_rx.take();
             }
             let close_deadline = self
                 .closing
@@ -327,7 +275,7 @@ impl Connection {
                             // awaits the store), and an idle connection's task should
                             // not carry their space; one allocation per read is cheap
                             Box::pin(self.handle_input(&mut rbuf)).await;
-                            if self.published && self.broker.alarm.is_raised() {
+                            if self.session.published && self.session.broker.alarm.is_raised() {
                                 self.set_blocked(true);
                             }
                         }
@@ -353,13 +301,13 @@ impl Connection {
                             tracing::warn!("missed heartbeats from client, timeout: {hb}s");
                             self.done = true;
                         } else if now.duration_since(last_sent) >= tick_every {
-                            self.out.heartbeat();
+                            self.session.out.heartbeat();
                         }
                     }
                 }
                 Ok(()) = alarm.changed() => {
                     let raised = *alarm.borrow_and_update();
-                    self.set_blocked(raised && self.published);
+                    self.set_blocked(raised && self.session.published);
                 }
                 _ = shutdown.changed() => {
                     if self.closing.is_none() {
@@ -371,14 +319,14 @@ impl Connection {
                 Ok(()) = vhost_deleted.changed() => {
                     if self.closing.is_none() {
                         let e = AmqpError::new(reply::CONNECTION_FORCED,
-                            format!("vhost '{}' is deleted", self.vhost.name));
+                            format!("vhost '{}' is deleted", self.session.vhost.name));
                         self.begin_close(&e);
                     }
                 }
                 Ok(()) = users_deleted.changed() => {
-                    if self.closing.is_none() && self.broker.users.get(&self.user).is_none() {
+                    if self.closing.is_none() && self.session.broker.users.get(&self.session.user).is_none() {
                         let e = AmqpError::new(reply::CONNECTION_FORCED,
-                            format!("user '{}' is deleted", self.user));
+                            format!("user '{}' is deleted", self.session.user));
                         self.begin_close(&e);
                     }
                 }
@@ -395,7 +343,10 @@ impl Connection {
         // Deliveries still on their way here would die with the receiver, and the queues
         // would hold them as unacked for good: close it (a queue whose send then fails
         // keeps the message) and hand back every delivery that had already arrived.
-        if let Some(mut rx) = events_rx.take().or_else(|| self.new_events_rx.take()) {
+        if let Some(mut rx) = events_rx
+            .take()
+            .or_else(|| self.session.new_events_rx.take())
+        {
             rx.close();
             // recv, not try_recv: after close() only recv() returning None guarantees that
             // a send racing with the close has been seen (try_recv can say Empty first)
@@ -432,10 +383,10 @@ impl Connection {
     /// Send what this wake-up produced; true when anything was sent.
     fn flush(&mut self) -> bool {
         self.emit_confirms();
-        if self.out.is_empty() {
+        if self.session.out.is_empty() {
             return false;
         }
-        self.writer.send(Out::Data(self.out.take()));
+        self.writer.send(Out::Data(self.session.out.take()));
         for (credit, n) in self.releases.drain(..) {
             self.writer.send(Out::Release(credit, n));
         }
@@ -445,8 +396,8 @@ impl Connection {
     /// One round of basic.ack / basic.nack per channel that had publishes settled during
     /// this wake-up (see `Confirms::emit`).
     fn emit_confirms(&mut self) {
-        let out = &mut self.out;
-        for ch_id in std::mem::take(&mut self.confirm_dirty) {
+        let out = &mut self.session.out;
+        for ch_id in std::mem::take(&mut self.session.confirm_dirty) {
             if let Some(confirms) = self
                 .channels
                 .get_mut(&ch_id)
@@ -457,24 +408,13 @@ impl Connection {
         }
     }
 
-    /// Publish `seq` on `ch` is durable (or failed).
-    fn confirm_done(&mut self, ch_id: u16, seq: u64, ack: bool) {
-        let confirms = self
-            .channels
-            .get_mut(&ch_id)
-            .and_then(|c| c.confirms.as_mut());
-        if confirms.is_some_and(|c| c.settle(seq, ack)) {
-            self.confirm_dirty.push(ch_id);
-        }
-    }
-
     /// Send connection.close for `e` and wait (bounded) for close-ok.
     fn begin_close(&mut self, e: &AmqpError) {
         if self.closing.is_some() {
             return;
         }
         tracing::info!(code = e.code, "closing connection: {}", e.text);
-        self.out.connection_close(e);
+        self.session.out.connection_close(e);
         self.closing = Some(Instant::now() + CLOSE_OK_TIMEOUT);
     }
 
@@ -489,12 +429,12 @@ impl Connection {
         if self.blocked_notify {
             let m = if blocked {
                 connection::AMQPMethod::Blocked(connection::Blocked {
-                    reason: self.broker.alarm.reason().text().into(),
+                    reason: self.session.broker.alarm.reason().text().into(),
                 })
             } else {
                 connection::AMQPMethod::Unblocked(connection::Unblocked {})
             };
-            self.out.method(0, &AMQPClass::Connection(m));
+            self.session.out.method(0, &AMQPClass::Connection(m));
         }
     }
 
@@ -502,11 +442,11 @@ impl Connection {
         let ids: Vec<u16> = self.channels.keys().copied().collect();
         for id in ids {
             if let Some(ch) = self.channels.remove(&id) {
-                self.teardown_channel(ch).await;
+                handlers::teardown_channel(ch).await;
             }
         }
-        for q in std::mem::take(&mut self.exclusive_queues) {
-            let _ = self.vhost.delete_queue(&q, false, false).await;
+        for q in std::mem::take(&mut self.session.exclusive_queues) {
+            let _ = self.session.vhost.delete_queue(&q, false, false).await;
         }
     }
 }

@@ -1,5 +1,7 @@
-//! Per-class method handlers, one file per AMQP class, all `impl Connection`. Each returns
-//! `AmqpError` and leaves sending the close to the dispatcher.
+//! Per-class method handlers, one file per AMQP class. Each is a function over the
+//! connection's `Session` (vhost, user, outgoing frames) and one channel's `ChannelState`;
+//! the dispatcher calls them for an open channel. They return `AmqpError` and leave
+//! sending the close to the dispatcher; none of them sees the socket or another channel.
 
 mod basic;
 mod channel;
@@ -7,6 +9,8 @@ mod confirm_tx;
 mod exchange;
 mod publish;
 mod queue;
+#[cfg(test)]
+mod tests;
 
 use amq_protocol::protocol::{
     access, basic as b, channel as c, confirm, exchange as e, queue as q, tx, AMQPClass,
@@ -14,22 +18,17 @@ use amq_protocol::protocol::{
 
 use rand::Rng;
 
-use std::collections::HashSet;
-use std::sync::Arc;
-
-use super::Connection;
-use crate::broker::permissions::{Access, ResourceKind};
+use super::channel::{ChannelState, Settle};
+use super::session::Session;
 use crate::protocol::AmqpError;
+pub(super) use channel::teardown_channel;
+pub(super) use publish::{basic_publish, content_body, content_header};
 
-/// Answers to "may this user publish to exchange X" for the publish hot path, dropped
-/// whenever any permission changes (so a revocation applies to the next publish).
-#[derive(Debug, Default)]
-pub struct AccessCache {
-    generation: u64,
-    write_ok: HashSet<Arc<str>>,
-    /// Whether the user has topic permissions in this vhost (usually not: no check).
-    pub has_topic: bool,
-}
+use basic::{basic_cancel, basic_consume, basic_get, basic_qos, basic_recover, basic_settle};
+use channel::channel_flow;
+use confirm_tx::{confirm_select, tx_commit, tx_rollback, tx_select};
+use exchange::{exchange_bind, exchange_declare, exchange_delete, exchange_unbind};
+use queue::{queue_bind, queue_declare, queue_delete, queue_purge, queue_unbind};
 
 /// A name the server makes up, as RabbitMQ's: `prefix` and 22 URL-safe base64 characters
 /// (server-named queues `amq.gen-...`, consumer tags `amq.ctag-...`).
@@ -42,115 +41,81 @@ fn server_generated(prefix: &str) -> String {
     format!("{prefix}{suffix}")
 }
 
-impl Connection {
-    /// RabbitMQ's permission check for one operation on one resource of this vhost.
-    fn authorize(&self, access: Access, kind: ResourceKind, name: &str) -> Result<(), AmqpError> {
-        self.broker
-            .permissions
-            .check(&self.user, &self.vhost.name, access, kind, name)
-    }
-
-    /// Write permission on an exchange, from the cache when permissions have not changed
-    /// since it was filled. Also refreshes whether topic permissions need checking.
-    fn authorize_publish(&mut self, exchange: &Arc<str>) -> Result<(), AmqpError> {
-        let permissions = &self.broker.permissions;
-        let generation = permissions.generation();
-        let cache = &mut self.write_cache;
-        if cache.generation != generation || cache.write_ok.is_empty() {
-            cache.write_ok.clear();
-            cache.generation = generation;
-            cache.has_topic = permissions.has_topic(&self.user, &self.vhost.name);
+/// One method on an open channel with no content pending. channel.close is not here: it
+/// ends the channel's state, which the dispatcher owns.
+pub(super) async fn channel_method(
+    s: &mut Session,
+    ch: &mut ChannelState,
+    m: AMQPClass,
+) -> Result<(), AmqpError> {
+    match m {
+        AMQPClass::Channel(c::AMQPMethod::Open(_)) => {
+            Err(AmqpError::channel_error("second 'channel.open' seen"))
         }
-        if !cache.write_ok.contains(exchange.as_ref()) {
-            permissions.check(
-                &self.user,
-                &self.vhost.name,
-                Access::Write,
-                ResourceKind::Exchange,
-                exchange,
-            )?;
-            // bounded: a client cycling through exchange names cannot grow it forever
-            if cache.write_ok.len() >= 64 {
-                cache.write_ok.clear();
-            }
-            cache.write_ok.insert(exchange.clone());
+        AMQPClass::Channel(c::AMQPMethod::Flow(f)) => channel_flow(s, ch, f.active),
+        AMQPClass::Channel(c::AMQPMethod::FlowOk(_)) => Ok(()),
+        AMQPClass::Channel(c::AMQPMethod::CloseOk(_)) => Ok(()),
+        AMQPClass::Access(access::AMQPMethod::Request(_)) => {
+            s.send_method(
+                ch.id(),
+                AMQPClass::Access(access::AMQPMethod::RequestOk(access::RequestOk {})),
+            );
+            Ok(())
         }
-        Ok(())
-    }
-
-    pub(super) async fn channel_method(&mut self, ch: u16, m: AMQPClass) -> Result<(), AmqpError> {
-        match m {
-            AMQPClass::Channel(c::AMQPMethod::Open(_)) => {
-                Err(AmqpError::channel_error("second 'channel.open' seen"))
-            }
-            AMQPClass::Channel(c::AMQPMethod::Flow(f)) => self.channel_flow(ch, f.active),
-            AMQPClass::Channel(c::AMQPMethod::FlowOk(_)) => Ok(()),
-            AMQPClass::Channel(c::AMQPMethod::Close(_)) => self.channel_close(ch).await,
-            AMQPClass::Channel(c::AMQPMethod::CloseOk(_)) => Ok(()),
-            AMQPClass::Access(access::AMQPMethod::Request(_)) => {
-                self.send_method(
-                    ch,
-                    AMQPClass::Access(access::AMQPMethod::RequestOk(access::RequestOk {})),
-                );
-                Ok(())
-            }
-            AMQPClass::Exchange(e::AMQPMethod::Declare(d)) => self.exchange_declare(ch, d).await,
-            AMQPClass::Exchange(e::AMQPMethod::Delete(d)) => self.exchange_delete(ch, d).await,
-            AMQPClass::Exchange(e::AMQPMethod::Bind(d)) => self.exchange_bind(ch, d).await,
-            AMQPClass::Exchange(e::AMQPMethod::Unbind(d)) => self.exchange_unbind(ch, d).await,
-            AMQPClass::Queue(q::AMQPMethod::Declare(d)) => self.queue_declare(ch, d).await,
-            AMQPClass::Queue(q::AMQPMethod::Bind(d)) => self.queue_bind(ch, d).await,
-            AMQPClass::Queue(q::AMQPMethod::Unbind(d)) => self.queue_unbind(ch, d).await,
-            AMQPClass::Queue(q::AMQPMethod::Purge(d)) => self.queue_purge(ch, d).await,
-            AMQPClass::Queue(q::AMQPMethod::Delete(d)) => self.queue_delete(ch, d).await,
-            AMQPClass::Basic(b::AMQPMethod::Qos(d)) => self.basic_qos(ch, d).await,
-            AMQPClass::Basic(b::AMQPMethod::Consume(d)) => self.basic_consume(ch, d).await,
-            AMQPClass::Basic(b::AMQPMethod::Cancel(d)) => self.basic_cancel(ch, d).await,
-            AMQPClass::Basic(b::AMQPMethod::Publish(d)) => self.basic_publish(
-                ch,
-                d.exchange.as_str(),
-                d.routing_key.as_str(),
-                d.mandatory,
-                d.immediate,
-            ),
-            AMQPClass::Basic(b::AMQPMethod::Get(d)) => self.basic_get(ch, d).await,
-            AMQPClass::Basic(b::AMQPMethod::Ack(d)) => {
-                self.basic_settle(ch, d.delivery_tag, d.multiple, super::channel::Settle::Ack)
-                    .await
-            }
-            AMQPClass::Basic(b::AMQPMethod::Nack(d)) => {
-                let how = if d.requeue {
-                    super::channel::Settle::Requeue
-                } else {
-                    super::channel::Settle::Discard
-                };
-                self.basic_settle(ch, d.delivery_tag, d.multiple, how).await
-            }
-            AMQPClass::Basic(b::AMQPMethod::Reject(d)) => {
-                let how = if d.requeue {
-                    super::channel::Settle::Requeue
-                } else {
-                    super::channel::Settle::Discard
-                };
-                self.basic_settle(ch, d.delivery_tag, false, how).await
-            }
-            AMQPClass::Basic(b::AMQPMethod::Recover(d)) => {
-                self.basic_recover(ch, d.requeue, true).await
-            }
-            AMQPClass::Basic(b::AMQPMethod::RecoverAsync(d)) => {
-                self.basic_recover(ch, d.requeue, false).await
-            }
-            AMQPClass::Confirm(confirm::AMQPMethod::Select(d)) => self.confirm_select(ch, d.nowait),
-            AMQPClass::Tx(tx::AMQPMethod::Select(_)) => self.tx_select(ch),
-            AMQPClass::Tx(tx::AMQPMethod::Commit(_)) => self.tx_commit(ch).await,
-            AMQPClass::Tx(tx::AMQPMethod::Rollback(_)) => self.tx_rollback(ch),
-            AMQPClass::Connection(_) => Err(AmqpError::command_invalid(
-                "connection method on a non-zero channel",
-            )),
-            other => Err(AmqpError::command_invalid(format!(
-                "method {} is sent by servers, not clients",
-                crate::protocol::method::method_name(other.get_amqp_class_id(), 0)
-            ))),
+        AMQPClass::Exchange(e::AMQPMethod::Declare(d)) => exchange_declare(s, ch, d).await,
+        AMQPClass::Exchange(e::AMQPMethod::Delete(d)) => exchange_delete(s, ch, d).await,
+        AMQPClass::Exchange(e::AMQPMethod::Bind(d)) => exchange_bind(s, ch, d).await,
+        AMQPClass::Exchange(e::AMQPMethod::Unbind(d)) => exchange_unbind(s, ch, d).await,
+        AMQPClass::Queue(q::AMQPMethod::Declare(d)) => queue_declare(s, ch, d).await,
+        AMQPClass::Queue(q::AMQPMethod::Bind(d)) => queue_bind(s, ch, d).await,
+        AMQPClass::Queue(q::AMQPMethod::Unbind(d)) => queue_unbind(s, ch, d).await,
+        AMQPClass::Queue(q::AMQPMethod::Purge(d)) => queue_purge(s, ch, d).await,
+        AMQPClass::Queue(q::AMQPMethod::Delete(d)) => queue_delete(s, ch, d).await,
+        AMQPClass::Basic(b::AMQPMethod::Qos(d)) => basic_qos(s, ch, d).await,
+        AMQPClass::Basic(b::AMQPMethod::Consume(d)) => basic_consume(s, ch, d).await,
+        AMQPClass::Basic(b::AMQPMethod::Cancel(d)) => basic_cancel(s, ch, d).await,
+        AMQPClass::Basic(b::AMQPMethod::Publish(d)) => basic_publish(
+            s,
+            ch,
+            d.exchange.as_str(),
+            d.routing_key.as_str(),
+            d.mandatory,
+            d.immediate,
+        ),
+        AMQPClass::Basic(b::AMQPMethod::Get(d)) => basic_get(s, ch, d).await,
+        AMQPClass::Basic(b::AMQPMethod::Ack(d)) => {
+            basic_settle(ch, d.delivery_tag, d.multiple, Settle::Ack).await
         }
+        AMQPClass::Basic(b::AMQPMethod::Nack(d)) => {
+            let how = if d.requeue {
+                Settle::Requeue
+            } else {
+                Settle::Discard
+            };
+            basic_settle(ch, d.delivery_tag, d.multiple, how).await
+        }
+        AMQPClass::Basic(b::AMQPMethod::Reject(d)) => {
+            let how = if d.requeue {
+                Settle::Requeue
+            } else {
+                Settle::Discard
+            };
+            basic_settle(ch, d.delivery_tag, false, how).await
+        }
+        AMQPClass::Basic(b::AMQPMethod::Recover(d)) => basic_recover(s, ch, d.requeue, true).await,
+        AMQPClass::Basic(b::AMQPMethod::RecoverAsync(d)) => {
+            basic_recover(s, ch, d.requeue, false).await
+        }
+        AMQPClass::Confirm(confirm::AMQPMethod::Select(d)) => confirm_select(s, ch, d.nowait),
+        AMQPClass::Tx(tx::AMQPMethod::Select(_)) => tx_select(s, ch),
+        AMQPClass::Tx(tx::AMQPMethod::Commit(_)) => tx_commit(s, ch).await,
+        AMQPClass::Tx(tx::AMQPMethod::Rollback(_)) => tx_rollback(s, ch),
+        AMQPClass::Connection(_) => Err(AmqpError::command_invalid(
+            "connection method on a non-zero channel",
+        )),
+        other => Err(AmqpError::command_invalid(format!(
+            "method {} is sent by servers, not clients",
+            crate::protocol::method::method_name(other.get_amqp_class_id(), 0)
+        ))),
     }
 }
