@@ -15,6 +15,10 @@ pub struct Journal {
     /// Quorum queues keep every message, whatever its delivery mode.
     store_all: bool,
     ops: Vec<StoreOp>,
+    /// Confirms of copies that are not stored, let go at `submit`: after this wake-up's
+    /// deliveries went out, so a publisher that also consumes sees the delivery before
+    /// the ack, as from RabbitMQ.
+    confirm_after_dispatch: Vec<Arc<ConfirmToken>>,
 }
 
 impl Journal {
@@ -23,6 +27,7 @@ impl Journal {
             store,
             store_all,
             ops: Vec::new(),
+            confirm_after_dispatch: Vec::new(),
         }
     }
 
@@ -47,6 +52,8 @@ impl Journal {
                 message,
                 confirm,
             });
+        } else if let Some(confirm) = confirm {
+            self.confirm_after_dispatch.push(confirm);
         }
     }
 
@@ -112,6 +119,7 @@ impl Journal {
 
     /// Submit this wake-up's changes as one batch (waits only for room in the store's queue).
     pub async fn submit(&mut self) {
+        self.confirm_after_dispatch.clear();
         if let Some((store, _)) = &self.store {
             if !self.ops.is_empty() {
                 store.submit(std::mem::take(&mut self.ops)).await;

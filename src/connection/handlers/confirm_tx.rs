@@ -57,8 +57,15 @@ pub(super) async fn tx_commit(s: &mut Session, ch: &mut ChannelState) -> Result<
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let token = ConfirmToken::new(Completion::Notify(done_tx));
     for (message, mandatory) in buffer.publishes {
-        super::publish::route_and_enqueue(s, ch.id(), message, mandatory, Some(token.clone()))
-            .await;
+        super::publish::route_and_enqueue(
+            s,
+            ch.id(),
+            message,
+            mandatory,
+            Some(token.clone()),
+            false,
+        )
+        .await;
     }
     if ConfirmToken::try_disarm(token).is_none() {
         let _ = done_rx.await;

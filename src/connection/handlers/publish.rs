@@ -250,7 +250,11 @@ async fn complete_publish(s: &mut Session, ch: &mut ChannelState) -> Result<(), 
             seq,
         })
     });
-    route_and_enqueue(s, ch.id(), message, p.mandatory, token.clone()).await;
+    // A channel that also consumes gets its deliveries before the publisher ack, as from
+    // RabbitMQ: the queues hold the confirm until they have dispatched. Publisher-only
+    // channels (the common case) are confirmed without that round trip.
+    let via_queues = !ch.consumers.is_empty();
+    route_and_enqueue(s, ch.id(), message, p.mandatory, token.clone(), via_queues).await;
     // Nothing went to the store and every queue has let go: confirm now (a nack if a
     // queue refused it). Otherwise the token fires once the last holder drops it.
     if let Some((Completion::Confirm { seq, .. }, ok)) = token.and_then(ConfirmToken::try_disarm) {
@@ -260,12 +264,15 @@ async fn complete_publish(s: &mut Session, ch: &mut ChannelState) -> Result<(), 
 }
 
 /// Route and enqueue; an unroutable mandatory message is returned (312 NO_ROUTE).
+/// `confirm_via_queues`: every target queue holds the confirm, not only those that store
+/// the message or may refuse it.
 pub(super) async fn route_and_enqueue(
     s: &mut Session,
     ch: u16,
     message: Arc<Message>,
     mandatory: bool,
     confirm: Option<Arc<ConfirmToken>>,
+    confirm_via_queues: bool,
 ) {
     let mut targets: Vec<Arc<QueueHandle>> = Vec::new();
     if message.exchange.is_empty() {
@@ -289,7 +296,7 @@ pub(super) async fn route_and_enqueue(
     for q in targets {
         // Only a copy that will be stored, or a queue that may refuse it, holds up
         // the confirm.
-        let confirm = if q.takes_confirm(&message) {
+        let confirm = if confirm_via_queues || q.takes_confirm(&message) {
             confirm.clone()
         } else {
             None
