@@ -1,7 +1,9 @@
 # Debian's rabbitmq-server as a second broker on loopback, for side-by-side runs.
 # Source it, set WORK (a directory the rabbitmq user can reach: chmod 755) and RMQ_PORT.
 #   install_rabbitmq   apt-get install it if missing (and stop the system instance)
-#   start_rabbitmq     fresh node in $WORK/rmq on 127.0.0.1:$RMQ_PORT; sets RMQ_PID
+#   start_rabbitmq     fresh node in $WORK/rmq on 127.0.0.1:$RMQ_PORT; sets RMQ_PID. With
+#                      RMQ_HTTP_PORT set, also the management API there and Prometheus
+#                      metrics on RMQ_HTTP_PORT+1
 #   stop_rabbitmq
 
 install_rabbitmq() {
@@ -22,6 +24,11 @@ rmq_env() {
 start_rabbitmq() {
   rm -rf "$WORK/rmq"; mkdir -p "$WORK/rmq/mnesia" "$WORK/rmq/log"
   echo "[]." > "$WORK/rmq/plugins"; : > "$WORK/rmq/rabbitmq.conf"
+  if [ -n "${RMQ_HTTP_PORT:-}" ]; then
+    echo "[rabbitmq_management,rabbitmq_prometheus]." > "$WORK/rmq/plugins"
+    printf 'management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = %s\nprometheus.tcp.ip = 127.0.0.1\nprometheus.tcp.port = %s\n' \
+      "$RMQ_HTTP_PORT" $((RMQ_HTTP_PORT + 1)) > "$WORK/rmq/rabbitmq.conf"
+  fi
   chown -R rabbitmq:rabbitmq "$WORK/rmq"
   # setpriv, not su: su's PAM session would reset the open-files limit to 1024; from /tmp,
   # because the rabbitmq user may not enter the directory we were started in

@@ -1,6 +1,7 @@
 //! The `warren` binary: parses flags, layers configuration (defaults < file < WARREN_*
 //! environment < flags), starts the broker and stops it on SIGINT/SIGTERM.
 
+use std::io::IsTerminal;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -184,6 +185,8 @@ fn main() -> ExitCode {
             config.log_level
         )))
         .with_target(false)
+        // colour codes only for a person at a terminal, never into files or container logs
+        .with_ansi(std::io::stdout().is_terminal())
         .init();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -241,6 +244,21 @@ fn main() -> ExitCode {
                 list(broker.management_addrs())
             );
         }
+        // RabbitMQ's own lines, which container wait strategies (testcontainers' RabbitMQ
+        // modules) and operators' scripts look for
+        for addr in broker.local_addrs() {
+            tracing::info!("started TCP listener on {addr}");
+        }
+        for addr in broker.tls_addrs() {
+            tracing::info!("started TLS (SSL) listener on {addr}");
+        }
+        for addr in broker.management_addrs() {
+            tracing::info!(
+                "Management plugin: HTTP (non-TLS) listener started on port {}",
+                addr.port()
+            );
+        }
+        tracing::info!("Server startup complete; 0 plugins started.");
         wait_for_signal(&broker).await;
         tracing::info!(
             "shutting down: closing {} connection(s)",

@@ -112,3 +112,31 @@ async fn environment_overrides_the_file_and_flags_override_both() {
     child.kill().unwrap();
     child.wait().unwrap();
 }
+
+/// testcontainers' RabbitMQ modules (Java, Go, .NET, Node) wait for this line in the
+/// container log; a container log is not a terminal, so it carries no colour codes.
+#[tokio::test]
+async fn a_container_wait_strategy_sees_rabbitmqs_startup_lines_in_plain_text() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().to_str().unwrap();
+    let (child, addrs, seen) = process::spawn_with(
+        &[
+            "--amqp-listen",
+            "127.0.0.1:0",
+            "--data-dir",
+            data,
+            "--management-listen",
+            "none",
+        ],
+        &[],
+        &["started TCP listener on ", "Server startup complete"],
+    );
+    let _broker = process::KillOnDrop(child);
+    let log = seen.concat();
+    let testcontainers = regex::Regex::new(r".*Server startup complete.*\n").unwrap();
+    assert!(testcontainers.is_match(&log), "{log}");
+    assert!(log.contains("Server startup complete; 0 plugins started."));
+    assert!(!log.contains('\u{1b}'), "colour codes in a piped log: {log:?}");
+    // the listener is up before startup is declared complete, so a client can connect
+    let (_raw, _) = Raw::open(addrs[0], Tune::default()).await;
+}

@@ -59,8 +59,8 @@ pub fn spawn(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Child, S
 }
 
 /// Start the binary with exactly `args` and wait until it logged every marker (such as
-/// "listening for AMQPS (TLS) on "); returns the address after each marker and every log
-/// line seen until then.
+/// "listening for AMQPS (TLS) on "); returns the address after each marker that has one,
+/// and every log line seen until then.
 pub fn spawn_with(
     args: &[&str],
     env: &[(&str, &str)],
@@ -73,7 +73,7 @@ pub fn spawn_with(
     }
     let mut child = cmd.spawn().expect("spawn warren");
     let mut reader = BufReader::new(child.stdout.take().expect("piped stdout"));
-    let mut found: Vec<Option<SocketAddr>> = vec![None; markers.len()];
+    let mut found: Vec<Option<Option<SocketAddr>>> = vec![None; markers.len()];
     let mut seen = Vec::new();
     while found.iter().any(Option::is_none) {
         let mut line = String::new();
@@ -82,10 +82,11 @@ pub fn spawn_with(
         }
         for (i, m) in markers.iter().enumerate() {
             if let Some(rest) = line.split(m).nth(1) {
-                found[i] = rest
-                    .split([' ', ',', '\n'])
-                    .next()
-                    .and_then(|a| a.parse().ok());
+                found[i] = Some(
+                    rest.split([' ', ',', '\n'])
+                        .next()
+                        .and_then(|a| a.parse().ok()),
+                );
             }
         }
         seen.push(line);
@@ -96,7 +97,7 @@ pub fn spawn_with(
             sink.clear();
         }
     });
-    (child, found.into_iter().flatten().collect(), seen)
+    (child, found.into_iter().flatten().flatten().collect(), seen)
 }
 
 /// Kills the broker when a test ends, passed or panicked: no stray process outlives it.
