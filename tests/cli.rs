@@ -136,7 +136,10 @@ async fn a_container_wait_strategy_sees_rabbitmqs_startup_lines_in_plain_text() 
     let testcontainers = regex::Regex::new(r".*Server startup complete.*\n").unwrap();
     assert!(testcontainers.is_match(&log), "{log}");
     assert!(log.contains("Server startup complete; 0 plugins started."));
-    assert!(!log.contains('\u{1b}'), "colour codes in a piped log: {log:?}");
+    assert!(
+        !log.contains('\u{1b}'),
+        "colour codes in a piped log: {log:?}"
+    );
     // the listener is up before startup is declared complete, so a client can connect
     let (_raw, _) = Raw::open(addrs[0], Tune::default()).await;
 }

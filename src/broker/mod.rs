@@ -44,6 +44,8 @@ pub struct BrokerState {
     initial_definitions: std::sync::Mutex<Vec<Definition>>,
     /// Memory and disk alarms: publishers are blocked while either is raised.
     pub alarm: Arc<alarm::ResourceAlarm>,
+    /// Every bound listener (AMQP, AMQPS, HTTP), set once the server has bound them.
+    listeners: std::sync::OnceLock<Vec<std::net::SocketAddr>>,
 }
 
 /// What start-up recovery restored, for the log line.
@@ -181,6 +183,7 @@ impl BrokerState {
             users_deleted: watch::channel(0).0,
             initial_definitions: std::sync::Mutex::new(initial),
             alarm,
+            listeners: std::sync::OnceLock::new(),
             store,
         });
         (state, report)
@@ -198,6 +201,16 @@ impl BrokerState {
     }
 
     /// A process-unique id for connections and channel epochs.
+    /// Record the bound listeners (once, by the server at start-up).
+    pub fn set_listeners(&self, addrs: Vec<std::net::SocketAddr>) {
+        let _ = self.listeners.set(addrs);
+    }
+
+    /// The addresses this broker listens on, for the port-listener health check.
+    pub fn listeners(&self) -> &[std::net::SocketAddr] {
+        self.listeners.get().map_or(&[], Vec::as_slice)
+    }
+
     pub fn next_id(&self) -> u64 {
         self.next_id.fetch_add(1, Ordering::Relaxed)
     }

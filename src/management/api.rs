@@ -60,6 +60,7 @@ pub fn router(state: Arc<BrokerState>) -> Router {
                 .put(put_topic_permission)
                 .delete(delete_topic_permissions),
         )
+        .merge(super::objects::routes())
         .with_state(state)
 }
 
@@ -182,7 +183,7 @@ async fn overview(State(state): St, _user: Authenticated) -> ApiResult {
         "product_name": "Warren",
         "product_version": env!("CARGO_PKG_VERSION"),
         "cluster_name": c.cluster_name,
-        "node": format!("warren@{}", c.cluster_name),
+        "node": super::objects::node_name(&state),
     }))
 }
 

@@ -1,10 +1,18 @@
-//! The management HTTP API on RabbitMQ's paths and JSON shapes, for users, vhosts and
-//! permissions (what `warrenctl` and RabbitMQ's own tooling call). It authenticates every
-//! request with HTTP basic auth against the broker's users, requires the administrator tag
-//! for changes, and hands the work to `BrokerState`'s admin operations, which persist it.
-//! It never touches queues or connections directly.
+//! The management HTTP API on RabbitMQ's paths and JSON shapes (what `warrenctl`,
+//! `rabbitmqadmin` and RabbitMQ's own tooling call): users, vhosts and permissions in `api`;
+//! queues and exchanges in `objects`, bindings in `bindings`, messages in `messages`, health
+//! checks in `health`. It authenticates every request with HTTP basic auth against the
+//! broker's users. Users and vhosts change through `BrokerState`'s admin operations (the
+//! administrator tag required); queues, exchanges and bindings through the vhost, under
+//! the user's AMQP permissions. It never holds a queue's state: it asks the queue's actor.
 
 mod api;
+mod bindings;
+mod health;
+mod json;
+mod listing;
+mod messages;
+mod objects;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

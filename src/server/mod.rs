@@ -159,6 +159,8 @@ impl BrokerBuilder {
                 .accept_tasks
                 .push(tokio::spawn(crate::management::serve(l, state.clone())));
         }
+        let all = [&broker.addrs, &broker.tls_addrs, &broker.management_addrs];
+        state.set_listeners(all.into_iter().flatten().copied().collect());
         Ok(broker)
     }
 }

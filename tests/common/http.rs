@@ -48,6 +48,40 @@ impl Api {
         tokio::task::block_in_place(|| Self::finish(req.send_json(body)))
     }
 
+    pub async fn post(&self, path: &str, body: Value) -> (u16, Value) {
+        let (status, body, _) = self.post_with_location(path, body).await;
+        (status, body)
+    }
+
+    /// A POST whose answer's `Location` header matters (creating a binding).
+    pub async fn post_with_location(
+        &self,
+        path: &str,
+        body: Value,
+    ) -> (u16, Value, Option<String>) {
+        let req = self
+            .agent
+            .post(format!("{}{path}", self.base))
+            .header("Authorization", &self.auth);
+        tokio::task::block_in_place(|| {
+            let mut r = req
+                .send_json(body)
+                .expect("HTTP request reaches the broker");
+            let location = r
+                .headers()
+                .get("location")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let status = r.status().as_u16();
+            let text = r.body_mut().read_to_string().unwrap_or_default();
+            (
+                status,
+                serde_json::from_str(&text).unwrap_or(Value::Null),
+                location,
+            )
+        })
+    }
+
     pub async fn delete(&self, path: &str) -> (u16, Value) {
         let req = self
             .agent

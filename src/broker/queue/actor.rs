@@ -21,6 +21,7 @@ use super::consumers::ConsumerSet;
 use super::journal::Journal;
 use super::limits::Limits;
 use super::ready::{Payload, ReadyEntry, ReadyList};
+use super::stats::{MessageCounters, QueueInfo, RateSampler};
 use super::{QueueCmd, QueueHandle, QueueInit, QueueStats};
 use crate::broker::consumer::{ConnEvent, ConsumerLink};
 use crate::broker::deadletter::{DeadLetter, Reason};
@@ -55,6 +56,8 @@ pub struct QueueActor {
     dead_letters: Vec<DeadLetter>,
     /// `x-expires`: when the queue is deleted unless it is used before.
     unused_until: Option<Instant>,
+    counters: MessageCounters,
+    rates: RateSampler,
 }
 
 enum Deferred {
@@ -125,6 +128,8 @@ impl QueueActor {
             ram_limit: init.ram_limit,
             deferred: Vec::new(),
             dead_letters: Vec::new(),
+            counters: MessageCounters::default(),
+            rates: RateSampler::default(),
         }
     }
 
@@ -349,9 +354,12 @@ impl QueueActor {
                 self.touch();
                 self.expire(Instant::now());
                 let got = self.next_ready().map(|m| {
+                    self.counters.redeliver += u64::from(m.redelivered);
                     if no_ack {
+                        self.counters.get_no_ack += 1;
                         self.forget_message(&m);
                     } else {
+                        self.counters.get += 1;
                         self.journal.mark_delivered(m.id, m.message.persistent);
                         self.unacked.insert(m.id, m.clone());
                     }
@@ -362,6 +370,7 @@ impl QueueActor {
             QueueCmd::Ack(ids) => {
                 for id in ids {
                     if let Some(m) = self.unacked.remove(&id) {
+                        self.counters.ack += 1;
                         self.forget_message(&m);
                     }
                 }
@@ -402,6 +411,11 @@ impl QueueActor {
                 self.dispatch();
                 let _ = reply.send(self.stats());
             }
+            QueueCmd::Info { reply } => {
+                self.expire(Instant::now());
+                self.dispatch();
+                let _ = reply.send(self.info());
+            }
             QueueCmd::Delete {
                 if_unused,
                 if_empty,
@@ -438,6 +452,19 @@ impl QueueActor {
         QueueStats {
             messages: self.ready.len() as u32,
             consumers: self.consumers.len() as u32,
+        }
+    }
+
+    fn info(&mut self) -> QueueInfo {
+        let unacked_bytes = self.unacked.values().map(|m| m.message.body.len() as u64);
+        QueueInfo {
+            messages_ready: self.ready.len() as u32,
+            messages_unacknowledged: self.unacked.len() as u32,
+            message_bytes_ready: self.ready.body_bytes() as u64,
+            message_bytes_unacknowledged: unacked_bytes.sum(),
+            consumers: self.consumers.len() as u32,
+            counters: self.counters,
+            rates: self.rates.rates(Instant::now(), self.counters),
         }
     }
 
@@ -490,6 +517,7 @@ impl QueueActor {
             }
             return;
         }
+        self.counters.publish += 1;
         let id = self.next_id;
         self.next_id += 1;
         let expires_at = earliest(
@@ -567,9 +595,12 @@ impl QueueActor {
                 break;
             };
             let no_ack = self.consumers.get(i).no_ack;
+            self.counters.redeliver += u64::from(message.redelivered);
             if no_ack {
+                self.counters.deliver_no_ack += 1;
                 self.forget_message(&message);
             } else {
+                self.counters.deliver += 1;
                 self.journal
                     .mark_delivered(message.id, message.message.persistent);
                 self.unacked.insert(message.id, message.clone());

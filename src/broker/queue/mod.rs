@@ -14,6 +14,7 @@ pub mod consumers;
 pub mod journal;
 pub mod limits;
 pub mod ready;
+pub mod stats;
 
 use std::sync::{Arc, Weak};
 
@@ -118,6 +119,10 @@ pub enum QueueCmd {
     },
     Stats {
         reply: oneshot::Sender<QueueStats>,
+    },
+    /// Counts, bytes and message rates, for the management API.
+    Info {
+        reply: oneshot::Sender<stats::QueueInfo>,
     },
     Delete {
         if_unused: bool,

@@ -19,6 +19,8 @@ use dashmap::DashMap;
 use super::deadletter::DeadLetter;
 use super::exchange::{headers, Destination, Exchange, ExchangeKind};
 use super::queue::QueueHandle;
+use crate::model::message::Message;
+use crate::protocol::content::{decode_headers, peek_properties};
 use crate::protocol::AmqpError;
 use crate::store::codec::Definition;
 use crate::store::{Store, StoreOp};
@@ -164,6 +166,22 @@ impl VHost {
             Some(v) => Some(*v as u64),
             None => (default > 0).then_some(default),
         }
+    }
+
+    /// Every queue, by name (for the management API).
+    pub fn queue_list(&self) -> Vec<Arc<QueueHandle>> {
+        let mut all: Vec<Arc<QueueHandle>> =
+            self.queues.iter().map(|q| q.value().clone()).collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
+    }
+
+    /// Every exchange, the default one included, by name.
+    pub fn exchange_list(&self) -> Vec<Arc<Exchange>> {
+        let mut all: Vec<Arc<Exchange>> =
+            self.exchanges.iter().map(|x| x.value().clone()).collect();
+        all.sort_by(|a, b| a.name.cmp(&b.name));
+        all
     }
 
     pub fn queue_count(&self) -> usize {
@@ -562,6 +580,24 @@ impl VHost {
             }
             self.maybe_auto_delete_exchange(&x, ops);
         }
+    }
+
+    /// The queues a published message goes to: by queue name from the default exchange,
+    /// else through its exchange's bindings (headers decoded only if a headers exchange
+    /// asks). None when nothing matches or the exchange has gone.
+    pub fn targets(&self, message: &Message) -> Vec<Arc<QueueHandle>> {
+        let mut targets = Vec::new();
+        if message.exchange.is_empty() {
+            targets.extend(self.route_default(&message.routing_key));
+        } else if let Ok(x) = self.exchange(&message.exchange) {
+            let props = &message.properties;
+            let mut headers = || {
+                let range = peek_properties(props).ok()?.headers?;
+                decode_headers(props, range).ok()
+            };
+            self.route(&x, &message.routing_key, &mut headers, &mut targets);
+        }
+        targets
     }
 
     /// Where a message published to `exchange` with `routing_key` goes, following

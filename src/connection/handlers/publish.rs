@@ -10,11 +10,11 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::broker::queue::{QueueCmd, QueueHandle};
+use crate::broker::queue::QueueCmd;
 use crate::connection::channel::{BodyParts, ChannelState, PendingPublish};
 use crate::connection::session::Session;
 use crate::model::message::Message;
-use crate::protocol::content::{decode_headers, parse_header, peek_properties};
+use crate::protocol::content::{parse_header, peek_properties};
 use crate::protocol::{reply, AmqpError};
 use crate::store::{Completion, ConfirmToken};
 
@@ -274,18 +274,7 @@ pub(super) async fn route_and_enqueue(
     confirm: Option<Arc<ConfirmToken>>,
     confirm_via_queues: bool,
 ) {
-    let mut targets: Vec<Arc<QueueHandle>> = Vec::new();
-    if message.exchange.is_empty() {
-        targets.extend(s.vhost.route_default(&message.routing_key));
-    } else if let Ok(x) = s.vhost.exchange(&message.exchange) {
-        let props = &message.properties;
-        let mut headers = || {
-            let range = peek_properties(props).ok()?.headers?;
-            decode_headers(props, range).ok()
-        };
-        s.vhost
-            .route(&x, &message.routing_key, &mut headers, &mut targets);
-    }
+    let targets = s.vhost.targets(&message);
     if targets.is_empty() {
         if mandatory {
             s.out

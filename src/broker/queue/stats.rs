@@ -1,0 +1,117 @@
+//! A queue's statistics for the management API and metrics: message counters kept by its
+//! actor (plain integers, owned by the one task, so counting costs the publish path no lock
+//! and no atomic) and rates worked out only when someone asks. Never sends anything.
+
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// Message counts since the queue started, under RabbitMQ's `message_stats` names.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MessageCounters {
+    pub publish: u64,
+    /// Delivered to consumers that acknowledge.
+    pub deliver: u64,
+    pub deliver_no_ack: u64,
+    /// Taken with basic.get that will be acknowledged.
+    pub get: u64,
+    pub get_no_ack: u64,
+    /// Delivered (or got) again after a requeue.
+    pub redeliver: u64,
+    pub ack: u64,
+}
+
+impl MessageCounters {
+    /// Each counter with its name, in RabbitMQ's order; `deliver_get` is RabbitMQ's sum of
+    /// the four ways a message leaves.
+    pub fn named(&self) -> [(&'static str, u64); 8] {
+        [
+            ("publish", self.publish),
+            ("deliver", self.deliver),
+            ("deliver_no_ack", self.deliver_no_ack),
+            ("get", self.get),
+            ("get_no_ack", self.get_no_ack),
+            (
+                "deliver_get",
+                self.deliver + self.deliver_no_ack + self.get + self.get_no_ack,
+            ),
+            ("redeliver", self.redeliver),
+            ("ack", self.ack),
+        ]
+    }
+}
+
+/// Rates are measured over at least this long, RabbitMQ's default statistics interval.
+const RATE_WINDOW: Duration = Duration::from_secs(5);
+
+/// Two samples of the counters, taken when asked: a rate is the change since the older
+/// one. Nothing runs between requests.
+#[derive(Debug, Default)]
+pub struct RateSampler {
+    older: Option<(Instant, MessageCounters)>,
+    newer: Option<(Instant, MessageCounters)>,
+}
+
+impl RateSampler {
+    /// Per-second rates of each counter (as `MessageCounters::named`), 0 until two
+    /// requests lie far enough apart.
+    pub fn rates(&mut self, now: Instant, current: MessageCounters) -> [f64; 8] {
+        match self.newer {
+            None => self.newer = Some((now, current)),
+            Some((at, _)) if now.duration_since(at) >= RATE_WINDOW => {
+                self.older = self.newer.replace((now, current));
+            }
+            Some(_) => {}
+        }
+        let Some((since, before)) = self.older else {
+            return [0.0; 8];
+        };
+        let seconds = now.duration_since(since).as_secs_f64();
+        if seconds <= 0.0 {
+            return [0.0; 8];
+        }
+        let mut out = [0.0; 8];
+        for (i, ((_, a), (_, b))) in current.named().iter().zip(before.named()).enumerate() {
+            out[i] = a.saturating_sub(b) as f64 / seconds;
+        }
+        out
+    }
+}
+
+/// What a queue reports about itself when asked.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct QueueInfo {
+    pub messages_ready: u32,
+    pub messages_unacknowledged: u32,
+    pub message_bytes_ready: u64,
+    pub message_bytes_unacknowledged: u64,
+    pub consumers: u32,
+    pub counters: MessageCounters,
+    pub rates: [f64; 8],
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_rate_is_the_change_over_the_window_between_requests() {
+        let start = Instant::now();
+        let mut sampler = RateSampler::default();
+        let mut c = MessageCounters::default();
+        assert_eq!(sampler.rates(start, c), [0.0; 8]);
+        c.publish = 50;
+        // too soon after the first sample to say anything
+        assert_eq!(sampler.rates(start + Duration::from_secs(1), c)[0], 0.0);
+        c.publish = 100;
+        c.ack = 20;
+        let r = sampler.rates(start + Duration::from_secs(10), c);
+        assert_eq!(r[0], 10.0);
+        assert_eq!(r[7], 2.0);
+        // asked again soon: still measured from the same older sample
+        c.publish = 130;
+        let r = sampler.rates(start + Duration::from_secs(11), c);
+        assert!((r[0] - 130.0 / 11.0).abs() < 1e-9);
+        assert_eq!(r[5], 0.0);
+    }
+}

@@ -1,0 +1,241 @@
+//! A shop's operator working with queues, exchanges, bindings and messages through the
+//! management API on RabbitMQ's paths, while the shop's own AMQP clients run.
+
+mod common;
+
+use common::amqp::{publish, wait_until};
+use common::http::Api;
+use common::start_with_management;
+use lapin::options::{BasicConsumeOptions, BasicQosOptions};
+use lapin::types::FieldTable;
+use lapin::BasicProperties;
+use serde_json::{json, Value};
+use warren::Config;
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_declares_binds_publishes_peeks_and_purges() {
+    let b = start_with_management(Config::default()).await;
+    let api = Api::new(b.management.as_deref().unwrap(), "guest", "guest");
+
+    let (status, _) = api
+        .put(
+            "/api/queues/%2f/orders",
+            json!({"durable": true, "arguments": {"x-max-length": 100}}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    // the same declaration again is fine; a different one is RabbitMQ's 400
+    assert_eq!(
+        api.put(
+            "/api/queues/%2f/orders",
+            json!({"durable": true, "arguments": {"x-max-length": 100}})
+        )
+        .await
+        .0,
+        204
+    );
+    let (status, body) = api
+        .put("/api/queues/%2f/orders", json!({"durable": false}))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["reason"],
+        "inequivalent arg 'durable' for queue 'orders' in vhost '/': received 'false' but current is 'true'"
+    );
+    assert_eq!(
+        api.put("/api/exchanges/%2f/shop", json!({"type": "topic"}))
+            .await
+            .0,
+        201
+    );
+
+    // a binding created by POST is found again by the last segment of its Location
+    let (status, _, location) = api
+        .post_with_location(
+            "/api/bindings/%2f/e/shop/q/orders",
+            json!({"routing_key": "order.created"}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let location = location.expect("a Location header");
+    assert_eq!(location, "../../../../%2F/e/shop/q/orders/order.created");
+    let key = location.rsplit('/').next().unwrap();
+    let (status, binding) = api
+        .get(&format!("/api/bindings/%2f/e/shop/q/orders/{key}"))
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(binding["routing_key"], "order.created");
+    assert_eq!(binding["destination_type"], "queue");
+    let (_, bindings) = api.get("/api/queues/%2f/orders/bindings").await;
+    let sources: Vec<&str> = bindings
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["source"].as_str().unwrap())
+        .collect();
+    assert_eq!(sources, ["", "shop"]);
+
+    let (status, routed) = api
+        .post(
+            "/api/exchanges/%2f/shop/publish",
+            json!({"routing_key": "order.created", "payload": "order 1", "payload_encoding": "string",
+                   "properties": {"delivery_mode": 2, "headers": {"region": "eu"}}}),
+        )
+        .await;
+    assert_eq!((status, routed), (200, json!({"routed": true})));
+    let (_, routed) = api
+        .post(
+            "/api/exchanges/%2f/shop/publish",
+            json!({"routing_key": "nowhere", "payload": "x", "payload_encoding": "string"}),
+        )
+        .await;
+    assert_eq!(routed, json!({"routed": false}));
+
+    // peeking requeues: the message is still there, now redelivered
+    let (status, got) = api
+        .post(
+            "/api/queues/%2f/orders/get",
+            json!({"count": 5, "ackmode": "ack_requeue_true", "encoding": "auto"}),
+        )
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(got.as_array().unwrap().len(), 1);
+    assert_eq!(got[0]["payload"], "order 1");
+    assert_eq!(
+        got[0]["properties"],
+        json!({"delivery_mode": 2, "headers": {"region": "eu"}})
+    );
+    let (_, q) = api.get("/api/queues/%2f/orders").await;
+    assert_eq!(q["messages"], 1);
+    assert_eq!(q["arguments"], json!({"x-max-length": 100}));
+    assert_eq!(q["message_stats"]["publish"], 1);
+    assert_eq!(q["message_stats"]["get"], 1);
+    assert_eq!(q["message_stats"]["redeliver"], 0);
+
+    // purge, then a delete that insists on an empty queue
+    assert_eq!(api.delete("/api/queues/%2f/orders/contents").await.0, 204);
+    assert_eq!(
+        api.delete("/api/queues/%2f/orders?if-empty=true").await.0,
+        204
+    );
+    assert_eq!(api.get("/api/queues/%2f/orders").await.0, 404);
+    assert_eq!(
+        api.delete(&format!("/api/bindings/%2f/e/shop/q/orders/{key}"))
+            .await
+            .0,
+        404
+    );
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn queue_figures_follow_a_consumer_and_lists_page_as_rabbitmq() {
+    let b = start_with_management(Config::default()).await;
+    let api = Api::new(b.management.as_deref().unwrap(), "guest", "guest");
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    for i in 0..12 {
+        api.put(
+            &format!("/api/queues/%2f/stock-{i:02}"),
+            json!({"durable": false}),
+        )
+        .await;
+    }
+    for n in 0..3 {
+        let body = format!("sku {n}");
+        publish(
+            &ch,
+            "",
+            "stock-00",
+            body.as_bytes(),
+            BasicProperties::default(),
+        )
+        .await;
+    }
+    ch.basic_qos(2, BasicQosOptions::default()).await.unwrap();
+    let _consumer = ch
+        .basic_consume(
+            "stock-00".into(),
+            "counter".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    // two delivered and unacked (the prefetch), one ready
+    wait_until(|| async {
+        let (_, q) = api.get("/api/queues/%2f/stock-00").await;
+        q["messages_unacknowledged"] == 2 && q["messages_ready"] == 1 && q["consumers"] == 1
+    })
+    .await;
+    let (_, q) = api.get("/api/queues/%2f/stock-00").await;
+    assert_eq!(q["messages"], 3);
+    assert_eq!(q["message_stats"]["deliver"], 2);
+    assert_eq!(q["message_bytes_unacknowledged"], 10);
+
+    let (status, page) = api
+        .get("/api/queues?page=2&page_size=5&name=stock&sort=name&columns=name,messages")
+        .await;
+    assert_eq!(status, 200);
+    assert_eq!(page["total_count"], 12);
+    assert_eq!(page["page_count"], 3);
+    let names: Vec<&Value> = page["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|q| &q["name"])
+        .collect();
+    assert_eq!(
+        names,
+        ["stock-05", "stock-06", "stock-07", "stock-08", "stock-09"]
+    );
+    assert_eq!(page["items"][0], json!({"name": "stock-05", "messages": 0}));
+    let (_, page) = api
+        .get("/api/queues/%2f?name=stock-0%5B12%5D&use_regex=true")
+        .await;
+    assert_eq!(page.as_array().unwrap().len(), 2);
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn health_checks_and_the_aliveness_test_answer_for_a_running_broker() {
+    let b = start_with_management(Config::default()).await;
+    let api = Api::new(b.management.as_deref().unwrap(), "guest", "guest");
+    assert_eq!(
+        api.get("/api/aliveness-test/%2f").await,
+        (200, json!({"status": "ok"}))
+    );
+    assert_eq!(api.get("/api/aliveness-test/nowhere").await.0, 404);
+    assert_eq!(
+        api.get("/api/health/checks/alarms").await,
+        (200, json!({"status": "ok"}))
+    );
+    let port = b.addr.port();
+    assert_eq!(
+        api.get(&format!("/api/health/checks/port-listener/{port}"))
+            .await,
+        (200, json!({"status": "ok", "port": port}))
+    );
+    let (status, body) = api.get("/api/health/checks/port-listener/1").await;
+    assert_eq!(status, 503);
+    assert_eq!(body["reason"], "No active listener on port 1");
+    let (_, exchanges) = api.get("/api/exchanges/%2f").await;
+    let names: Vec<&str> = exchanges
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "",
+            "amq.direct",
+            "amq.fanout",
+            "amq.headers",
+            "amq.match",
+            "amq.topic"
+        ]
+    );
+    b.stop().await;
+}
