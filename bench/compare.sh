@@ -31,7 +31,7 @@ ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
 start_warren() {
   rm -rf "$WORK/warren"
-  "$ROOT/target/release/warren" --amqp-listen 127.0.0.1:$WARREN_PORT --data-dir "$WORK/warren" --management-listen none > "$WORK/warren.log" 2>&1 &
+  "$ROOT/target/release/warren" --amqp-listen 127.0.0.1:$WARREN_PORT --data-dir "$WORK/warren" --management-listen none --prometheus-listen none > "$WORK/warren.log" 2>&1 &
   WARREN_PID=$!
   for _ in $(seq 1 100); do grep -q listening "$WORK/warren.log" && break; sleep 0.02; done
 }
@@ -83,7 +83,7 @@ measure_startup() { # time from exec to accepting connections, empty data dir
   local b=$1 t0 t1
   if [ "$b" = warren ]; then
     rm -rf "$WORK/warren"; t0=$(date +%s%N)
-    "$ROOT/target/release/warren" --amqp-listen 127.0.0.1:$WARREN_PORT --data-dir "$WORK/warren" --management-listen none > "$WORK/warren.log" 2>&1 &
+    "$ROOT/target/release/warren" --amqp-listen 127.0.0.1:$WARREN_PORT --data-dir "$WORK/warren" --management-listen none --prometheus-listen none > "$WORK/warren.log" 2>&1 &
     WARREN_PID=$!
     until (exec 3<>/dev/tcp/127.0.0.1/$WARREN_PORT) 2>/dev/null; do sleep 0.001; done
     t1=$(date +%s%N); stop_warren

@@ -16,7 +16,7 @@ W="$ROOT/target/release/warren"; PERF="$ROOT/target/release/warren-perf"
 DIR=$(mktemp -d /tmp/warren-durability.XXXXXX); PORT=5792
 URL="amqp://guest:guest@127.0.0.1:$PORT/%2F"
 start() {
-  "$W" --amqp-listen 127.0.0.1:$PORT --data-dir "$DIR/data" --management-listen none > "$DIR/warren.log" 2>&1 &
+  "$W" --amqp-listen 127.0.0.1:$PORT --data-dir "$DIR/data" --management-listen none --prometheus-listen none > "$DIR/warren.log" 2>&1 &
   PID=$!
   for _ in $(seq 1 600); do grep -q listening "$DIR/warren.log" && return; sleep 0.05; done
 }

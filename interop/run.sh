@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Real third-party clients against a built Warren: pika (Python), amqplib (Node) and
 # rabbitmq-c's amqp-tools (C), over plain AMQP and over TLS, plus openssl s_client for
-# the TLS versions. Installs the clients from their registries on first use.
+# the TLS versions, and Prometheus' Python client parsing the metrics. Installs the clients from their registries on first use.
 # Usage: interop/run.sh [path/to/warren]    (default: target/release/warren)
 # Last line: N passed, N failed
 set -u
@@ -23,8 +23,8 @@ count() { # "N passed, N failed" from the last matching line of a log
 }
 
 VENV="$CACHE/venv"
-if ! "$VENV/bin/python" -c "import pika, pytest" 2>/dev/null; then
-  python3 -m venv "$VENV" && "$VENV/bin/pip" install -q "pika>=1.3,<2" "pytest>=8" >&2
+if ! "$VENV/bin/python" -c "import pika, pytest, prometheus_client" 2>/dev/null; then
+  python3 -m venv "$VENV" && "$VENV/bin/pip" install -q "pika>=1.3,<2" "pytest>=8" "prometheus-client>=0.20" >&2
 fi
 if [ ! -d "$ROOT/interop/node/node_modules/amqplib" ]; then
   (cd "$ROOT/interop/node" && npm install -q --no-audit --no-fund >&2)
@@ -36,11 +36,12 @@ TLS_DIR=$(mktemp -d)
 "$ROOT/interop/tls/make_certs.sh" "$TLS_DIR" || { echo "cannot make test certificates" >&2; exit 1; }
 AMQPS_PORT=$(free_port)
 MGMT_PORT=$(free_port)
+PROM_PORT=$(free_port)
 start_broker "$BIN" --amqps-listen "127.0.0.1:$AMQPS_PORT" --tls-cert "$TLS_DIR/server.pem" \
   --tls-key "$TLS_DIR/server.key" --tls-ca "$TLS_DIR/ca.pem" --tls-verify-peer \
-  --management-listen "127.0.0.1:$MGMT_PORT"
+  --management-listen "127.0.0.1:$MGMT_PORT" --prometheus-listen "127.0.0.1:$PROM_PORT"
 trap 'stop_broker; rm -rf "$TLS_DIR"' EXIT
-export TLS_DIR AMQPS_PORT MGMT_URL="http://127.0.0.1:$MGMT_PORT"
+export TLS_DIR AMQPS_PORT MGMT_URL="http://127.0.0.1:$MGMT_PORT" PROMETHEUS_URL="http://127.0.0.1:$PROM_PORT"
 export AMQPS_URL="amqps://guest:guest@localhost:$AMQPS_PORT/%2F"
 LOG="$BROKER_DIR/interop"
 mkdir -p "$LOG"

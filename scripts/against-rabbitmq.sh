@@ -28,7 +28,7 @@ start_warren() {
   local port
   port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
   target/release/warren --amqp-listen "127.0.0.1:$port" --data-dir "$WORK/warren" \
-    --management-listen none > "$WORK/warren.log" 2>&1 &
+    --management-listen none --prometheus-listen none > "$WORK/warren.log" 2>&1 &
   WARREN_PID=$!
   for _ in $(seq 1 50); do (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
   WARREN_ADDR=127.0.0.1:$port

@@ -27,13 +27,14 @@ PY
 }
 
 start_broker() {
-  local bin=$1 i mgmt=(--management-listen none)
+  local bin=$1 i mgmt=(--management-listen none) prom=(--prometheus-listen none)
   shift
   case " $* " in *" --management-listen "*) mgmt=() ;; esac
+  case " $* " in *" --prometheus-listen "*) prom=() ;; esac
   BROKER_PORT=$(free_port)
   BROKER_DIR=$(mktemp -d)
   "$bin" --amqp-listen "127.0.0.1:$BROKER_PORT" --amqp-listen "[::1]:$BROKER_PORT" \
-    --data-dir "$BROKER_DIR/data" "${mgmt[@]}" "$@" > "$BROKER_DIR/warren.log" 2>&1 &
+    --data-dir "$BROKER_DIR/data" "${mgmt[@]}" "${prom[@]}" "$@" > "$BROKER_DIR/warren.log" 2>&1 &
   BROKER_PID=$!
   for i in $(seq 1 100); do
     grep -q "listening for AMQP" "$BROKER_DIR/warren.log" 2>/dev/null && break

@@ -57,6 +57,10 @@ struct Cli {
     /// "none" turns it off).
     #[arg(long = "management-listen", value_name = "ADDR")]
     management_listen: Vec<String>,
+    /// Prometheus metrics listener (repeatable; default 0.0.0.0:15692 and [::]:15692;
+    /// "none" turns it off).
+    #[arg(long = "prometheus-listen", value_name = "ADDR")]
+    prometheus_listen: Vec<String>,
 }
 
 fn load(cli: &Cli) -> Result<Config, warren::config::ConfigError> {
@@ -106,6 +110,15 @@ fn load(cli: &Cli) -> Result<Config, warren::config::ConfigError> {
             .filter(|a| *a != "none")
             .collect();
         config.set("management_listen", &addrs.join(","), "--management-listen")?;
+    }
+    if !cli.prometheus_listen.is_empty() {
+        let addrs: Vec<&str> = cli
+            .prometheus_listen
+            .iter()
+            .map(String::as_str)
+            .filter(|a| *a != "none")
+            .collect();
+        config.set("prometheus_listen", &addrs.join(","), "--prometheus-listen")?;
     }
     if let Some(d) = &cli.data_dir {
         config.set("data_dir", &d.display().to_string(), "--data-dir")?;
@@ -251,6 +264,12 @@ fn main() -> ExitCode {
         }
         for addr in broker.tls_addrs() {
             tracing::info!("started TLS (SSL) listener on {addr}");
+        }
+        for addr in broker.prometheus_addrs() {
+            tracing::info!(
+                "Prometheus metrics: HTTP (non-TLS) listener started on port {}",
+                addr.port()
+            );
         }
         for addr in broker.management_addrs() {
             tracing::info!(

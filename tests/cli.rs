@@ -127,6 +127,8 @@ async fn a_container_wait_strategy_sees_rabbitmqs_startup_lines_in_plain_text() 
             data,
             "--management-listen",
             "none",
+            "--prometheus-listen",
+            "none",
         ],
         &[],
         &["started TCP listener on ", "Server startup complete"],

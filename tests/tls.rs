@@ -311,6 +311,8 @@ async fn the_binary_runs_tls_only_with_the_docker_user_and_reloads_on_sighup() {
             key.to_str().unwrap(),
             "--management-listen",
             "127.0.0.1:0",
+            "--prometheus-listen",
+            "none",
             "--data-dir",
             data.path().to_str().unwrap(),
         ],

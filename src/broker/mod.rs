@@ -9,6 +9,7 @@ pub mod auth;
 pub mod consumer;
 pub mod deadletter;
 pub mod exchange;
+pub mod metrics;
 pub mod permissions;
 pub mod queue;
 pub mod vhost;
@@ -44,6 +45,10 @@ pub struct BrokerState {
     initial_definitions: std::sync::Mutex<Vec<Definition>>,
     /// Memory and disk alarms: publishers are blocked while either is raised.
     pub alarm: Arc<alarm::ResourceAlarm>,
+    /// Broker-wide message and connection counters (Prometheus' `rabbitmq_global_*`).
+    pub metrics: Arc<metrics::GlobalMetrics>,
+    /// When this broker started, for its uptime.
+    pub started: std::time::Instant,
     /// Every bound listener (AMQP, AMQPS, HTTP), set once the server has bound them.
     listeners: std::sync::OnceLock<Vec<std::net::SocketAddr>>,
 }
@@ -124,12 +129,14 @@ impl BrokerState {
         let mut delivery_counts = recovered.delivery_counts;
         let mut report = RecoveryReport::default();
         let vhosts = DashMap::new();
+        let metrics = Arc::new(metrics::GlobalMetrics::default());
         for name in names {
             let v = VHost::new(
                 &name,
                 store.clone(),
                 config.queue_ram_limit as usize,
                 config.vhost_max_queues as usize,
+                metrics.clone(),
             );
             report.messages +=
                 v.restore(&recovered.definitions, &mut positions, &mut delivery_counts);
@@ -184,6 +191,8 @@ impl BrokerState {
             initial_definitions: std::sync::Mutex::new(initial),
             alarm,
             listeners: std::sync::OnceLock::new(),
+            metrics,
+            started: std::time::Instant::now(),
             store,
         });
         (state, report)

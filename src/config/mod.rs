@@ -69,6 +69,8 @@ pub struct Config {
     pub amqps_listen: Vec<SocketAddr>,
     /// The management HTTP API (RabbitMQ's paths); empty turns it off.
     pub management_listen: Vec<SocketAddr>,
+    /// Prometheus metrics (`/metrics`, RabbitMQ's port 15692); empty turns it off.
+    pub prometheus_listen: Vec<SocketAddr>,
     /// PEM certificate chain and private key of the amqps listeners.
     pub tls_cert: Option<PathBuf>,
     pub tls_key: Option<PathBuf>,
@@ -122,6 +124,10 @@ impl Default for Config {
                 "0.0.0.0:15672".parse().expect("literal"),
                 "[::]:15672".parse().expect("literal"),
             ],
+            prometheus_listen: vec![
+                "0.0.0.0:15692".parse().expect("literal"),
+                "[::]:15692".parse().expect("literal"),
+            ],
             tls_cert: None,
             tls_key: None,
             tls_ca: None,
@@ -163,6 +169,7 @@ pub const KEYS: &[&str] = &[
     "consumer_max_per_channel",
     "amqps_listen",
     "management_listen",
+    "prometheus_listen",
     "tls_cert",
     "tls_key",
     "tls_ca",
@@ -222,6 +229,7 @@ impl Config {
             "amqp_listen" => self.amqp_listen = addrs(value)?,
             "amqps_listen" => self.amqps_listen = addrs(value)?,
             "management_listen" => self.management_listen = addrs(value)?,
+            "prometheus_listen" => self.prometheus_listen = addrs(value)?,
             "tls_cert" => self.tls_cert = path(value),
             "tls_key" => self.tls_key = path(value),
             "tls_ca" => self.tls_ca = path(value),
@@ -511,7 +519,7 @@ mod tests {
                 "tls_verify_peer" | "tls_fail_if_no_peer_cert" => "true",
                 "tls_versions" => "tlsv1.3",
                 "ssl_cert_login_from" => "common_name",
-                "amqps_listen" | "management_listen" => "127.0.0.1:1",
+                "amqps_listen" | "management_listen" | "prometheus_listen" => "127.0.0.1:1",
                 "data_dir" | "default_user" | "default_pass" | "default_vhost"
                 | "loopback_users" | "product" | "product_version" | "cluster_name" => "x",
                 // fits every numeric key: u16 limits up to byte sizes with a 1 MiB floor

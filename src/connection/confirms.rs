@@ -53,6 +53,11 @@ impl Confirms {
         first
     }
 
+    /// How many publishes the next `emit` acknowledges.
+    pub fn acks_due(&self) -> usize {
+        self.acked.len()
+    }
+
     /// What was settled since the last call, framed as RabbitMQ 3.10 frames it
     /// (`send(delivery_tag, multiple, ack)`): acks first, then nacks. Of each kind, those
     /// below both the oldest publish still pending and the other kind's lowest go as one

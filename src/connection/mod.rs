@@ -112,6 +112,7 @@ pub async fn serve<S>(
         broker
             .connections
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        broker.metrics.connections_opened.inc();
         let (mut reader, write_half) = tokio::io::split(stream);
         let (writer, writer_task) = writer::spawn(write_half);
         // Small to start: an idle connection should cost little; it grows with the frames.
@@ -164,6 +165,7 @@ pub async fn serve<S>(
         broker
             .connections
             .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+        broker.metrics.connections_closed.inc();
     }
     .instrument(span)
     .await
@@ -397,12 +399,14 @@ impl Connection {
     /// this wake-up (see `Confirms::emit`).
     fn emit_confirms(&mut self) {
         let out = &mut self.session.out;
+        let metrics = &self.session.broker.metrics;
         for ch_id in std::mem::take(&mut self.session.confirm_dirty) {
             if let Some(confirms) = self
                 .channels
                 .get_mut(&ch_id)
                 .and_then(|c| c.confirms.as_mut())
             {
+                metrics.messages_confirmed.add(confirms.acks_due() as u64);
                 confirms.emit(|tag, multiple, ack| out.confirm(ch_id, tag, multiple, ack));
             }
         }
@@ -442,6 +446,9 @@ impl Connection {
         let ids: Vec<u16> = self.channels.keys().copied().collect();
         for id in ids {
             if let Some(ch) = self.channels.remove(&id) {
+                if ch.phase == channel::Phase::Open {
+                    self.session.broker.metrics.channels_closed.inc();
+                }
                 handlers::teardown_channel(ch).await;
             }
         }

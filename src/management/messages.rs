@@ -171,7 +171,15 @@ async fn publish(
     state
         .alarm
         .note_messages(crate::model::message::message_bytes());
+    // counted as RabbitMQ counts the API's publishes, which go through an internal channel
+    let metrics = &state.metrics;
+    metrics.messages_received.inc();
     let targets = v.targets(&message);
+    if targets.is_empty() {
+        metrics.messages_unroutable_dropped.inc();
+    } else {
+        metrics.messages_routed.inc();
+    }
     for q in &targets {
         q.send(QueueCmd::Publish {
             message: message.clone(),

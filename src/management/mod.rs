@@ -13,6 +13,9 @@ mod json;
 mod listing;
 mod messages;
 mod objects;
+mod prometheus;
+
+pub use prometheus::serve as serve_prometheus;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

@@ -42,6 +42,7 @@ pub struct Broker {
     addrs: Vec<SocketAddr>,
     tls_addrs: Vec<SocketAddr>,
     management_addrs: Vec<SocketAddr>,
+    prometheus_addrs: Vec<SocketAddr>,
     tls: Option<Arc<Tls>>,
     accept_tasks: Vec<JoinHandle<()>>,
     recovery: RecoveryReport,
@@ -54,6 +55,7 @@ pub struct BrokerBuilder {
     listen: Vec<SocketAddr>,
     listen_tls: Vec<SocketAddr>,
     management: Vec<SocketAddr>,
+    prometheus: Vec<SocketAddr>,
 }
 
 impl BrokerBuilder {
@@ -77,6 +79,12 @@ impl BrokerBuilder {
         self
     }
 
+    /// Add a Prometheus metrics listener.
+    pub fn prometheus_listen(mut self, addr: SocketAddr) -> Self {
+        self.prometheus.push(addr);
+        self
+    }
+
     /// Add a management HTTP listener.
     pub fn management_listen(mut self, addr: SocketAddr) -> Self {
         self.management.push(addr);
@@ -89,10 +97,15 @@ impl BrokerBuilder {
     }
 
     pub async fn start(mut self) -> Result<Broker, StartError> {
-        if !(self.listen.is_empty() && self.listen_tls.is_empty() && self.management.is_empty()) {
+        let explicit = !(self.listen.is_empty()
+            && self.listen_tls.is_empty()
+            && self.management.is_empty()
+            && self.prometheus.is_empty());
+        if explicit {
             self.config.amqp_listen = std::mem::take(&mut self.listen);
             self.config.amqps_listen = std::mem::take(&mut self.listen_tls);
             self.config.management_listen = std::mem::take(&mut self.management);
+            self.config.prometheus_listen = std::mem::take(&mut self.prometheus);
         }
         if self.config.amqp_listen.is_empty() && self.config.amqps_listen.is_empty() {
             return Err(StartError::NoListener);
@@ -117,6 +130,7 @@ impl BrokerBuilder {
         let plain = bind_all(&self.config.amqp_listen)?;
         let secure = bind_all(&self.config.amqps_listen)?;
         let http = bind_all(&self.config.management_listen)?;
+        let metrics = bind_all(&self.config.prometheus_listen)?;
         // Recover before accepting anyone: clients must find their durable queues full.
         let started = std::time::Instant::now();
         let (store, recovered) =
@@ -136,6 +150,7 @@ impl BrokerBuilder {
             addrs: Vec::new(),
             tls_addrs: Vec::new(),
             management_addrs: Vec::new(),
+            prometheus_addrs: Vec::new(),
             tls: tls.clone(),
             accept_tasks: Vec::new(),
             recovery,
@@ -159,7 +174,21 @@ impl BrokerBuilder {
                 .accept_tasks
                 .push(tokio::spawn(crate::management::serve(l, state.clone())));
         }
-        let all = [&broker.addrs, &broker.tls_addrs, &broker.management_addrs];
+        for l in metrics {
+            broker.prometheus_addrs.push(local(&l)?);
+            broker
+                .accept_tasks
+                .push(tokio::spawn(crate::management::serve_prometheus(
+                    l,
+                    state.clone(),
+                )));
+        }
+        let all = [
+            &broker.addrs,
+            &broker.tls_addrs,
+            &broker.management_addrs,
+            &broker.prometheus_addrs,
+        ];
         state.set_listeners(all.into_iter().flatten().copied().collect());
         Ok(broker)
     }
@@ -268,6 +297,11 @@ impl Broker {
     /// The bound management HTTP listener addresses.
     pub fn management_addrs(&self) -> &[SocketAddr] {
         &self.management_addrs
+    }
+
+    /// The bound Prometheus metrics listener addresses.
+    pub fn prometheus_addrs(&self) -> &[SocketAddr] {
+        &self.prometheus_addrs
     }
 
     /// Re-read the TLS certificate, key and CA: new connections get them, open ones keep

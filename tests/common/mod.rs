@@ -19,6 +19,8 @@ pub struct TestBroker {
     pub addr: std::net::SocketAddr,
     /// `http://127.0.0.1:PORT` when started with the management API.
     pub management: Option<String>,
+    /// The Prometheus metrics base URL, started together with the management API.
+    pub prometheus: Option<String>,
     /// The amqps listener, when started with TLS.
     pub tls_addr: Option<std::net::SocketAddr>,
     _dir: tempfile::TempDir,
@@ -57,6 +59,7 @@ pub async fn start_custom(
             url: format!("amqp://guest:guest@{addr}/%2f"),
             addr,
             management: None,
+            prometheus: None,
             tls_addr: None,
             broker: None,
             _dir: dir,
@@ -68,7 +71,9 @@ pub async fn start_custom(
         .listen(local())
         .data_dir(dir.path());
     if management {
-        builder = builder.management_listen(local());
+        builder = builder
+            .management_listen(local())
+            .prometheus_listen(local());
     }
     if tls {
         builder = builder.listen_tls(local());
@@ -80,6 +85,10 @@ pub async fn start_custom(
         addr,
         management: broker
             .management_addrs()
+            .first()
+            .map(|a| format!("http://{a}")),
+        prometheus: broker
+            .prometheus_addrs()
             .first()
             .map(|a| format!("http://{a}")),
         tls_addr: broker.tls_addrs().first().copied(),

@@ -26,6 +26,9 @@ pub fn spawn(data_dir: &Path, extra: &[&str], env: &[(&str, &str)]) -> (Child, S
     if !extra.contains(&"--management-listen") {
         cmd.args(["--management-listen", "none"]);
     }
+    if !extra.contains(&"--prometheus-listen") {
+        cmd.args(["--prometheus-listen", "none"]);
+    }
     cmd.args(extra).stdout(Stdio::piped()).stderr(Stdio::null());
     for (k, v) in env {
         cmd.env(k, v);

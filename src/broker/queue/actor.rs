@@ -25,6 +25,7 @@ use super::stats::{MessageCounters, QueueInfo, RateSampler};
 use super::{QueueCmd, QueueHandle, QueueInit, QueueStats};
 use crate::broker::consumer::{ConnEvent, ConsumerLink};
 use crate::broker::deadletter::{DeadLetter, Reason};
+use crate::broker::metrics::GlobalMetrics;
 use crate::broker::vhost::VHost;
 use crate::model::message::{Message, QueuedMessage};
 use crate::protocol::content::{headers_of, rewrite_properties};
@@ -58,6 +59,7 @@ pub struct QueueActor {
     unused_until: Option<Instant>,
     counters: MessageCounters,
     rates: RateSampler,
+    metrics: Arc<GlobalMetrics>,
 }
 
 enum Deferred {
@@ -130,6 +132,7 @@ impl QueueActor {
             dead_letters: Vec::new(),
             counters: MessageCounters::default(),
             rates: RateSampler::default(),
+            metrics: init.metrics,
         }
     }
 
@@ -354,23 +357,29 @@ impl QueueActor {
                 self.touch();
                 self.expire(Instant::now());
                 let got = self.next_ready().map(|m| {
-                    self.counters.redeliver += u64::from(m.redelivered);
+                    self.count_redelivered(m.redelivered);
                     if no_ack {
                         self.counters.get_no_ack += 1;
+                        self.metrics.messages_delivered_get_auto_ack.inc();
                         self.forget_message(&m);
                     } else {
                         self.counters.get += 1;
+                        self.metrics.messages_delivered_get_manual_ack.inc();
                         self.journal.mark_delivered(m.id, m.message.persistent);
                         self.unacked.insert(m.id, m.clone());
                     }
                     (m, self.ready.len() as u32)
                 });
+                if got.is_none() {
+                    self.metrics.messages_get_empty.inc();
+                }
                 let _ = reply.send(got);
             }
             QueueCmd::Ack(ids) => {
                 for id in ids {
                     if let Some(m) = self.unacked.remove(&id) {
                         self.counters.ack += 1;
+                        self.metrics.messages_acknowledged.inc();
                         self.forget_message(&m);
                     }
                 }
@@ -452,6 +461,13 @@ impl QueueActor {
         QueueStats {
             messages: self.ready.len() as u32,
             consumers: self.consumers.len() as u32,
+        }
+    }
+
+    fn count_redelivered(&mut self, redelivered: bool) {
+        if redelivered {
+            self.counters.redeliver += 1;
+            self.metrics.messages_redelivered.inc();
         }
     }
 
@@ -595,12 +611,14 @@ impl QueueActor {
                 break;
             };
             let no_ack = self.consumers.get(i).no_ack;
-            self.counters.redeliver += u64::from(message.redelivered);
+            self.count_redelivered(message.redelivered);
             if no_ack {
                 self.counters.deliver_no_ack += 1;
+                self.metrics.messages_delivered_consume_auto_ack.inc();
                 self.forget_message(&message);
             } else {
                 self.counters.deliver += 1;
+                self.metrics.messages_delivered_consume_manual_ack.inc();
                 self.journal
                     .mark_delivered(message.id, message.message.persistent);
                 self.unacked.insert(message.id, message.clone());

@@ -152,6 +152,8 @@ pub struct QueueInit {
     pub recovered_counts: std::collections::HashMap<u64, u32>,
     /// Bytes of ready message bodies kept in memory before stored ones are paged out.
     pub ram_limit: usize,
+    /// The broker's counters: deliveries and acks are counted there too.
+    pub metrics: Arc<crate::broker::metrics::GlobalMetrics>,
 }
 
 /// Start a queue's actor and return its handle.

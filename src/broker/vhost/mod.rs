@@ -18,6 +18,7 @@ use dashmap::DashMap;
 
 use super::deadletter::DeadLetter;
 use super::exchange::{headers, Destination, Exchange, ExchangeKind};
+use super::metrics::GlobalMetrics;
 use super::queue::QueueHandle;
 use crate::model::message::Message;
 use crate::protocol::content::{decode_headers, peek_properties};
@@ -65,6 +66,8 @@ pub struct VHost {
     queue_ram_limit: usize,
     /// Most queues this vhost may hold (0 = no limit).
     max_queues: usize,
+    /// The broker's counters, handed to every queue this vhost starts.
+    pub(crate) metrics: Arc<GlobalMetrics>,
     /// Open connections to this vhost (counted by the handshake, released by the connection).
     pub connections: std::sync::atomic::AtomicUsize,
     /// Description and tags, as the management API shows them.
@@ -101,11 +104,13 @@ impl VHost {
         store: Option<Store>,
         queue_ram_limit: usize,
         max_queues: usize,
+        metrics: Arc<GlobalMetrics>,
     ) -> Arc<Self> {
         let vhost = Arc::new_cyclic(|me| VHost {
             name: name.to_owned(),
             queue_ram_limit,
             max_queues,
+            metrics,
             connections: std::sync::atomic::AtomicUsize::new(0),
             meta: Default::default(),
             deleted: tokio::sync::watch::channel(false).0,

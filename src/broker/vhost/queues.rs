@@ -94,6 +94,7 @@ impl VHost {
                         recovered: Vec::new(),
                         recovered_counts: Default::default(),
                         ram_limit: self.queue_ram_limit,
+                        metrics: self.metrics.clone(),
                     },
                     self.me.clone(),
                 )

@@ -75,6 +75,7 @@ impl VHost {
                         recovered,
                         recovered_counts,
                         ram_limit: self.queue_ram_limit,
+                        metrics: self.metrics.clone(),
                     },
                     self.me.clone(),
                 );

@@ -232,6 +232,11 @@ async fn complete_publish(s: &mut Session, ch: &mut ChannelState) -> Result<(), 
     s.broker
         .alarm
         .note_messages(crate::model::message::message_bytes());
+    let metrics = &s.broker.metrics;
+    metrics.messages_received.inc();
+    if ch.confirms.is_some() {
+        metrics.messages_received_confirm.inc();
+    }
     let sink = if ch.confirms.is_some() {
         Some(s.confirm_sink())
     } else {
@@ -275,13 +280,18 @@ pub(super) async fn route_and_enqueue(
     confirm_via_queues: bool,
 ) {
     let targets = s.vhost.targets(&message);
+    let metrics = &s.broker.metrics;
     if targets.is_empty() {
         if mandatory {
+            metrics.messages_unroutable_returned.inc();
             s.out
                 .basic_return(ch, reply::NO_ROUTE, "NO_ROUTE", &message);
+        } else {
+            metrics.messages_unroutable_dropped.inc();
         }
         return;
     }
+    metrics.messages_routed.inc();
     for q in targets {
         // Only a copy that will be stored, or a queue that may refuse it, holds up
         // the confirm.
