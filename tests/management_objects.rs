@@ -239,3 +239,54 @@ async fn health_checks_and_the_aliveness_test_answer_for_a_running_broker() {
     );
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_overview_and_the_node_show_what_the_shop_is_doing() {
+    let b = start_with_management(Config::default()).await;
+    let api = Api::new(b.management.as_deref().unwrap(), "guest", "guest");
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    api.put("/api/queues/%2f/payments", json!({"durable": false}))
+        .await;
+    for n in 0..4 {
+        let body = format!("payment {n}");
+        publish(
+            &ch,
+            "",
+            "payments",
+            body.as_bytes(),
+            BasicProperties::default(),
+        )
+        .await;
+    }
+    wait_until(|| async {
+        let (_, o) = api.get("/api/overview").await;
+        o["queue_totals"]["messages_ready"] == 4
+    })
+    .await;
+    let (_, o) = api.get("/api/overview").await;
+    assert_eq!(o["object_totals"]["connections"], 1);
+    assert_eq!(o["object_totals"]["channels"], 1);
+    assert_eq!(o["object_totals"]["queues"], 1);
+    assert_eq!(o["message_stats"]["publish"], 4);
+    assert!(o["message_stats"]["publish_details"]["rate"].is_number());
+    let amqp_port = b.addr.port();
+    let listeners = o["listeners"].as_array().unwrap();
+    assert!(listeners
+        .iter()
+        .any(|l| l["protocol"] == "amqp" && l["port"] == amqp_port));
+    assert!(listeners.iter().any(|l| l["protocol"] == "http"));
+
+    let (status, nodes) = api.get("/api/nodes").await;
+    assert_eq!(status, 200);
+    let node = &nodes[0];
+    assert_eq!(node["name"], o["node"]);
+    assert_eq!(node["running"], true);
+    assert_eq!(node["mem_alarm"], false);
+    assert!(node["mem_limit"].as_u64().unwrap() > 0);
+    assert!(node["fd_used"].as_u64().unwrap() > 0);
+    let name = node["name"].as_str().unwrap();
+    assert_eq!(api.get(&format!("/api/nodes/{name}")).await.0, 200);
+    assert_eq!(api.get("/api/nodes/rabbit@elsewhere").await.0, 404);
+    b.stop().await;
+}

@@ -5,6 +5,8 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
+use super::queue::stats::{MessageCounters, RateSampler};
+
 const SHARDS: usize = 16;
 
 #[derive(Debug, Default)]
@@ -60,6 +62,8 @@ pub struct GlobalMetrics {
     pub connections_closed: Counter,
     pub channels_opened: Counter,
     pub channels_closed: Counter,
+    /// Samples for the overview's message rates, taken when the overview is asked for.
+    pub rates: std::sync::Mutex<RateSampler>,
 }
 
 impl GlobalMetrics {
@@ -80,6 +84,20 @@ impl GlobalMetrics {
             ("messages_redelivered", "Total number of messages redelivered to consumers", self.messages_redelivered.get()),
             ("messages_acknowledged", "Total number of messages acknowledged by consumers", self.messages_acknowledged.get()),
         ]
+    }
+
+    /// The broker's message counts under a queue's `message_stats` names, for the
+    /// overview (`publish` is every message received from publishers).
+    pub fn message_stats(&self) -> MessageCounters {
+        MessageCounters {
+            publish: self.messages_received.get(),
+            deliver: self.messages_delivered_consume_manual_ack.get(),
+            deliver_no_ack: self.messages_delivered_consume_auto_ack.get(),
+            get: self.messages_delivered_get_manual_ack.get(),
+            get_no_ack: self.messages_delivered_get_auto_ack.get(),
+            redeliver: self.messages_redelivered.get(),
+            ack: self.messages_acknowledged.get(),
+        }
     }
 
     /// RabbitMQ's `messages_delivered`: every way a message reaches a consumer.

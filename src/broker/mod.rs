@@ -49,8 +49,9 @@ pub struct BrokerState {
     pub metrics: Arc<metrics::GlobalMetrics>,
     /// When this broker started, for its uptime.
     pub started: std::time::Instant,
-    /// Every bound listener (AMQP, AMQPS, HTTP), set once the server has bound them.
-    listeners: std::sync::OnceLock<Vec<std::net::SocketAddr>>,
+    /// Every bound listener with its protocol as RabbitMQ names it (`amqp`, `amqp/ssl`,
+    /// `http`, `http/prometheus`), set once the server has bound them.
+    listeners: std::sync::OnceLock<Vec<(&'static str, std::net::SocketAddr)>>,
 }
 
 /// What start-up recovery restored, for the log line.
@@ -211,12 +212,12 @@ impl BrokerState {
 
     /// A process-unique id for connections and channel epochs.
     /// Record the bound listeners (once, by the server at start-up).
-    pub fn set_listeners(&self, addrs: Vec<std::net::SocketAddr>) {
+    pub fn set_listeners(&self, addrs: Vec<(&'static str, std::net::SocketAddr)>) {
         let _ = self.listeners.set(addrs);
     }
 
-    /// The addresses this broker listens on, for the port-listener health check.
-    pub fn listeners(&self) -> &[std::net::SocketAddr] {
+    /// What this broker listens on, for the overview and the port-listener health check.
+    pub fn listeners(&self) -> &[(&'static str, std::net::SocketAddr)] {
         self.listeners.get().map_or(&[], Vec::as_slice)
     }
 

@@ -1,4 +1,4 @@
-//! The routes: /api/whoami, /api/overview, /api/users, /api/vhosts, /api/permissions and
+//! The routes: /api/whoami, /api/users, /api/vhosts, /api/permissions and
 //! /api/topic-permissions with RabbitMQ's methods, status codes (201 created, 204 updated
 //! or deleted, 404 unknown) and JSON field names.
 
@@ -27,7 +27,6 @@ type ApiResult = Result<Response, ApiError>;
 pub fn router(state: Arc<BrokerState>) -> Router {
     Router::new()
         .route("/api/whoami", get(whoami))
-        .route("/api/overview", get(overview))
         .route("/api/users", get(list_users))
         .route(
             "/api/users/{name}",
@@ -159,32 +158,6 @@ impl Tags {
 
 async fn whoami(Authenticated(user): Authenticated) -> ApiResult {
     ok(json!({"name": user.name, "tags": tags_json(&user.tags)}))
-}
-
-async fn overview(State(state): St, _user: Authenticated) -> ApiResult {
-    let c = &state.config;
-    let vhosts = state.vhost_list();
-    let connections = state.connections.load(std::sync::atomic::Ordering::Relaxed);
-    ok(json!({
-        "object_totals": {
-            "connections": connections,
-            "queues": vhosts.iter().map(|v| v.queue_count()).sum::<usize>(),
-            "exchanges": vhosts.iter().map(|v| v.exchange_count()).sum::<usize>(),
-        },
-        // Warren's own: what a soak test watches for leaks
-        "warren": {
-            "alive_tasks": tokio::runtime::Handle::current().metrics().num_alive_tasks(),
-            "resident_memory": crate::broker::alarm::resident_memory(),
-            "message_bytes": crate::model::message::message_bytes(),
-            "memory_alarm": state.alarm.is_raised(),
-        },
-        "management_version": c.product_version,
-        "rabbitmq_version": c.product_version,
-        "product_name": "Warren",
-        "product_version": env!("CARGO_PKG_VERSION"),
-        "cluster_name": c.cluster_name,
-        "node": super::objects::node_name(&state),
-    }))
 }
 
 async fn list_users(State(state): St, _: Admin) -> ApiResult {

@@ -125,7 +125,7 @@ async fn health_port_listener(
     let Ok(port) = port.parse::<u16>() else {
         return Err(ApiError::bad_request(format!("invalid port: {port}")));
     };
-    let listening = state.listeners().iter().any(|a| a.port() == port);
+    let listening = state.listeners().iter().any(|(_, a)| a.port() == port);
     if listening {
         Ok(Json(json!({"status": "ok", "port": port})).into_response())
     } else {

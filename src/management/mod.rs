@@ -12,6 +12,7 @@ mod health;
 mod json;
 mod listing;
 mod messages;
+mod node;
 mod objects;
 mod prometheus;
 

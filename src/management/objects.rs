@@ -52,6 +52,7 @@ pub fn routes() -> Router<Arc<BrokerState>> {
         )
         .merge(super::bindings::routes())
         .merge(super::messages::routes())
+        .merge(super::node::routes())
         .merge(super::health::routes())
 }
 

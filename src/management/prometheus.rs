@@ -84,13 +84,13 @@ struct Snapshot {
     uptime_seconds: f64,
 }
 
-fn open_fds() -> Option<u64> {
+pub(super) fn open_fds() -> Option<u64> {
     std::fs::read_dir("/proc/self/fd")
         .ok()
         .map(|d| d.count() as u64)
 }
 
-fn max_fds() -> Option<u64> {
+pub(super) fn max_fds() -> Option<u64> {
     let mut limit = libc::rlimit {
         rlim_cur: 0,
         rlim_max: 0,

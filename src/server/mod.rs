@@ -184,12 +184,16 @@ impl BrokerBuilder {
                 )));
         }
         let all = [
-            &broker.addrs,
-            &broker.tls_addrs,
-            &broker.management_addrs,
-            &broker.prometheus_addrs,
+            ("amqp", &broker.addrs),
+            ("amqp/ssl", &broker.tls_addrs),
+            ("http", &broker.management_addrs),
+            ("http/prometheus", &broker.prometheus_addrs),
         ];
-        state.set_listeners(all.into_iter().flatten().copied().collect());
+        let listeners = all
+            .into_iter()
+            .flat_map(|(protocol, addrs)| addrs.iter().map(move |a| (protocol, *a)))
+            .collect();
+        state.set_listeners(listeners);
         Ok(broker)
     }
 }

@@ -1,0 +1,193 @@
+//! The broker as a whole, as RabbitMQ's overview page and `/api/nodes` show it: object and
+//! queue totals, message counts with rates, listeners, memory, disk and file descriptors
+//! against their limits. Warren is one node, so `/api/nodes` lists one. Read-only; figures
+//! come from the queues' actors and the broker's counters when asked.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use axum::extract::{Path, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::{Json, Router};
+use serde_json::{json, Map, Value};
+use tokio::time::Instant;
+
+use super::objects::node_name;
+use super::{ApiError, Authenticated};
+use crate::broker::alarm::{self, Reason};
+use crate::broker::queue::stats::QueueInfo;
+use crate::broker::queue::QueueCmd;
+use crate::broker::BrokerState;
+
+type St = State<Arc<BrokerState>>;
+type ApiResult = Result<Response, ApiError>;
+
+pub fn routes() -> Router<Arc<BrokerState>> {
+    Router::new()
+        .route("/api/overview", get(overview))
+        .route("/api/nodes", get(list_nodes))
+        .route("/api/nodes/{name}", get(get_node))
+}
+
+const EXCHANGE_TYPES: [(&str, &str); 4] = [
+    (
+        "direct",
+        "AMQP direct exchange, as per the AMQP specification",
+    ),
+    (
+        "fanout",
+        "AMQP fanout exchange, as per the AMQP specification",
+    ),
+    (
+        "headers",
+        "AMQP headers exchange, as per the AMQP specification",
+    ),
+    (
+        "topic",
+        "AMQP topic exchange, as per the AMQP specification",
+    ),
+];
+
+fn exchange_types() -> Value {
+    EXCHANGE_TYPES
+        .iter()
+        .map(|(name, description)| json!({"name": name, "description": description, "enabled": true}))
+        .collect()
+}
+
+async fn queue_infos(state: &BrokerState) -> Vec<QueueInfo> {
+    let mut out = Vec::new();
+    for v in state.vhost_list() {
+        for q in v.queue_list() {
+            out.push(
+                q.ask(|reply| QueueCmd::Info { reply })
+                    .await
+                    .unwrap_or_default(),
+            );
+        }
+    }
+    out
+}
+
+async fn overview(State(state): St, _user: Authenticated) -> ApiResult {
+    let c = &state.config;
+    let vhosts = state.vhost_list();
+    let infos = queue_infos(&state).await;
+    let ready: u64 = infos.iter().map(|i| u64::from(i.messages_ready)).sum();
+    let unacked: u64 = infos
+        .iter()
+        .map(|i| u64::from(i.messages_unacknowledged))
+        .sum();
+    let consumers: u64 = infos.iter().map(|i| u64::from(i.consumers)).sum();
+    let m = &state.metrics;
+    let counts = m.message_stats();
+    let rates = m
+        .rates
+        .lock()
+        .map(|mut sampler| sampler.rates(Instant::now(), counts))
+        .unwrap_or([0.0; 8]);
+    let mut stats = Map::new();
+    for ((name, count), rate) in counts.named().iter().zip(rates) {
+        stats.insert((*name).to_owned(), json!(count));
+        stats.insert(format!("{name}_details"), json!({ "rate": rate }));
+    }
+    stats.insert("confirm".into(), json!(m.messages_confirmed.get()));
+    stats.insert(
+        "return_unroutable".into(),
+        json!(m.messages_unroutable_returned.get()),
+    );
+    stats.insert(
+        "drop_unroutable".into(),
+        json!(m.messages_unroutable_dropped.get()),
+    );
+    let node = node_name(&state);
+    let listeners: Vec<Value> = state
+        .listeners()
+        .iter()
+        .map(|(protocol, addr)| {
+            json!({"node": node, "protocol": protocol, "ip_address": addr.ip().to_string(), "port": addr.port()})
+        })
+        .collect();
+    let channels = m
+        .channels_opened
+        .get()
+        .saturating_sub(m.channels_closed.get());
+    Ok(Json(json!({
+        "object_totals": {
+            "connections": state.connections.load(Ordering::Relaxed),
+            "channels": channels,
+            "queues": infos.len(),
+            "exchanges": vhosts.iter().map(|v| v.exchange_count() + 1).sum::<usize>(),
+            "consumers": consumers,
+        },
+        "queue_totals": {
+            "messages": ready + unacked,
+            "messages_ready": ready,
+            "messages_unacknowledged": unacked,
+        },
+        "message_stats": stats,
+        "listeners": listeners,
+        "exchange_types": exchange_types(),
+        "rates_mode": "basic",
+        // Warren's own: what a soak test watches for leaks
+        "warren": {
+            "alive_tasks": tokio::runtime::Handle::current().metrics().num_alive_tasks(),
+            "resident_memory": alarm::resident_memory(),
+            "message_bytes": crate::model::message::message_bytes(),
+            "memory_alarm": state.alarm.is_raised(),
+        },
+        "management_version": c.product_version,
+        "rabbitmq_version": c.product_version,
+        "product_name": "Warren",
+        "product_version": env!("CARGO_PKG_VERSION"),
+        "cluster_name": c.cluster_name,
+        "node": node,
+    }))
+    .into_response())
+}
+
+fn node_json(state: &BrokerState) -> Value {
+    let raised = state.alarm.is_raised();
+    let reason = state.alarm.reason();
+    let fd_total = super::prometheus::max_fds();
+    let m = &state.metrics;
+    json!({
+        "name": node_name(state),
+        "type": "disc",
+        "running": true,
+        "os_pid": std::process::id().to_string(),
+        "uptime": state.started.elapsed().as_millis() as u64,
+        "processors": std::thread::available_parallelism().map_or(1, |n| n.get()),
+        "mem_used": alarm::resident_memory(),
+        "mem_limit": state.alarm.memory_limit(),
+        "mem_alarm": raised && reason == Reason::Memory,
+        "disk_free": alarm::free_disk(&state.config.data_dir),
+        "disk_free_limit": state.alarm.disk_free_limit(),
+        "disk_free_alarm": raised && reason == Reason::Disk,
+        "fd_used": super::prometheus::open_fds(),
+        "fd_total": fd_total,
+        "sockets_used": state.connections.load(Ordering::Relaxed),
+        "sockets_total": fd_total,
+        "proc_used": tokio::runtime::Handle::current().metrics().num_alive_tasks(),
+        "connection_created": m.connections_opened.get(),
+        "connection_closed": m.connections_closed.get(),
+        "channel_created": m.channels_opened.get(),
+        "channel_closed": m.channels_closed.get(),
+        "partitions": [],
+        "rates_mode": "basic",
+        "exchange_types": exchange_types(),
+        "db_dir": state.config.data_dir.display().to_string(),
+    })
+}
+
+async fn list_nodes(State(state): St, _user: Authenticated) -> ApiResult {
+    Ok(Json(json!([node_json(&state)])).into_response())
+}
+
+async fn get_node(State(state): St, _user: Authenticated, Path(name): Path<String>) -> ApiResult {
+    if name != node_name(&state) {
+        return Err(ApiError::not_found());
+    }
+    Ok(Json(node_json(&state)).into_response())
+}
