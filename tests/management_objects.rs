@@ -5,6 +5,7 @@ mod common;
 
 use common::amqp::{publish, wait_until};
 use common::http::Api;
+use common::raw::{Raw, Tune};
 use common::start_with_management;
 use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
@@ -288,5 +289,63 @@ async fn the_overview_and_the_node_show_what_the_shop_is_doing() {
     let name = node["name"].as_str().unwrap();
     assert_eq!(api.get(&format!("/api/nodes/{name}")).await.0, 200);
     assert_eq!(api.get("/api/nodes/rabbit@elsewhere").await.0, 404);
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_finds_a_stuck_connection_and_closes_it_with_a_reason() {
+    let b = start_with_management(Config::default()).await;
+    let api = Api::new(b.management.as_deref().unwrap(), "guest", "guest");
+    let conn = b.connect().await;
+    let _ch1 = conn.create_channel().await.unwrap();
+    let _ch2 = conn.create_channel().await.unwrap();
+    let (status, list) = api.get("/api/connections").await;
+    assert_eq!(status, 200);
+    let c = &list[0];
+    assert_eq!(c["user"], "guest");
+    assert_eq!(c["vhost"], "/");
+    assert_eq!(c["channels"], 2);
+    assert_eq!(c["port"], b.addr.port());
+    assert_eq!(c["protocol"], "AMQP 0-9-1");
+    // the client's own properties, as lapin announced them
+    assert_eq!(c["client_properties"]["product"], "lapin");
+    assert!(c["name"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!(" -> {}", b.addr)));
+
+    // a second client, the stuck one: closed by name with the operator's reason
+    let (mut stuck, _) = Raw::open(b.addr, Tune::default()).await;
+    let (_, list) = api.get("/api/vhosts/%2f/connections").await;
+    assert_eq!(list.as_array().unwrap().len(), 2);
+    let name = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["client_properties"]["product"] != "lapin")
+        .map(|c| c["name"].as_str().unwrap().to_owned())
+        .unwrap();
+    let path = format!(
+        "/api/connections/{}",
+        name.replace(' ', "%20").replace('>', "%3E")
+    );
+    assert_eq!(api.get(&path).await.0, 200);
+    let (status, _) = api
+        .delete_with(&path, "X-Reason", "stuck consumer, restarting")
+        .await;
+    assert_eq!(status, 204);
+    let (code, text, _, _) = stuck.expect_connection_close().await;
+    assert_eq!(
+        (code, text.as_str()),
+        (320, "CONNECTION_FORCED - stuck consumer, restarting")
+    );
+    drop(stuck);
+    wait_until(|| async {
+        api.get("/api/connections").await.1.as_array().map(Vec::len) == Some(1)
+    })
+    .await;
+    assert_eq!(api.get(&path).await.0, 404);
+    // the other client was not touched
+    assert!(conn.status().connected());
     b.stop().await;
 }

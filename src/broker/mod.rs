@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod alarm;
 pub mod auth;
+pub mod connections;
 pub mod consumer;
 pub mod deadletter;
 pub mod exchange;
@@ -45,6 +46,8 @@ pub struct BrokerState {
     initial_definitions: std::sync::Mutex<Vec<Definition>>,
     /// Memory and disk alarms: publishers are blocked while either is raised.
     pub alarm: Arc<alarm::ResourceAlarm>,
+    /// Open client connections, for the management API.
+    pub connection_registry: connections::ConnectionRegistry,
     /// Broker-wide message and connection counters (Prometheus' `rabbitmq_global_*`).
     pub metrics: Arc<metrics::GlobalMetrics>,
     /// When this broker started, for its uptime.
@@ -193,6 +196,7 @@ impl BrokerState {
             alarm,
             listeners: std::sync::OnceLock::new(),
             metrics,
+            connection_registry: Default::default(),
             started: std::time::Instant::now(),
             store,
         });

@@ -195,7 +195,7 @@ impl Connection {
     /// The client closes a channel: everything it held goes back, then close-ok.
     async fn channel_close(&mut self, ch: u16) {
         if let Some(state) = self.channels.remove(&ch) {
-            self.session.broker.metrics.channels_closed.inc();
+            self.channel_gone();
             handlers::teardown_channel(state).await;
         }
         self.closed_by_client.push(ch);
@@ -261,6 +261,9 @@ impl Connection {
         let epoch = self.session.broker.next_id();
         let state = ChannelState::open(ch, epoch, self.session.connection_id);
         self.session.broker.metrics.channels_opened.inc();
+        self.info
+            .channels
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.channels.insert(ch, Box::new(state));
         self.send_method(
             ch,
@@ -292,7 +295,7 @@ impl Connection {
             })),
         );
         let link = state.link.clone();
-        self.session.broker.metrics.channels_closed.inc();
+        self.channel_gone();
         handlers::teardown_channel(state).await;
         let mut closing = Box::new(ChannelState::new(link));
         closing.phase = Phase::Closing;

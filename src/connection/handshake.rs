@@ -29,6 +29,8 @@ pub struct Negotiated {
     pub consumer_cancel_notify: bool,
     /// The client understands connection.blocked / unblocked.
     pub blocked_notify: bool,
+    /// What the client said about itself in connection.start-ok.
+    pub client_properties: amq_protocol::types::FieldTable,
 }
 
 /// Why a handshake ended without a connection.
@@ -281,6 +283,7 @@ pub async fn handshake<R: AsyncRead + Unpin>(
         user: user.name,
         consumer_cancel_notify,
         blocked_notify,
+        client_properties: start_ok.client_properties,
     })
 }
 

@@ -27,6 +27,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument;
 
+use crate::broker::connections::ConnectionInfo;
 use crate::broker::consumer::{ConnEvent, Credit};
 use crate::broker::queue::QueueCmd;
 use crate::broker::BrokerState;
@@ -70,6 +71,8 @@ const REFUSED_CLOSE_DELAY: Duration = Duration::from_secs(3);
 const CLOSED_LINGER: Duration = Duration::from_secs(10);
 
 pub struct Connection {
+    /// This connection as the management API lists it (its channel count kept here).
+    info: Arc<ConnectionInfo>,
     /// The vhost, the user and the outgoing frames: what channel methods work with.
     session: Session,
     channel_max: u16,
@@ -101,6 +104,7 @@ pub struct Connection {
 pub async fn serve<S>(
     stream: S,
     peer: SocketAddr,
+    local: SocketAddr,
     broker: Arc<BrokerState>,
     tls: Option<handshake::TlsPeer>,
 ) where
@@ -136,11 +140,23 @@ pub async fn serve<S>(
             _ = shutdown.wait_for(|stopping| *stopping) => Ok(Err(HandshakeEnd::Gone)),
         };
         match negotiated {
-            Ok(Ok(n)) => {
+            Ok(Ok(mut n)) => {
                 tracing::debug!(user = %n.user, vhost = %n.vhost.name, "connection open");
-                Connection::new(id, broker.clone(), n, writer)
-                    .run(reader, rbuf)
+                let (info, close_requests) = ConnectionInfo::new(
+                    id,
+                    peer,
+                    local,
+                    n.user.clone(),
+                    n.vhost.name.clone(),
+                    tls.is_some(),
+                    std::mem::take(&mut n.client_properties),
+                    (n.frame_max, n.channel_max, n.heartbeat),
+                );
+                broker.connection_registry.add(info.clone());
+                Connection::new(id, broker.clone(), n, writer, info)
+                    .run(reader, rbuf, close_requests)
                     .await;
+                broker.connection_registry.remove(id);
             }
             Ok(Err(HandshakeEnd::Refused(e))) => {
                 send_close_now(&writer, &e);
@@ -218,8 +234,15 @@ impl Drop for Connection {
 }
 
 impl Connection {
-    fn new(id: u64, broker: Arc<BrokerState>, n: Negotiated, writer: WriterTx) -> Self {
+    fn new(
+        id: u64,
+        broker: Arc<BrokerState>,
+        n: Negotiated,
+        writer: WriterTx,
+        info: Arc<ConnectionInfo>,
+    ) -> Self {
         Self {
+            info,
             session: Session::new(id, broker, n.vhost, n.user, n.impersonator, n.frame_max),
             channel_max: n.channel_max,
             frame_max: n.frame_max,
@@ -237,7 +260,12 @@ impl Connection {
         }
     }
 
-    async fn run<R: AsyncRead + Unpin>(mut self, mut reader: R, mut rbuf: BytesMut) {
+    async fn run<R: AsyncRead + Unpin>(
+        mut self,
+        mut reader: R,
+        mut rbuf: BytesMut,
+        mut close_requests: mpsc::UnboundedReceiver<String>,
+    ) {
         let mut events_rx: Option<mpsc::UnboundedReceiver<ConnEvent>> = None;
         let mut shutdown = self.session.broker.shutdown.subscribe();
         let mut vhost_deleted = self.session.vhost.deleted.subscribe();
@@ -315,6 +343,13 @@ impl Connection {
                     if self.closing.is_none() {
                         let e = AmqpError::new(reply::CONNECTION_FORCED,
                             "broker forced connection closure with reason 'shutdown'");
+                        self.begin_close(&e);
+                    }
+                }
+                Some(reason) = close_requests.recv() => {
+                    if self.closing.is_none() {
+                        // as RabbitMQ's management plugin: the operator's reason is the text
+                        let e = AmqpError::new(reply::CONNECTION_FORCED, reason);
                         self.begin_close(&e);
                     }
                 }
@@ -412,6 +447,14 @@ impl Connection {
         }
     }
 
+    /// An open channel ended (closed by either side, or with the connection).
+    fn channel_gone(&self) {
+        self.session.broker.metrics.channels_closed.inc();
+        self.info
+            .channels
+            .fetch_sub(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
     /// Send connection.close for `e` and wait (bounded) for close-ok.
     fn begin_close(&mut self, e: &AmqpError) {
         if self.closing.is_some() {
@@ -447,7 +490,7 @@ impl Connection {
         for id in ids {
             if let Some(ch) = self.channels.remove(&id) {
                 if ch.phase == channel::Phase::Open {
-                    self.session.broker.metrics.channels_closed.inc();
+                    self.channel_gone();
                 }
                 handlers::teardown_channel(ch).await;
             }

@@ -8,6 +8,7 @@
 
 mod api;
 mod bindings;
+mod connections;
 mod health;
 mod json;
 mod listing;

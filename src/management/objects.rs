@@ -53,6 +53,7 @@ pub fn routes() -> Router<Arc<BrokerState>> {
         .merge(super::bindings::routes())
         .merge(super::messages::routes())
         .merge(super::node::routes())
+        .merge(super::connections::routes())
         .merge(super::health::routes())
 }
 

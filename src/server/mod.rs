@@ -225,12 +225,15 @@ async fn accept_loop(listener: TcpListener, state: Arc<BrokerState>, tls: Option
                     continue;
                 }
                 let _ = stream.set_nodelay(true);
+                let Ok(local) = stream.local_addr() else {
+                    continue;
+                };
                 match &tls {
                     None => {
-                        tokio::spawn(connection::serve(stream, peer, state.clone(), None));
+                        tokio::spawn(connection::serve(stream, peer, local, state.clone(), None));
                     }
                     Some(tls) => {
-                        tokio::spawn(serve_tls(stream, peer, state.clone(), tls.clone()));
+                        tokio::spawn(serve_tls(stream, peer, local, state.clone(), tls.clone()));
                     }
                 }
             }
@@ -248,6 +251,7 @@ async fn accept_loop(listener: TcpListener, state: Arc<BrokerState>, tls: Option
 async fn serve_tls(
     stream: tokio::net::TcpStream,
     peer: SocketAddr,
+    local: SocketAddr,
     state: Arc<BrokerState>,
     tls: Arc<Tls>,
 ) {
@@ -271,7 +275,7 @@ async fn serve_tls(
         .and_then(|chain| chain.first())
         .and_then(|leaf| tls::cert_user(leaf, tls.cert_login));
     let peer_info = crate::connection::handshake::TlsPeer { cert_user };
-    connection::serve(stream, peer, state, Some(peer_info)).await;
+    connection::serve(stream, peer, local, state, Some(peer_info)).await;
 }
 
 impl Broker {
