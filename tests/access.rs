@@ -505,7 +505,13 @@ async fn listen_as_if_from(b: &TestBroker, peer: &str) -> std::net::SocketAddr {
     let peer: std::net::SocketAddr = peer.parse().unwrap();
     tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(warren::connection::serve(stream, peer, addr, state.clone(), None));
+            tokio::spawn(warren::connection::serve(
+                stream,
+                peer,
+                addr,
+                state.clone(),
+                None,
+            ));
         }
     });
     addr

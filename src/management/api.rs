@@ -67,7 +67,7 @@ fn tags_json(tags: &[String]) -> Value {
     json!(tags)
 }
 
-fn user_json(u: &User) -> Value {
+pub(super) fn user_json(u: &User) -> Value {
     json!({
         "name": u.name,
         "password_hash": base64::engine::general_purpose::STANDARD.encode(&u.password_hash),
@@ -89,7 +89,7 @@ fn vhost_json(v: &VHost) -> Value {
     })
 }
 
-fn permission_json(p: &Permission) -> Value {
+pub(super) fn permission_json(p: &Permission) -> Value {
     json!({
         "user": p.user,
         "vhost": p.vhost,
@@ -99,7 +99,7 @@ fn permission_json(p: &Permission) -> Value {
     })
 }
 
-fn topic_json(t: &TopicPermission) -> Value {
+pub(super) fn topic_json(t: &TopicPermission) -> Value {
     json!({
         "user": t.user,
         "vhost": t.vhost,
@@ -139,7 +139,7 @@ fn body<T: for<'de> Deserialize<'de>>(bytes: &Bytes) -> Result<T, ApiError> {
 /// Tags arrive as a list or as one comma-separated string.
 #[derive(Deserialize, Default)]
 #[serde(untagged)]
-enum Tags {
+pub(super) enum Tags {
     List(Vec<String>),
     Text(String),
     #[default]
@@ -147,7 +147,7 @@ enum Tags {
 }
 
 impl Tags {
-    fn into_vec(self) -> Option<Vec<String>> {
+    pub(super) fn into_vec(self) -> Option<Vec<String>> {
         match self {
             Tags::List(l) => Some(l.into_iter().filter(|t| !t.is_empty()).collect()),
             Tags::Text(t) => Some(parse_tags(&t)),

@@ -9,6 +9,7 @@
 mod api;
 mod bindings;
 mod connections;
+mod definitions;
 mod health;
 mod json;
 mod listing;
