@@ -152,3 +152,57 @@ async fn what_warren_cannot_honour_yet_is_refused_by_name_and_nothing_is_importe
     assert_eq!(api.get("/api/vhosts/shop").await.0, 404);
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_container_starts_with_its_definitions_file_loaded() {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/rabbitmq-3.10-definitions.json"
+    );
+    let config = Config {
+        load_definitions: Some(fixture.into()),
+        ..Config::default()
+    };
+    let b = start_with_management(config.clone()).await;
+    let conn = b
+        .connect_as("shop", "shop-secret", "shop")
+        .await
+        .expect("login");
+    let ch = conn.create_channel().await.unwrap();
+    let passive = lapin::options::QueueDeclareOptions {
+        passive: true,
+        ..Default::default()
+    };
+    ch.queue_declare("orders.created".into(), passive, Default::default())
+        .await
+        .expect("the file's queue exists");
+    conn.close(200, "bye".into()).await.unwrap();
+    // what the file created was stored like anything declared: it is there after a restart
+    let b = b.restart().await;
+    assert!(b.connect_as("shop", "shop-secret", "shop").await.is_ok());
+    b.stop().await;
+
+    // a file that cannot be honoured stops start-up, naming the file and the reason
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("definitions.json");
+    std::fs::write(&bad, r#"{"policies": [{"name": "ha-all", "vhost": "/"}]}"#).unwrap();
+    let config = Config {
+        load_definitions: Some(bad.clone()),
+        data_dir: dir.path().join("data"),
+        ..Config::default()
+    };
+    let err = warren::Broker::builder()
+        .config(config)
+        .listen("127.0.0.1:0".parse().unwrap())
+        .start()
+        .await
+        .err()
+        .expect("start-up refused");
+    assert_eq!(
+        err.to_string(),
+        format!(
+            "cannot load definitions from {}: policy 'ha-all' cannot be imported: Warren does not support policies yet",
+            bad.display()
+        )
+    );
+}

@@ -86,6 +86,9 @@ pub struct Config {
     pub tls_ciphers: Vec<String>,
     /// Where SASL EXTERNAL takes the user name: common_name or subject_alternative_name.
     pub ssl_cert_login_from: String,
+    /// A definitions file (RabbitMQ's format) imported at every start, as RabbitMQ's
+    /// `load_definitions`.
+    pub load_definitions: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -136,6 +139,7 @@ impl Default for Config {
             tls_versions: vec!["tlsv1.3".into(), "tlsv1.2".into()],
             tls_ciphers: Vec::new(),
             ssl_cert_login_from: "common_name".into(),
+            load_definitions: None,
         }
     }
 }
@@ -157,6 +161,7 @@ pub const KEYS: &[&str] = &[
     "product",
     "product_version",
     "cluster_name",
+    "load_definitions",
     "queue_ram_limit",
     "store_cache_size",
     "vm_memory_high_watermark",
@@ -233,6 +238,7 @@ impl Config {
             "tls_cert" => self.tls_cert = path(value),
             "tls_key" => self.tls_key = path(value),
             "tls_ca" => self.tls_ca = path(value),
+            "load_definitions" => self.load_definitions = path(value),
             "tls_verify_peer" => self.tls_verify_peer = flag(value)?,
             "tls_fail_if_no_peer_cert" => self.tls_fail_if_no_peer_cert = flag(value)?,
             "tls_versions" => {
@@ -515,7 +521,7 @@ mod tests {
                 "amqp_listen" => "127.0.0.1:5672",
                 "log_level" => "debug",
                 "vm_memory_high_watermark" | "disk_free_limit_relative" => "0.5",
-                "tls_cert" | "tls_key" | "tls_ca" => "/tmp/x.pem",
+                "tls_cert" | "tls_key" | "tls_ca" | "load_definitions" => "/tmp/x.pem",
                 "tls_verify_peer" | "tls_fail_if_no_peer_cert" => "true",
                 "tls_versions" => "tlsv1.3",
                 "ssl_cert_login_from" => "common_name",

@@ -435,6 +435,12 @@ async fn import(state: &BrokerState, d: Definitions, only: Option<&str>) -> Resu
     Ok(())
 }
 
+/// Import a definitions file at start-up (`load_definitions`); the error says why not.
+pub async fn import_file(state: &BrokerState, bytes: &[u8]) -> Result<(), String> {
+    let d: Definitions = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+    import(state, d, None).await.map_err(|e| e.reason)
+}
+
 fn parse(bytes: &Bytes) -> Result<Definitions, ApiError> {
     serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(format!("definitions: {e}")))
 }

@@ -18,6 +18,7 @@ mod node;
 mod objects;
 mod prometheus;
 
+pub use definitions::import_file as import_definitions;
 pub use prometheus::serve as serve_prometheus;
 
 use std::net::SocketAddr;

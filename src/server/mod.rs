@@ -34,6 +34,8 @@ pub enum StartError {
     Tls(#[from] TlsError),
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("cannot load definitions from {path}: {why}")]
+    Definitions { path: PathBuf, why: String },
 }
 
 /// A running broker. Embed it in tests with `Broker::builder().listen("127.0.0.1:0")`.
@@ -138,6 +140,19 @@ impl BrokerBuilder {
         let (state, recovery) = BrokerState::new(self.config, Some(store), recovered);
         let recovery_time = started.elapsed();
         state.persist_initial().await;
+        if let Some(path) = state.config.load_definitions.clone() {
+            let text = std::fs::read(&path).map_err(|e| StartError::Definitions {
+                path: path.clone(),
+                why: e.to_string(),
+            })?;
+            crate::management::import_definitions(&state, &text)
+                .await
+                .map_err(|why| StartError::Definitions {
+                    path: path.clone(),
+                    why,
+                })?;
+            tracing::info!("imported definitions from {}", path.display());
+        }
         state.alarm.spawn_monitor();
         let local = |l: &TcpListener| {
             l.local_addr().map_err(|source| StartError::Listen {
