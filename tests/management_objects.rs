@@ -349,3 +349,50 @@ async fn an_operator_finds_a_stuck_connection_and_closes_it_with_a_reason() {
     assert!(conn.status().connected());
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn consumers_are_listed_with_their_channel_and_who_is_active() {
+    let b = start_with_management(Config::default()).await;
+    let api = Api::new(b.management.as_deref().unwrap(), "guest", "guest");
+    api.put(
+        "/api/queues/%2f/invoices",
+        json!({"durable": true, "arguments": {"x-single-active-consumer": true}}),
+    )
+    .await;
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.basic_qos(10, BasicQosOptions::default()).await.unwrap();
+    // held: a lapin consumer that is dropped is cancelled
+    let mut held = Vec::new();
+    for tag in ["first", "second"] {
+        let consumer = ch
+            .basic_consume(
+                "invoices".into(),
+                tag.into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await
+            .unwrap();
+        held.push(consumer);
+    }
+    let (status, consumers) = api.get("/api/consumers/%2f").await;
+    assert_eq!(status, 200);
+    let list = consumers.as_array().unwrap();
+    assert_eq!(list.len(), 2);
+    assert_eq!(list[0]["consumer_tag"], "first");
+    assert_eq!(list[0]["active"], true);
+    assert_eq!(list[1]["activity_status"], "waiting");
+    assert_eq!(list[0]["prefetch_count"], 10);
+    assert_eq!(list[0]["ack_required"], true);
+    assert_eq!(list[0]["queue"], json!({"name": "invoices", "vhost": "/"}));
+    assert_eq!(list[0]["channel_details"]["number"], 1);
+    assert_eq!(list[0]["channel_details"]["user"], "guest");
+    let (_, q) = api.get("/api/queues/%2f/invoices").await;
+    assert_eq!(q["consumer_details"].as_array().unwrap().len(), 2);
+    assert_eq!(
+        api.get("/api/consumers").await.1.as_array().unwrap().len(),
+        2
+    );
+    b.stop().await;
+}

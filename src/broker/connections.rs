@@ -109,6 +109,10 @@ impl ConnectionRegistry {
         all
     }
 
+    pub fn by_id(&self, id: u64) -> Option<Arc<ConnectionInfo>> {
+        self.open.lock().ok()?.get(&id).cloned()
+    }
+
     pub fn by_name(&self, name: &str) -> Option<Arc<ConnectionInfo>> {
         self.list().into_iter().find(|c| c.name == name)
     }

@@ -9,6 +9,7 @@
 mod api;
 mod bindings;
 mod connections;
+mod consumers;
 mod definitions;
 mod health;
 mod json;

@@ -54,6 +54,7 @@ pub fn routes() -> Router<Arc<BrokerState>> {
         .merge(super::messages::routes())
         .merge(super::node::routes())
         .merge(super::connections::routes())
+        .merge(super::consumers::routes())
         .merge(super::definitions::routes())
         .merge(super::health::routes())
 }
@@ -165,7 +166,13 @@ async fn queue_info(q: &QueueHandle) -> QueueInfo {
         .unwrap_or_default()
 }
 
-fn queue_json(node: &str, vhost: &str, q: &QueueHandle, info: &QueueInfo) -> Value {
+fn queue_json(state: &BrokerState, vhost: &str, q: &QueueHandle, info: &QueueInfo) -> Value {
+    let node = node_name(state);
+    let consumer_details: Vec<Value> = info
+        .consumer_details
+        .iter()
+        .map(|c| super::consumers::consumer_json(state, vhost, &q.name, c))
+        .collect();
     let mut stats = Map::new();
     for ((name, count), rate) in info.counters.named().iter().zip(info.rates) {
         stats.insert((*name).to_owned(), json!(count));
@@ -193,16 +200,16 @@ fn queue_json(node: &str, vhost: &str, q: &QueueHandle, info: &QueueInfo) -> Val
         "policy": null,
         "operator_policy": null,
         "effective_policy_definition": {},
+        "consumer_details": consumer_details,
     })
 }
 
 async fn queues_json(state: &BrokerState, vhosts: &[Arc<VHost>]) -> Vec<Value> {
-    let node = node_name(state);
     let mut out = Vec::new();
     for v in vhosts {
         for q in v.queue_list() {
             let info = queue_info(&q).await;
-            out.push(queue_json(&node, &v.name, &q, &info));
+            out.push(queue_json(state, &v.name, &q, &info));
         }
     }
     out
@@ -235,7 +242,7 @@ async fn get_queue(
     let v = visible_vhost(&state, &user, &vhost)?;
     let q = v.queue(&name).map_err(from_amqp)?;
     let info = queue_info(&q).await;
-    Ok(Json(queue_json(&node_name(&state), &v.name, &q, &info)).into_response())
+    Ok(Json(queue_json(&state, &v.name, &q, &info)).into_response())
 }
 
 async fn put_queue(

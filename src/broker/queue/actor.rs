@@ -21,7 +21,7 @@ use super::consumers::ConsumerSet;
 use super::journal::Journal;
 use super::limits::Limits;
 use super::ready::{Payload, ReadyEntry, ReadyList};
-use super::stats::{MessageCounters, QueueInfo, RateSampler};
+use super::stats::{ConsumerDetail, MessageCounters, QueueInfo, RateSampler};
 use super::{QueueCmd, QueueHandle, QueueInit, QueueStats};
 use crate::broker::consumer::{ConnEvent, ConsumerLink};
 use crate::broker::deadletter::{DeadLetter, Reason};
@@ -481,6 +481,21 @@ impl QueueActor {
             consumers: self.consumers.len() as u32,
             counters: self.counters,
             rates: self.rates.rates(Instant::now(), self.counters),
+            consumer_details: self
+                .consumers
+                .iter()
+                .map(|(c, active)| ConsumerDetail {
+                    tag: c.tag.to_string(),
+                    connection_id: c.channel.connection_id,
+                    channel_id: c.channel.channel_id,
+                    ack_required: !c.no_ack,
+                    exclusive: c.exclusive,
+                    // a no-ack consumer's window is Warren's own, not a prefetch
+                    prefetch_count: if c.no_ack { 0 } else { c.credit.limit() },
+                    priority: c.priority,
+                    active,
+                })
+                .collect(),
         }
     }
 

@@ -36,6 +36,16 @@ impl ConsumerSet {
         &self.consumers[i]
     }
 
+    /// Every consumer, in registration order, and whether it is the one receiving
+    /// (always, unless single-active-consumer keeps all but the first waiting).
+    pub fn iter(&self) -> impl Iterator<Item = (&ConsumerLink, bool)> {
+        let single = self.single_active;
+        self.consumers
+            .iter()
+            .enumerate()
+            .map(move |(i, c)| (c, !single || i == 0))
+    }
+
     pub fn len(&self) -> usize {
         self.consumers.len()
     }

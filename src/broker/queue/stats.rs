@@ -78,6 +78,20 @@ impl RateSampler {
     }
 }
 
+/// One consumer as the management API lists it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ConsumerDetail {
+    pub tag: String,
+    pub connection_id: u64,
+    pub channel_id: u16,
+    pub ack_required: bool,
+    pub exclusive: bool,
+    pub prefetch_count: u32,
+    pub priority: i64,
+    /// Receiving messages (false: waiting behind a single active consumer).
+    pub active: bool,
+}
+
 /// What a queue reports about itself when asked.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct QueueInfo {
@@ -88,6 +102,7 @@ pub struct QueueInfo {
     pub consumers: u32,
     pub counters: MessageCounters,
     pub rates: [f64; 8],
+    pub consumer_details: Vec<ConsumerDetail>,
 }
 
 #[cfg(test)]
