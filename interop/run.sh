@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Real third-party clients against a built Warren: pika (Python), amqplib (Node) and
 # rabbitmq-c's amqp-tools (C), over plain AMQP and over TLS, plus openssl s_client for
-# the TLS versions, and Prometheus' Python client parsing the metrics. Installs the clients from their registries on first use.
+# the TLS versions, Prometheus' Python client parsing the metrics, and RabbitMQ's own
+# rabbitmqadmin driving the management API. Installs the clients from their registries on first use.
 # Usage: interop/run.sh [path/to/warren]    (default: target/release/warren)
 # Last line: N passed, N failed
 set -u
@@ -59,6 +60,13 @@ if command -v amqp-publish >/dev/null; then
   rc=$?; cat "$LOG/c.log" >&2; count "$LOG/c.log" $rc amqp-tools
 else
   echo "amqp-tools not installed (apt-get install amqp-tools)" >&2; TF=$((TF+1))
+fi
+
+if command -v rabbitmqadmin >/dev/null; then
+  "$ROOT/interop/admin/rabbitmqadmin.sh" > "$LOG/admin.log" 2>&1
+  rc=$?; cat "$LOG/admin.log" >&2; count "$LOG/admin.log" $rc rabbitmqadmin
+else
+  echo "rabbitmqadmin not installed (it comes with Debian's rabbitmq-server)" >&2; TF=$((TF+1))
 fi
 
 "$ROOT/interop/tls/openssl_checks.sh" > "$LOG/tls.log" 2>&1

@@ -16,6 +16,16 @@ if ! command -v amqp-publish >/dev/null; then
   fi
 fi
 
+# rabbitmqadmin, RabbitMQ's management CLI, comes with Debian's rabbitmq-server; the
+# package's own broker is stopped at once (scripts/rabbitmq.sh).
+if ! command -v rabbitmqadmin >/dev/null; then
+  if [ "$(id -u)" = 0 ]; then
+    (. scripts/rabbitmq.sh; install_rabbitmq) >/dev/null 2>&1
+  else
+    sudo bash -c '. scripts/rabbitmq.sh; install_rabbitmq' >/dev/null 2>&1
+  fi
+fi
+
 # One release build serves the Rust tests, interop and conformance alike.
 cargo test --release 2>&1 | tee "$LOGDIR/cargo.log"
 cargo_rc=${PIPESTATUS[0]}
