@@ -281,6 +281,27 @@ impl Permissions {
             .contains_key(&(user.to_owned(), vhost.to_owned()))
     }
 
+    /// (Un)binding as RabbitMQ checks it: write on the destination, read on the source
+    /// exchange and, when the source is a topic exchange, topic read on the binding key.
+    #[allow(clippy::too_many_arguments)]
+    pub fn check_binding(
+        &self,
+        user: &str,
+        vhost: &str,
+        kind: ResourceKind,
+        destination: &str,
+        source: &str,
+        source_is_topic: bool,
+        routing_key: &str,
+    ) -> Result<(), AmqpError> {
+        self.check(user, vhost, Access::Write, kind, destination)?;
+        self.check(user, vhost, Access::Read, ResourceKind::Exchange, source)?;
+        if source_is_topic {
+            self.check_topic(user, vhost, source, Access::Read, routing_key)?;
+        }
+        Ok(())
+    }
+
     /// Topic authorisation for a routing key on a topic exchange: allowed when no topic
     /// permission names the exchange, else the write (publish) or read (bind) pattern must
     /// match.

@@ -140,22 +140,19 @@ impl Session {
         source: &str,
         routing_key: &str,
     ) -> Result<(), AmqpError> {
-        self.authorize(Access::Write, kind, destination)?;
-        self.authorize(Access::Read, ResourceKind::Exchange, source)?;
         let topic = self
             .vhost
             .exchange(source)
             .is_ok_and(|x| x.kind == ExchangeKind::Topic);
-        if topic {
-            self.broker.permissions.check_topic(
-                &self.user,
-                &self.vhost.name,
-                source,
-                Access::Read,
-                routing_key,
-            )?;
-        }
-        Ok(())
+        self.broker.permissions.check_binding(
+            &self.user,
+            &self.vhost.name,
+            kind,
+            destination,
+            source,
+            topic,
+            routing_key,
+        )
     }
 
     /// Whether topic permissions apply to this user here, as of the last publish check.

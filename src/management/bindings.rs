@@ -15,12 +15,11 @@ use serde_json::{json, Value};
 
 use super::json::table_to_json;
 use super::objects::{
-    arguments, authorize, body_json, exchange_name, from_amqp, visible_vhost, visible_vhosts,
-    NO_CONNECTION,
+    arguments, body_json, exchange_name, from_amqp, visible_vhost, visible_vhosts, NO_CONNECTION,
 };
 use super::{ApiError, Authenticated};
 use crate::broker::exchange::{Binding, Destination};
-use crate::broker::permissions::{Access, ResourceKind};
+use crate::broker::permissions::ResourceKind;
 use crate::broker::vhost::VHost;
 use crate::broker::BrokerState;
 
@@ -230,6 +229,42 @@ async fn exchange_bindings_destination(
     Ok(Json(bindings_json(&v, |b| !b.queue && b.destination == name)).into_response())
 }
 
+/// The user's permissions for (un)binding, as for queue.bind: the destination to bind.
+fn authorize_binding(
+    state: &BrokerState,
+    user: &Authenticated,
+    v: &VHost,
+    queue: bool,
+    destination: &str,
+    source: &str,
+    routing_key: &str,
+) -> Result<Destination, ApiError> {
+    let (kind, dest) = if queue {
+        (ResourceKind::Queue, Destination::Queue(destination.into()))
+    } else {
+        (
+            ResourceKind::Exchange,
+            Destination::Exchange(destination.into()),
+        )
+    };
+    let topic = v
+        .exchange(source)
+        .is_ok_and(|x| x.kind == crate::broker::exchange::ExchangeKind::Topic);
+    state
+        .permissions
+        .check_binding(
+            &user.0.name,
+            &v.name,
+            kind,
+            destination,
+            source,
+            topic,
+            routing_key,
+        )
+        .map_err(from_amqp)?;
+    Ok(dest)
+}
+
 /// `q` or `e` in a bindings path: whether the destination is a queue.
 fn destination_is_queue(kind: &str) -> Result<bool, ApiError> {
     match kind {
@@ -273,25 +308,14 @@ async fn create_binding(
     };
     let args = arguments(&b)?;
     let source = exchange_name(&source).to_owned();
-    let (kind_checked, dest) = if queue {
-        (
-            ResourceKind::Queue,
-            Destination::Queue(destination.as_str().into()),
-        )
-    } else {
-        (
-            ResourceKind::Exchange,
-            Destination::Exchange(destination.as_str().into()),
-        )
-    };
-    authorize(&state, &user, &v, Access::Write, kind_checked, &destination)?;
-    authorize(
+    let dest = authorize_binding(
         &state,
         &user,
         &v,
-        Access::Read,
-        ResourceKind::Exchange,
+        queue,
+        &destination,
         &source,
+        &routing_key,
     )?;
     v.bind(&source, dest, &routing_key, args.clone(), NO_CONNECTION)
         .await
@@ -352,25 +376,14 @@ async fn delete_binding(
     let v = visible_vhost(&state, &user, &vhost)?;
     let queue = destination_is_queue(&kind)?;
     let b = find_binding(&v, exchange_name(&source), queue, &destination, &props)?;
-    let (kind_checked, dest) = if queue {
-        (
-            ResourceKind::Queue,
-            Destination::Queue(destination.as_str().into()),
-        )
-    } else {
-        (
-            ResourceKind::Exchange,
-            Destination::Exchange(destination.as_str().into()),
-        )
-    };
-    authorize(&state, &user, &v, Access::Write, kind_checked, &destination)?;
-    authorize(
+    let dest = authorize_binding(
         &state,
         &user,
         &v,
-        Access::Read,
-        ResourceKind::Exchange,
+        queue,
+        &destination,
         &b.source,
+        &b.routing_key,
     )?;
     v.unbind(&b.source, dest, &b.routing_key, &b.arguments, NO_CONNECTION)
         .await
