@@ -422,3 +422,48 @@ async fn warrenctl_sets_and_lists_vhost_limits() {
     assert_eq!(out, "{}\n");
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn topic_permissions_per_user_and_vhost_and_the_users_nobody_gave_access() {
+    let b = start_with_management(Config::default()).await;
+    let api = Api::new(b.management.as_deref().unwrap(), "guest", "guest");
+    api.put("/api/users/auditor", json!({"password": "a", "tags": ""}))
+        .await;
+    api.put("/api/users/shop", json!({"password": "s", "tags": ""}))
+        .await;
+    api.put(
+        "/api/permissions/%2f/shop",
+        json!({"configure": "", "write": ".*", "read": ".*"}),
+    )
+    .await;
+    api.put(
+        "/api/topic-permissions/%2f/shop",
+        json!({"exchange": "amq.topic", "write": "^orders\\.", "read": ".*"}),
+    )
+    .await;
+    let expected = json!([{"user": "shop", "vhost": "/", "exchange": "amq.topic",
+                           "write": "^orders\\.", "read": ".*"}]);
+    assert_eq!(
+        api.get("/api/users/shop/topic-permissions").await,
+        (200, expected.clone())
+    );
+    assert_eq!(
+        api.get("/api/vhosts/%2f/topic-permissions").await,
+        (200, expected)
+    );
+    assert_eq!(api.get("/api/users/nobody/topic-permissions").await.0, 404);
+    let (_, lonely) = api.get("/api/users/without-permissions").await;
+    let names: Vec<&str> = lonely
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["auditor"]);
+    assert_eq!(
+        api.get("/api/cluster-name").await,
+        (200, json!({"name": "warren"}))
+    );
+    assert_eq!(api.get("/api/extensions").await, (200, json!([])));
+    b.stop().await;
+}

@@ -33,12 +33,26 @@ pub fn router(state: Arc<BrokerState>) -> Router {
             get(get_user).put(put_user).delete(delete_user),
         )
         .route("/api/users/{name}/permissions", get(user_permissions))
+        .route(
+            "/api/users/{name}/topic-permissions",
+            get(user_topic_permissions),
+        )
+        .route(
+            "/api/users/without-permissions",
+            get(users_without_permissions),
+        )
+        .route("/api/cluster-name", get(cluster_name))
+        .route("/api/extensions", get(extensions))
         .route("/api/vhosts", get(list_vhosts))
         .route(
             "/api/vhosts/{name}",
             get(get_vhost).put(put_vhost).delete(delete_vhost),
         )
         .route("/api/vhosts/{name}/permissions", get(vhost_permissions))
+        .route(
+            "/api/vhosts/{name}/topic-permissions",
+            get(vhost_topic_permissions),
+        )
         .route("/api/vhost-limits", get(list_vhost_limits))
         .route("/api/vhost-limits/{vhost}", get(get_vhost_limits))
         .route(
@@ -232,6 +246,35 @@ async fn user_permissions(State(state): St, _: Admin, Path(name): Path<String>) 
     ok(list.iter().map(|p| permission_json(p)).collect())
 }
 
+async fn user_topic_permissions(State(state): St, _: Admin, Path(name): Path<String>) -> ApiResult {
+    if state.users.get(&name).is_none() {
+        return Err(ApiError::not_found());
+    }
+    let list = state.permissions.list_topic(|t| t.user == name);
+    ok(list.iter().map(topic_json).collect())
+}
+
+/// Users with no permissions in any vhost (what operators clean up).
+async fn users_without_permissions(State(state): St, _: Admin) -> ApiResult {
+    let list: Vec<Value> = state
+        .users
+        .list()
+        .iter()
+        .filter(|u| state.permissions.list(|p| p.user == u.name).is_empty())
+        .map(user_json)
+        .collect();
+    ok(Value::Array(list))
+}
+
+async fn cluster_name(State(state): St, _: Authenticated) -> ApiResult {
+    ok(json!({"name": state.config.cluster_name}))
+}
+
+/// RabbitMQ lists its management UI's plugin extensions here; Warren has none.
+async fn extensions(_: Authenticated) -> ApiResult {
+    ok(json!([]))
+}
+
 async fn list_vhosts(State(state): St, Authenticated(user): Authenticated) -> ApiResult {
     // as RabbitMQ: administrators and monitors see every vhost, others the ones they
     // have permissions on
@@ -295,6 +338,18 @@ async fn vhost_permissions(State(state): St, _: Admin, Path(name): Path<String>)
     }
     let list = state.permissions.list(|p| p.vhost == name);
     ok(list.iter().map(|p| permission_json(p)).collect())
+}
+
+async fn vhost_topic_permissions(
+    State(state): St,
+    _: Admin,
+    Path(name): Path<String>,
+) -> ApiResult {
+    if state.vhost(&name).is_none() {
+        return Err(ApiError::not_found());
+    }
+    let list = state.permissions.list_topic(|t| t.vhost == name);
+    ok(list.iter().map(topic_json).collect())
 }
 
 async fn list_permissions(State(state): St, _: Admin) -> ApiResult {
