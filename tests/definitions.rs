@@ -148,6 +148,19 @@ async fn what_warren_cannot_honour_yet_is_refused_by_name_and_nothing_is_importe
         .as_str()
         .unwrap()
         .contains("federation-upstream"));
+    let mut defs = rabbitmq_export();
+    defs["vhosts"][0]["default_queue_type"] = json!("quorum");
+    let (status, body) = api.post("/api/definitions", defs).await;
+    assert_eq!(status, 400);
+    assert!(body["reason"]
+        .as_str()
+        .unwrap()
+        .contains("default_queue_type 'quorum'"));
+    let mut defs = rabbitmq_export();
+    defs["users"][0]["limits"] = json!({"max-connections": 5});
+    let (status, body) = api.post("/api/definitions", defs).await;
+    assert_eq!(status, 400);
+    assert!(body["reason"].as_str().unwrap().contains("user limits"));
     // nothing of either file arrived
     assert_eq!(api.get("/api/vhosts/shop").await.0, 404);
     b.stop().await;

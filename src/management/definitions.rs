@@ -146,6 +146,9 @@ struct UserDef {
     hashing_algorithm: Option<String>,
     #[serde(default)]
     tags: Tags,
+    /// Per-user limits: RabbitMQ enforces them, Warren has none yet.
+    #[serde(default)]
+    limits: serde_json::Map<String, Value>,
 }
 
 #[derive(Deserialize)]
@@ -155,6 +158,9 @@ struct VHostDef {
     description: Option<String>,
     #[serde(default)]
     tags: Tags,
+    /// RabbitMQ 3.11+: the type of queues declared without x-queue-type.
+    #[serde(default)]
+    default_queue_type: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -263,6 +269,24 @@ struct Definitions {
 
 /// What this import asks for that Warren cannot do yet, named, before anything changes.
 fn refuse_unsupported(d: &Definitions) -> Result<(), ApiError> {
+    if let Some(u) = d.users.iter().find(|u| !u.limits.is_empty()) {
+        return Err(ApiError::bad_request(format!(
+            "user '{}' has limits: Warren does not support user limits yet",
+            u.name
+        )));
+    }
+    let other_type = |v: &&VHostDef| {
+        v.default_queue_type
+            .as_deref()
+            .is_some_and(|t| t != "classic")
+    };
+    if let Some(v) = d.vhosts.iter().find(other_type) {
+        return Err(ApiError::bad_request(format!(
+            "vhost '{}' has default_queue_type '{}': Warren supports only classic",
+            v.name,
+            v.default_queue_type.as_deref().unwrap_or_default()
+        )));
+    }
     if let Some(p) = d.policies.first() {
         return Err(ApiError::bad_request(format!(
             "policy '{}' cannot be imported: Warren does not support policies yet",

@@ -203,11 +203,7 @@ async fn get_messages(
         .queue_for(&q.name, super::objects::NO_CONNECTION)
         .map_err(from_amqp)?;
     let b = body_json(&bytes)?;
-    let count = b
-        .get("count")
-        .and_then(Value::as_u64)
-        .unwrap_or(1)
-        .min(10_000);
+    let count = b.get("count").and_then(Value::as_u64).unwrap_or(1);
     let ackmode = b
         .get("ackmode")
         .and_then(Value::as_str)
