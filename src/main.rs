@@ -63,12 +63,22 @@ struct Cli {
     prometheus_listen: Vec<String>,
 }
 
-fn load(cli: &Cli) -> Result<Config, warren::config::ConfigError> {
+/// The configuration, and the warnings to log once logging is up: RabbitMQ settings Warren
+/// does not act on, files that were not there.
+fn load(cli: &Cli) -> Result<(Config, Vec<String>), warren::config::ConfigError> {
     let mut config = Config::default();
+    let mut warnings = Vec::new();
     if let Some(path) = &cli.config {
-        config.apply_file(path)?;
+        warnings.extend(config.apply_file(path)?);
     }
-    config.apply_env(std::env::vars())?;
+    let vars: Vec<(String, String)> = std::env::vars().collect();
+    let (files, notes) = warren::config::rabbitmq_conf::read_files(&vars)?;
+    warnings.extend(notes);
+    warnings.extend(warren::config::rabbitmq_conf::apply_files(
+        &mut config,
+        &files,
+    )?);
+    warnings.extend(config.apply_env(vars)?);
     if !cli.amqp_listen.is_empty() {
         config.set("amqp_listen", &cli.amqp_listen.join(","), "--amqp-listen")?;
     }
@@ -126,7 +136,52 @@ fn load(cli: &Cli) -> Result<Config, warren::config::ConfigError> {
     if let Some(l) = &cli.log_level {
         config.set("log_level", l, "--log-level")?;
     }
-    Ok(config)
+    Ok((config, warnings))
+}
+
+/// Console and file logging, each with its own level (RabbitMQ's `log.console.level`,
+/// `log.file.level`). Colour codes only for a person at a terminal, never into files or
+/// container logs.
+fn init_logging(config: &Config) -> Result<(), String> {
+    use tracing_subscriber::layer::SubscriberExt;
+    use tracing_subscriber::util::SubscriberInitExt;
+    use tracing_subscriber::{EnvFilter, Layer};
+    let filter = |level: &str| {
+        let level = if level.is_empty() {
+            &config.log_level
+        } else {
+            level
+        };
+        EnvFilter::new(format!("warren={level}"))
+    };
+    let console = config.log_console.then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_target(false)
+            .with_ansi(std::io::stdout().is_terminal())
+            .with_filter(filter(&config.log_console_level))
+    });
+    let file = match &config.log_file {
+        Some(path) => {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| format!("cannot open log file {}: {e}", path.display()))?;
+            Some(
+                tracing_subscriber::fmt::layer()
+                    .with_target(false)
+                    .with_ansi(false)
+                    .with_writer(std::sync::Mutex::new(file))
+                    .with_filter(filter(&config.log_file_level)),
+            )
+        }
+        None => None,
+    };
+    tracing_subscriber::registry()
+        .with(console)
+        .with(file)
+        .init();
+    Ok(())
 }
 
 /// A worker that goes idle gives memory back: messages are allocated on the publisher's
@@ -185,22 +240,20 @@ async fn wait_for_signal(broker: &Broker) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match load(&cli) {
+    let (config, warnings) = match load(&cli) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("warren: {e}");
             return ExitCode::from(2);
         }
     };
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(format!(
-            "warren={}",
-            config.log_level
-        )))
-        .with_target(false)
-        // colour codes only for a person at a terminal, never into files or container logs
-        .with_ansi(std::io::stdout().is_terminal())
-        .init();
+    if let Err(e) = init_logging(&config) {
+        eprintln!("warren: {e}");
+        return ExitCode::from(2);
+    }
+    for warning in warnings {
+        tracing::warn!("{warning}");
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_park(collect_when_idle)

@@ -145,3 +145,90 @@ async fn a_container_wait_strategy_sees_rabbitmqs_startup_lines_in_plain_text() 
     // the listener is up before startup is declared complete, so a client can connect
     let (_raw, _) = Raw::open(addrs[0], Tune::default()).await;
 }
+
+/// A team moving from RabbitMQ keeps its `rabbitmq.conf` and the image's variables: the
+/// keys Warren knows take effect, the ones it does not act on are named in the log.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rabbitmq_conf_file_and_rabbitmq_variables_configure_the_broker() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("rabbitmq.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "# the shop's file, unchanged from its RabbitMQ days\n\
+             listeners.tcp.local = 127.0.0.1:0\n\
+             management.tcp.ip = 127.0.0.1\n\
+             management.tcp.port = 0\n\
+             prometheus.tcp.ip = 127.0.0.1\n\
+             prometheus.tcp.port = 0\n\
+             default_user = shop\n\
+             default_pass = s3cret\n\
+             default_vhost = orders\n\
+             default_user_tags.monitoring = true\n\
+             loopback_users = none\n\
+             log.dir = {}\n\
+             log.file = broker.log\n\
+             log.file.level = debug\n\
+             queue_master_locator = min-masters\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let (child, _, seen) = process::spawn_with(
+        &["--data-dir", data.to_str().unwrap()],
+        &[
+            ("RABBITMQ_CONFIG_FILE", conf.to_str().unwrap()),
+            ("RABBITMQ_NODENAME", "rabbit@shop-1"),
+            ("RABBITMQ_ERLANG_COOKIE", "not-for-warren"),
+        ],
+        &["Server startup complete"],
+    );
+    let _broker = process::KillOnDrop(child);
+    let log = seen.concat();
+    assert!(log.contains("'queue_master_locator'"), "{log}");
+    assert!(log.contains("RABBITMQ_ERLANG_COOKIE"), "{log}");
+    let port = log
+        .split("Management plugin: HTTP (non-TLS) listener started on port ")
+        .nth(1)
+        .and_then(|rest| rest.split_whitespace().next())
+        .expect("management listener line");
+    let api = common::http::Api::new(&format!("http://127.0.0.1:{port}"), "shop", "s3cret");
+    let (status, me) = api.get("/api/whoami").await;
+    assert_eq!(status, 200, "{me} {log}");
+    assert_eq!(me["tags"], serde_json::json!(["monitoring"]));
+    let (_, overview) = api.get("/api/overview").await;
+    assert_eq!(overview["node"], "rabbit@shop-1");
+    let (status, _) = api.get("/api/vhosts/orders").await;
+    assert_eq!(status, 200);
+    // (the file is written just after the console, so wait for the line, with a bound)
+    let file = dir.path().join("broker.log");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let text = loop {
+        let text = std::fs::read_to_string(&file).unwrap_or_default();
+        if text.contains("Server startup complete") || std::time::Instant::now() > deadline {
+            break text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(text.contains("Server startup complete"), "{text}");
+    assert!(!text.contains('\u{1b}'));
+}
+
+#[test]
+fn a_rabbitmq_conf_key_rabbitmq_itself_would_refuse_stops_start_up() {
+    let dir = tempfile::tempdir().unwrap();
+    let conf = dir.path().join("rabbitmq.conf");
+    std::fs::write(&conf, "heartbeat = 30\nhearbeat = 3\n").unwrap();
+    let out = warren()
+        .args(["--data-dir", dir.path().to_str().unwrap()])
+        .env("RABBITMQ_CONFIG_FILE", &conf)
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("'hearbeat'") && err.contains("line 2"),
+        "{err}"
+    );
+}

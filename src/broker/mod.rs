@@ -97,7 +97,7 @@ impl BrokerState {
             let admin = users.add(
                 &config.default_user,
                 &config.default_pass,
-                vec!["administrator".into()],
+                config.default_user_tags.clone(),
             );
             initial.push(Definition::User {
                 name: admin.name,
@@ -113,9 +113,9 @@ impl BrokerState {
             initial.push(Definition::Permission {
                 user: config.default_user.clone(),
                 vhost: config.default_vhost.clone(),
-                configure: ".*".into(),
-                write: ".*".into(),
-                read: ".*".into(),
+                configure: config.default_permissions_configure.clone(),
+                write: config.default_permissions_write.clone(),
+                read: config.default_permissions_read.clone(),
             });
         }
         for d in recovered.definitions.iter().chain(initial.iter()) {

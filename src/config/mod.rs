@@ -6,6 +6,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
+pub mod rabbitmq_conf;
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum ConfigError {
     #[error("unknown configuration key '{key}' (from {origin})")]
@@ -89,6 +91,22 @@ pub struct Config {
     /// A definitions file (RabbitMQ's format) imported at every start, as RabbitMQ's
     /// `load_definitions`.
     pub load_definitions: Option<PathBuf>,
+    /// The node's name in the management API and metrics (RabbitMQ's `nodename`,
+    /// `RABBITMQ_NODENAME`); empty means `warren@<cluster_name>`.
+    pub node_name: String,
+    /// Tags and permissions of the first start's default user (RabbitMQ's
+    /// `default_user_tags.*` and `default_permissions.*`).
+    pub default_user_tags: Vec<String>,
+    pub default_permissions_configure: String,
+    pub default_permissions_write: String,
+    pub default_permissions_read: String,
+    /// Log to standard output (RabbitMQ's `log.console`).
+    pub log_console: bool,
+    /// Also log to this file, appending, without colour (RabbitMQ's `log.file`); empty: no file.
+    pub log_file: Option<PathBuf>,
+    /// Levels of the console and the file; empty means `log_level`.
+    pub log_console_level: String,
+    pub log_file_level: String,
 }
 
 impl Default for Config {
@@ -140,6 +158,15 @@ impl Default for Config {
             tls_ciphers: Vec::new(),
             ssl_cert_login_from: "common_name".into(),
             load_definitions: None,
+            node_name: String::new(),
+            default_user_tags: vec!["administrator".into()],
+            default_permissions_configure: ".*".into(),
+            default_permissions_write: ".*".into(),
+            default_permissions_read: ".*".into(),
+            log_console: true,
+            log_file: None,
+            log_console_level: String::new(),
+            log_file_level: String::new(),
         }
     }
 }
@@ -183,6 +210,15 @@ pub const KEYS: &[&str] = &[
     "tls_versions",
     "tls_ciphers",
     "ssl_cert_login_from",
+    "node_name",
+    "default_user_tags",
+    "default_permissions_configure",
+    "default_permissions_write",
+    "default_permissions_read",
+    "log_console",
+    "log_file",
+    "log_console_level",
+    "log_file_level",
 ];
 
 /// RabbitMQ's Docker image variables, honoured as aliases (Warren's own names win).
@@ -267,15 +303,31 @@ impl Config {
                 self.ssl_cert_login_from = value.to_owned();
             }
             "data_dir" => self.data_dir = PathBuf::from(value),
-            "log_level" => {
+            "log_level" | "log_console_level" | "log_file_level" => {
                 let v = value.to_ascii_lowercase();
-                if !["error", "warn", "info", "debug", "trace"].contains(&v.as_str()) {
+                let empty_ok = key != "log_level" && v.is_empty();
+                if !empty_ok
+                    && !["off", "error", "warn", "info", "debug", "trace"].contains(&v.as_str())
+                {
                     return Err(bad(format!(
-                        "'{value}' is not one of error, warn, info, debug, trace"
+                        "'{value}' is not one of off, error, warn, info, debug, trace"
                     )));
                 }
-                self.log_level = v;
+                match key {
+                    "log_level" => self.log_level = v,
+                    "log_console_level" => self.log_console_level = v,
+                    _ => self.log_file_level = v,
+                }
             }
+            "log_console" => self.log_console = flag(value)?,
+            "log_file" => self.log_file = path(value),
+            "node_name" => self.node_name = value.to_owned(),
+            "default_user_tags" => self.default_user_tags = list(value),
+            "default_permissions_configure" => {
+                self.default_permissions_configure = value.to_owned()
+            }
+            "default_permissions_write" => self.default_permissions_write = value.to_owned(),
+            "default_permissions_read" => self.default_permissions_read = value.to_owned(),
             "default_user" => self.default_user = value.to_owned(),
             "default_pass" => self.default_pass = value.to_owned(),
             "default_vhost" => self.default_vhost = value.to_owned(),
@@ -393,22 +445,39 @@ impl Config {
         Ok(())
     }
 
-    pub fn apply_file(&mut self, path: &Path) -> Result<(), ConfigError> {
+    /// Apply a config file: RabbitMQ's sysctl format when it ends in `.conf`, Warren's TOML
+    /// otherwise. Returns warnings for RabbitMQ keys Warren does not act on.
+    pub fn apply_file(&mut self, path: &Path) -> Result<Vec<String>, ConfigError> {
         let text = std::fs::read_to_string(path).map_err(|e| ConfigError::File {
             path: path.display().to_string(),
             why: e.to_string(),
         })?;
-        self.apply_toml(&text, &path.display().to_string())
+        let source = path.display().to_string();
+        if path.extension().is_some_and(|e| e == "conf") {
+            rabbitmq_conf::apply_files(self, &[(source, text)])
+        } else {
+            self.apply_toml(&text, &source).map(|()| Vec::new())
+        }
+    }
+
+    /// The node's name as the management API and metrics show it.
+    pub fn node_name(&self) -> String {
+        if self.node_name.is_empty() {
+            format!("warren@{}", self.cluster_name)
+        } else {
+            self.node_name.clone()
+        }
     }
 
     /// Apply every `WARREN_*` variable; an unknown one is an error like an unknown key.
-    /// RabbitMQ's image variables (RABBITMQ_DEFAULT_USER/PASS/VHOST) count too, below
-    /// Warren's own names.
+    /// RabbitMQ's variables (`RABBITMQ_DEFAULT_USER`, `RABBITMQ_NODE_PORT`, ...) count too,
+    /// below Warren's own names; the returned warnings name those Warren does not act on.
     pub fn apply_env(
         &mut self,
         vars: impl IntoIterator<Item = (String, String)>,
-    ) -> Result<(), ConfigError> {
+    ) -> Result<Vec<String>, ConfigError> {
         let vars: Vec<(String, String)> = vars.into_iter().collect();
+        let warnings = rabbitmq_conf::apply_env(self, &vars)?;
         for (name, value) in &vars {
             if let Some((_, key)) = RABBITMQ_ALIASES.iter().find(|(n, _)| n == name) {
                 self.set(key, value, &format!("environment variable {name}"))?;
@@ -423,7 +492,7 @@ impl Config {
                 )?;
             }
         }
-        Ok(())
+        Ok(warnings)
     }
 }
 
@@ -519,7 +588,14 @@ mod tests {
             let mut c = Config::default();
             let value = match *key {
                 "amqp_listen" => "127.0.0.1:5672",
-                "log_level" => "debug",
+                "log_level" | "log_console_level" | "log_file_level" => "debug",
+                "log_console" => "false",
+                "log_file" => "/tmp/warren.log",
+                "node_name"
+                | "default_user_tags"
+                | "default_permissions_configure"
+                | "default_permissions_write"
+                | "default_permissions_read" => "x",
                 "vm_memory_high_watermark" | "disk_free_limit_relative" => "0.5",
                 "tls_cert" | "tls_key" | "tls_ca" | "load_definitions" => "/tmp/x.pem",
                 "tls_verify_peer" | "tls_fail_if_no_peer_cert" => "true",

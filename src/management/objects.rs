@@ -116,7 +116,7 @@ pub(super) fn authorize(
 }
 
 pub fn node_name(state: &BrokerState) -> String {
-    format!("warren@{}", state.config.cluster_name)
+    state.config.node_name()
 }
 
 /// The exchange a path names: RabbitMQ's API calls the default exchange `amq.default`.

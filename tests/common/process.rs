@@ -5,11 +5,11 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 
-/// `warren` with no WARREN_* variables leaking in from the test environment.
+/// `warren` with no WARREN_* or RABBITMQ_* variables leaking in from the test environment.
 pub fn warren() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_warren"));
     for (k, _) in std::env::vars() {
-        if k.starts_with("WARREN_") {
+        if k.starts_with("WARREN_") || k.starts_with("RABBITMQ_") {
             c.env_remove(k);
         }
     }
