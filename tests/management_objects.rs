@@ -396,3 +396,94 @@ async fn consumers_are_listed_with_their_channel_and_who_is_active() {
     );
     b.stop().await;
 }
+
+/// An operator looks at a publisher's and a consumer's channels: confirms in flight,
+/// unacknowledged deliveries, prefetch and the counts behind RabbitMQ's channel page.
+#[tokio::test(flavor = "multi_thread")]
+async fn channels_show_what_each_publisher_and_consumer_is_doing() {
+    use futures_lite::StreamExt;
+    let b = start_with_management(Config::default()).await;
+    let api = Api::new(b.management.as_deref().unwrap(), "guest", "guest");
+    let conn = b.connect().await;
+    let publisher = conn.create_channel().await.unwrap();
+    let consumer = conn.create_channel().await.unwrap();
+    common::amqp::declare(&publisher, "orders", FieldTable::default())
+        .await
+        .unwrap();
+    publisher.confirm_select(Default::default()).await.unwrap();
+    for n in 0..3 {
+        publisher
+            .basic_publish(
+                "".into(),
+                "orders".into(),
+                Default::default(),
+                format!("order-{n}").as_bytes(),
+                BasicProperties::default(),
+            )
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    consumer
+        .basic_qos(5, BasicQosOptions::default())
+        .await
+        .unwrap();
+    let mut deliveries = consumer
+        .basic_consume(
+            "orders".into(),
+            "picker".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .unwrap();
+    for _ in 0..3 {
+        deliveries.next().await.unwrap().unwrap();
+    }
+    let (status, list) = api.get("/api/channels").await;
+    assert_eq!(status, 200);
+    let list = list.as_array().unwrap().clone();
+    assert_eq!(list.len(), 2);
+    let by_number = |n: u64| list.iter().find(|c| c["number"] == n).unwrap().clone();
+    let (p, c) = (by_number(1), by_number(2));
+    assert_eq!(p["confirm"], true);
+    assert_eq!(p["message_stats"]["publish"], 3);
+    assert_eq!(p["message_stats"]["confirm"], 3);
+    assert_eq!(p["messages_unconfirmed"], 0);
+    assert_eq!(c["consumer_count"], 1);
+    assert_eq!(c["messages_unacknowledged"], 3);
+    assert_eq!(c["prefetch_count"], 5);
+    assert_eq!(c["message_stats"]["deliver"], 3);
+    assert_eq!(c["user"], "guest");
+    let connection = c["connection_details"]["name"].as_str().unwrap().to_owned();
+    assert_eq!(c["name"], format!("{connection} (2)"));
+    let escape = |s: &str| s.replace(' ', "%20").replace('>', "%3E");
+    let (_, of_connection) = api
+        .get(&format!(
+            "/api/connections/{}/channels",
+            escape(&connection)
+        ))
+        .await;
+    assert_eq!(of_connection.as_array().unwrap().len(), 2);
+    assert_eq!(
+        api.get("/api/vhosts/%2f/channels")
+            .await
+            .1
+            .as_array()
+            .unwrap()
+            .len(),
+        2
+    );
+    let one = format!(
+        "/api/channels/{}",
+        escape(c["name"].as_str().unwrap())
+            .replace('(', "%28")
+            .replace(')', "%29")
+    );
+    let (status, page) = api.get(&one).await;
+    assert_eq!(status, 200, "{page}");
+    assert_eq!(page["consumer_details"][0]["consumer_tag"], "picker");
+    assert_eq!(api.get("/api/channels/nonsense%20(9)").await.0, 404);
+    b.stop().await;
+}

@@ -10,7 +10,39 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 
 use amq_protocol::types::FieldTable;
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, oneshot};
+
+use super::queue::stats::MessageCounters;
+
+/// What the management API may ask of a connection's task.
+#[derive(Debug)]
+pub enum ConnectionRequest {
+    /// Close with 320 CONNECTION_FORCED and this reason.
+    Close(String),
+    /// Describe every open channel.
+    Channels(oneshot::Sender<Vec<ChannelSnapshot>>),
+}
+
+/// One channel as its connection's task sees it, for `/api/channels`.
+#[derive(Debug, Clone, Default)]
+pub struct ChannelSnapshot {
+    pub number: u16,
+    pub confirm: bool,
+    pub transactional: bool,
+    pub consumer_count: usize,
+    pub messages_unacknowledged: usize,
+    pub messages_unconfirmed: usize,
+    pub messages_uncommitted: usize,
+    pub acks_uncommitted: usize,
+    /// basic.qos per consumer (global=false) and per channel (global=true).
+    pub prefetch_count: u32,
+    pub global_prefetch_count: u32,
+    /// Messages through this channel, under RabbitMQ's `message_stats` names, and their
+    /// per-second rates; `confirmed` is the publisher confirms it sent.
+    pub counters: MessageCounters,
+    pub rates: [f64; 8],
+    pub confirmed: u64,
+}
 
 #[derive(Debug)]
 pub struct ConnectionInfo {
@@ -29,8 +61,8 @@ pub struct ConnectionInfo {
     /// Milliseconds since the Unix epoch when the handshake finished.
     pub connected_at: u64,
     pub channels: AtomicU32,
-    /// Ask the connection to close with 320 CONNECTION_FORCED and this reason.
-    close: mpsc::UnboundedSender<String>,
+    /// Requests to the connection's task: close it, describe its channels.
+    requests: mpsc::UnboundedSender<ConnectionRequest>,
 }
 
 impl ConnectionInfo {
@@ -45,8 +77,8 @@ impl ConnectionInfo {
         tls: bool,
         client_properties: FieldTable,
         (frame_max, channel_max, heartbeat): (u32, u16, u16),
-    ) -> (Arc<Self>, mpsc::UnboundedReceiver<String>) {
-        let (close, requests) = mpsc::unbounded_channel();
+    ) -> (Arc<Self>, mpsc::UnboundedReceiver<ConnectionRequest>) {
+        let (requests, receiver) = mpsc::unbounded_channel();
         let connected_at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);
@@ -64,9 +96,9 @@ impl ConnectionInfo {
             heartbeat,
             connected_at,
             channels: AtomicU32::new(0),
-            close,
+            requests,
         };
-        (Arc::new(info), requests)
+        (Arc::new(info), receiver)
     }
 
     pub fn channel_count(&self) -> u32 {
@@ -75,7 +107,20 @@ impl ConnectionInfo {
 
     /// Ask the connection to close; false when it has already gone.
     pub fn request_close(&self, reason: String) -> bool {
-        self.close.send(reason).is_ok()
+        self.requests.send(ConnectionRequest::Close(reason)).is_ok()
+    }
+
+    /// Its channels, from its own task; empty when it has gone meanwhile.
+    pub async fn channels(&self) -> Vec<ChannelSnapshot> {
+        let (reply, answer) = oneshot::channel();
+        if self
+            .requests
+            .send(ConnectionRequest::Channels(reply))
+            .is_err()
+        {
+            return Vec::new();
+        }
+        answer.await.unwrap_or_default()
     }
 }
 

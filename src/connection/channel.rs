@@ -8,7 +8,9 @@ use std::sync::Arc;
 
 use bytes::{Bytes, BytesMut};
 
+use crate::broker::connections::ChannelSnapshot;
 use crate::broker::consumer::{ChannelLink, ConsumerLink, Credit};
+use crate::broker::queue::stats::{MessageCounters, RateSampler};
 use crate::broker::queue::QueueHandle;
 use crate::connection::confirms::Confirms;
 use crate::model::message::Message;
@@ -120,6 +122,11 @@ pub struct ChannelState {
     pub consumer_prefetch: u16,
     /// The last queue declared on this channel, for RabbitMQ's empty-name shorthand.
     pub last_queue: Option<String>,
+    /// Counts for the management API's channel statistics, kept by this channel's task
+    /// alone; rates are worked out when the API asks.
+    pub stats: MessageCounters,
+    pub confirmed: u64,
+    rates: RateSampler,
     /// The last exchange and routing key published to: publishers mostly repeat them, and
     /// sharing one allocation saves two per message.
     last_exchange: Arc<str>,
@@ -139,6 +146,9 @@ impl ChannelState {
             consumers: HashMap::new(),
             consumer_prefetch: 0,
             last_queue: None,
+            stats: MessageCounters::default(),
+            confirmed: 0,
+            rates: RateSampler::default(),
             last_exchange: "".into(),
             last_routing_key: "".into(),
         }
@@ -181,6 +191,25 @@ impl ChannelState {
         self.last_queue
             .clone()
             .ok_or_else(|| AmqpError::not_found("no previously declared queue"))
+    }
+
+    /// What `/api/channels` shows of this channel.
+    pub fn snapshot(&mut self, number: u16) -> ChannelSnapshot {
+        ChannelSnapshot {
+            number,
+            confirm: self.confirms.is_some(),
+            transactional: self.tx.is_some(),
+            consumer_count: self.consumers.len(),
+            messages_unacknowledged: self.unacked.len(),
+            messages_unconfirmed: self.confirms.as_ref().map_or(0, |c| c.unconfirmed()),
+            messages_uncommitted: self.tx.as_ref().map_or(0, |t| t.publishes.len()),
+            acks_uncommitted: self.tx.as_ref().map_or(0, |t| t.settles.len()),
+            prefetch_count: self.consumer_prefetch as u32,
+            global_prefetch_count: self.link.prefetch.limit(),
+            counters: self.stats,
+            rates: self.rates.rates(tokio::time::Instant::now(), self.stats),
+            confirmed: self.confirmed,
+        }
     }
 
     pub fn take_delivery_tag(&mut self) -> u64 {

@@ -54,6 +54,11 @@ impl Confirms {
     }
 
     /// How many publishes the next `emit` acknowledges.
+    /// Publishes not confirmed yet (RabbitMQ's `messages_unconfirmed`).
+    pub fn unconfirmed(&self) -> usize {
+        self.pending.len()
+    }
+
     pub fn acks_due(&self) -> usize {
         self.acked.len()
     }

@@ -334,9 +334,12 @@ impl Connection {
                 self.session
                     .out
                     .deliver(channel_id, &consumer_tag, tag, message.redelivered, m);
+                ch.stats.redeliver += message.redelivered as u64;
                 if no_ack {
+                    ch.stats.deliver_no_ack += 1;
                     self.releases.push((credit, 1));
                 } else {
+                    ch.stats.deliver += 1;
                     ch.unacked.insert(
                         tag,
                         Unacked {

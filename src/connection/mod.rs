@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::broker::connections::ConnectionInfo;
+use crate::broker::connections::{ChannelSnapshot, ConnectionInfo, ConnectionRequest};
 use crate::broker::consumer::{ConnEvent, Credit};
 use crate::broker::queue::QueueCmd;
 use crate::broker::BrokerState;
@@ -264,7 +264,7 @@ impl Connection {
         mut self,
         mut reader: R,
         mut rbuf: BytesMut,
-        mut close_requests: mpsc::UnboundedReceiver<String>,
+        mut requests: mpsc::UnboundedReceiver<ConnectionRequest>,
     ) {
         let mut events_rx: Option<mpsc::UnboundedReceiver<ConnEvent>> = None;
         let mut shutdown = self.session.broker.shutdown.subscribe();
@@ -346,13 +346,16 @@ impl Connection {
                         self.begin_close(&e);
                     }
                 }
-                Some(reason) = close_requests.recv() => {
-                    if self.closing.is_none() {
+                Some(request) = requests.recv() => match request {
+                    ConnectionRequest::Channels(reply) => {
+                        let _ = reply.send(self.channel_snapshots());
+                    }
+                    ConnectionRequest::Close(reason) => if self.closing.is_none() {
                         // as RabbitMQ's management plugin: the operator's reason is the text
                         let e = AmqpError::new(reply::CONNECTION_FORCED, reason);
                         self.begin_close(&e);
                     }
-                }
+                },
                 Ok(()) = vhost_deleted.changed() => {
                     if self.closing.is_none() {
                         let e = AmqpError::new(reply::CONNECTION_FORCED,
@@ -436,12 +439,13 @@ impl Connection {
         let out = &mut self.session.out;
         let metrics = &self.session.broker.metrics;
         for ch_id in std::mem::take(&mut self.session.confirm_dirty) {
-            if let Some(confirms) = self
-                .channels
-                .get_mut(&ch_id)
-                .and_then(|c| c.confirms.as_mut())
-            {
-                metrics.messages_confirmed.add(confirms.acks_due() as u64);
+            let Some(ch) = self.channels.get_mut(&ch_id) else {
+                continue;
+            };
+            if let Some(confirms) = ch.confirms.as_mut() {
+                let due = confirms.acks_due() as u64;
+                metrics.messages_confirmed.add(due);
+                ch.confirmed += due;
                 confirms.emit(|tag, multiple, ack| out.confirm(ch_id, tag, multiple, ack));
             }
         }
@@ -483,6 +487,17 @@ impl Connection {
             };
             self.session.out.method(0, &AMQPClass::Connection(m));
         }
+    }
+
+    /// Every open channel, for the management API, in channel-number order.
+    fn channel_snapshots(&mut self) -> Vec<ChannelSnapshot> {
+        let mut out: Vec<ChannelSnapshot> = self
+            .channels
+            .iter_mut()
+            .map(|(number, ch)| ch.snapshot(*number))
+            .collect();
+        out.sort_by_key(|c| c.number);
+        out
     }
 
     async fn teardown(&mut self) {

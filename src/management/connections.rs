@@ -59,7 +59,7 @@ fn connection_json(node: &str, c: &ConnectionInfo) -> Value {
     })
 }
 
-fn sees_all(user: &Authenticated) -> bool {
+pub(super) fn sees_all(user: &Authenticated) -> bool {
     user.0.is_administrator() || user.0.has_tag("monitoring")
 }
 
@@ -98,7 +98,7 @@ async fn list_vhost_connections(
 }
 
 /// The named connection, if this user may see it.
-fn find(
+pub(super) fn find_connection(
     state: &BrokerState,
     user: &Authenticated,
     name: &str,
@@ -115,7 +115,7 @@ async fn get_connection(
     user: Authenticated,
     Path(name): Path<String>,
 ) -> ApiResult {
-    let c = find(&state, &user, &name)?;
+    let c = find_connection(&state, &user, &name)?;
     Ok(Json(connection_json(&node_name(&state), &c)).into_response())
 }
 
@@ -125,7 +125,7 @@ async fn close_connection(
     Path(name): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let c = find(&state, &user, &name)?;
+    let c = find_connection(&state, &user, &name)?;
     let reason = headers
         .get("x-reason")
         .and_then(|v| v.to_str().ok())

@@ -8,6 +8,7 @@
 
 mod api;
 mod bindings;
+mod channels;
 mod connections;
 mod consumers;
 mod definitions;

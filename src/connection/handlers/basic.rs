@@ -158,7 +158,11 @@ pub(super) async fn basic_get(
         ),
         Some((m, remaining)) => {
             let tag = ch.take_delivery_tag();
-            if !d.no_ack {
+            ch.stats.redeliver += m.redelivered as u64;
+            if d.no_ack {
+                ch.stats.get_no_ack += 1;
+            } else {
+                ch.stats.get += 1;
                 ch.unacked.insert(
                     tag,
                     Unacked {
@@ -222,6 +226,9 @@ pub(super) async fn apply_settle(
             }
         }
     };
+    if matches!(how, Settle::Ack) {
+        ch.stats.ack += entries.len() as u64;
+    }
     let mut channel_credit = 0;
     for e in &entries {
         if let Some(c) = &e.consumer_credit {

@@ -234,6 +234,7 @@ async fn complete_publish(s: &mut Session, ch: &mut ChannelState) -> Result<(), 
         .note_messages(crate::model::message::message_bytes());
     let metrics = &s.broker.metrics;
     metrics.messages_received.inc();
+    ch.stats.publish += 1;
     if ch.confirms.is_some() {
         metrics.messages_received_confirm.inc();
     }
