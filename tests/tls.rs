@@ -402,3 +402,49 @@ async fn the_binary_runs_tls_only_with_the_docker_user_and_reloads_on_sighup() {
     let mut child = child;
     assert!(child.0.try_wait().unwrap().is_none(), "still running");
 }
+
+/// A load balancer's health checks on a TLS endpoint: the amqps listener is there, and the
+/// certificate check fails once the window reaches the certificate's expiry (rcgen's
+/// certificates run to the year 4096), naming the listener and the files.
+#[tokio::test(flavor = "multi_thread")]
+async fn health_checks_see_the_tls_listener_and_its_certificate_expiry() {
+    let pki = Pki::new("shop-ca");
+    let config = tls_config(&pki, &pki.server("broker"));
+    let b = start_custom(config, tempfile::tempdir().unwrap(), true, true).await;
+    let api = common::http::Api::new(b.management.as_deref().unwrap(), "guest", "guest");
+    let check = "/api/health/checks";
+    let (status, body) = api.get(&format!("{check}/protocol-listener/amqps")).await;
+    assert_eq!((status, body["protocol"].as_str()), (200, Some("amqp/ssl")));
+    let (status, body) = api.get(&format!("{check}/protocol-listener/stomp")).await;
+    assert_eq!(status, 503);
+    assert_eq!(body["missing"], "stomp");
+    assert_eq!(
+        api.get(&format!("{check}/certificate-expiration/1/months"))
+            .await
+            .0,
+        200
+    );
+    let (status, body) = api
+        .get(&format!("{check}/certificate-expiration/3000/years"))
+        .await;
+    assert_eq!(status, 503, "{body}");
+    assert_eq!(body["reason"], "Certificates expiring");
+    assert_eq!(body["expired"][0]["port"], b.tls_addr.unwrap().port());
+    assert!(body["expired"][0]["certfile_expires_on"][0]
+        .as_str()
+        .unwrap()
+        .contains("4096"));
+    let (status, body) = api
+        .get(&format!("{check}/certificate-expiration/1/fortnights"))
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["reason"],
+        "Time unit not recognised. Supported units: days, weeks, months, years."
+    );
+    let (_, body) = api
+        .get(&format!("{check}/node-is-mirror-sync-critical"))
+        .await;
+    assert_eq!(body["status"], "ok");
+    b.stop().await;
+}

@@ -29,6 +29,18 @@ pub fn routes() -> Router<Arc<BrokerState>> {
         .route("/api/health/checks/virtual-hosts", get(health_ok))
         .route("/api/health/checks/node-is-quorum-critical", get(health_ok))
         .route(
+            "/api/health/checks/node-is-mirror-sync-critical",
+            get(health_single_node),
+        )
+        .route(
+            "/api/health/checks/protocol-listener/{protocol}",
+            get(health_protocol_listener),
+        )
+        .route(
+            "/api/health/checks/certificate-expiration/{within}/{unit}",
+            get(health_certificate_expiration),
+        )
+        .route(
             "/api/health/checks/port-listener/{port}",
             get(health_port_listener),
         )
@@ -131,4 +143,129 @@ async fn health_port_listener(
     } else {
         Ok(health_failed(format!("No active listener on port {port}")))
     }
+}
+
+/// Warren has no mirrored queues and no cluster: RabbitMQ answers a single node so too.
+async fn health_single_node(_: Authenticated) -> ApiResult {
+    Ok(Json(json!({"status": "ok", "reason": "single node cluster"})).into_response())
+}
+
+/// RabbitMQ's names for a protocol, onto the listener names `BrokerState::listeners` uses.
+fn listener_protocol(name: &str) -> &str {
+    match name {
+        "amqp091" | "amqp0.9.1" | "amqp0-9-1" | "amqp" => "amqp",
+        "amqps" | "amqp091/ssl" | "amqp/ssl" => "amqp/ssl",
+        "https" | "http/ssl" => "https",
+        "prometheus" | "http/prometheus" => "http/prometheus",
+        other => other,
+    }
+}
+
+async fn health_protocol_listener(
+    State(state): St,
+    _: Authenticated,
+    Path(protocol): Path<String>,
+) -> ApiResult {
+    let wanted = listener_protocol(&protocol.to_ascii_lowercase()).to_owned();
+    let mut protocols: Vec<&str> = Vec::new();
+    for (p, _) in state.listeners() {
+        if !protocols.contains(p) {
+            protocols.push(p);
+        }
+    }
+    if protocols.contains(&wanted.as_str()) {
+        return Ok(Json(json!({"status": "ok", "protocol": wanted})).into_response());
+    }
+    Ok((
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({
+            "status": "failed",
+            "reason": "No active listener",
+            "missing": wanted,
+            "protocols": protocols,
+        })),
+    )
+        .into_response())
+}
+
+/// Seconds in RabbitMQ's expiration units (a month is 30 days, a year 365).
+fn expiration_window(within: &str, unit: &str) -> Result<u64, ApiError> {
+    let n: u64 = within
+        .parse()
+        .map_err(|_| ApiError::bad_request("Invalid expiration value."))?;
+    let unit_seconds: u64 = match unit {
+        "days" => 86_400,
+        "weeks" => 7 * 86_400,
+        "months" => 30 * 86_400,
+        "years" => 365 * 86_400,
+        _ => {
+            return Err(ApiError::bad_request(
+                "Time unit not recognised. Supported units: days, weeks, months, years.",
+            ))
+        }
+    };
+    Ok(n.saturating_mul(unit_seconds))
+}
+
+/// The notAfter of every certificate in a PEM file: Unix seconds and as printed.
+fn expiry_times(path: &std::path::Path) -> Vec<(i64, String)> {
+    let Ok(pem) = std::fs::read(path) else {
+        return Vec::new();
+    };
+    x509_parser::pem::Pem::iter_from_buffer(&pem)
+        .filter_map(Result::ok)
+        .filter_map(|p| {
+            let (_, cert) = x509_parser::parse_x509_certificate(&p.contents).ok()?;
+            let not_after = cert.validity().not_after;
+            Some((not_after.timestamp(), not_after.to_string()))
+        })
+        .collect()
+}
+
+/// Fails when a certificate (or CA certificate) of a TLS listener expires within the window,
+/// listing the listeners with their certificates' expiry dates as RabbitMQ does.
+async fn health_certificate_expiration(
+    State(state): St,
+    _: Authenticated,
+    Path((within, unit)): Path<(String, String)>,
+) -> ApiResult {
+    let window = expiration_window(&within, &unit)?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let deadline = now.saturating_add(window as i64);
+    let config = &state.config;
+    let mut expired = Vec::new();
+    for (protocol, addr) in state.listeners().iter().filter(|(p, _)| *p == "amqp/ssl") {
+        let certs = config
+            .tls_cert
+            .as_deref()
+            .map(expiry_times)
+            .unwrap_or_default();
+        let cas = config
+            .tls_ca
+            .as_deref()
+            .map(expiry_times)
+            .unwrap_or_default();
+        if certs.iter().chain(&cas).any(|(t, _)| *t < deadline) {
+            expired.push(json!({
+                "node": node_name(&state),
+                "protocol": protocol,
+                "interface": addr.ip().to_string(),
+                "port": addr.port(),
+                "certfile": config.tls_cert.as_ref().map(|p| p.display().to_string()),
+                "cacertfile": config.tls_ca.as_ref().map(|p| p.display().to_string()),
+                "certfile_expires_on": certs.iter().map(|(_, s)| s).collect::<Vec<_>>(),
+                "cacertfile_expires_on": cas.iter().map(|(_, s)| s).collect::<Vec<_>>(),
+            }));
+        }
+    }
+    if expired.is_empty() {
+        return Ok(Json(json!({"status": "ok"})).into_response());
+    }
+    Ok((
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({"status": "failed", "reason": "Certificates expiring", "expired": expired})),
+    )
+        .into_response())
 }
