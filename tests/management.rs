@@ -467,3 +467,108 @@ async fn topic_permissions_per_user_and_vhost_and_the_users_nobody_gave_access()
     assert_eq!(api.get("/api/extensions").await, (200, json!([])));
     b.stop().await;
 }
+
+/// An operator names the cluster (Grafana dashboards and the UI show it), keeps a tool's
+/// global parameter, sets vhost limits as a runtime parameter, and cleans up users; what
+/// Warren cannot enforce (user limits, other components) is refused by name.
+#[tokio::test(flavor = "multi_thread")]
+async fn cluster_name_and_parameters_are_kept_and_unsupported_ones_refused() {
+    let b = start_with_management(Config::default()).await;
+    let api = Api::new(b.management.as_deref().unwrap(), "guest", "guest");
+    assert_eq!(api.put("/api/cluster-name", json!({})).await.0, 400);
+    assert_eq!(
+        api.put("/api/cluster-name", json!({"name": "shop-eu"}))
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        api.put(
+            "/api/global-parameters/terraform",
+            json!({"value": {"owner": "ops"}})
+        )
+        .await
+        .0,
+        201
+    );
+    let (status, body) = api
+        .put(
+            "/api/parameters/vhost-limits/%2f/limits",
+            json!({"value": {"max-queues": 50}}),
+        )
+        .await;
+    assert_eq!(status, 204, "{body}");
+    let (status, body) = api
+        .put(
+            "/api/parameters/shovel/%2f/move-orders",
+            json!({"value": {}}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(body["reason"]
+        .as_str()
+        .unwrap()
+        .contains("component shovel not found"));
+    let (status, body) = api
+        .put(
+            "/api/user-limits/guest/max-connections",
+            json!({"value": 10}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert!(body["reason"].as_str().unwrap().contains("max-connections"));
+    for name in ["old-1", "old-2"] {
+        api.put(
+            &format!("/api/users/{name}"),
+            json!({"password": "x", "tags": ""}),
+        )
+        .await;
+    }
+    assert_eq!(
+        api.post(
+            "/api/users/bulk-delete",
+            json!({"users": ["old-1", "old-2"]})
+        )
+        .await
+        .0,
+        204
+    );
+    assert_eq!(api.get("/api/users/old-1").await.0, 404);
+    // a queue has no mirrors to sync, as a RabbitMQ queue without mirrors
+    api.put("/api/queues/%2f/orders", json!({"durable": true}))
+        .await;
+    let action = "/api/queues/%2f/orders/actions";
+    assert_eq!(api.post(action, json!({"action": "sync"})).await.0, 204);
+    assert_eq!(api.post(action, json!({"action": "shuffle"})).await.0, 400);
+    assert_eq!(
+        api.post("/api/queues/%2f/nope/actions", json!({"action": "sync"}))
+            .await
+            .0,
+        404
+    );
+    assert_eq!(api.get("/api/feature-flags").await, (200, json!([])));
+
+    // everything set survives a restart, and clients see the new name
+    let b = b.restart().await;
+    let api = Api::new(b.management.as_deref().unwrap(), "guest", "guest");
+    assert_eq!(
+        api.get("/api/cluster-name").await.1,
+        json!({"name": "shop-eu"})
+    );
+    let (_, globals) = api.get("/api/global-parameters").await;
+    assert_eq!(
+        globals,
+        json!([
+            {"name": "cluster_name", "value": "shop-eu"},
+            {"name": "terraform", "value": {"owner": "ops"}}
+        ])
+    );
+    assert_eq!(
+        api.get("/api/parameters").await.1,
+        json!([{"vhost": "/", "component": "vhost-limits", "name": "limits", "value": {"max-queues": 50}}])
+    );
+    assert_eq!(api.get("/api/overview").await.1["cluster_name"], "shop-eu");
+    let (_, defs) = api.get("/api/definitions").await;
+    assert_eq!(defs["global_parameters"], globals);
+    b.stop().await;
+}

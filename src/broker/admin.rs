@@ -66,6 +66,57 @@ impl BrokerState {
         }
     }
 
+    /// Every global parameter, by name, its value as JSON text.
+    pub fn global_parameters(&self) -> Vec<(String, String)> {
+        self.global_parameters
+            .read()
+            .map(|g| g.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+            .unwrap_or_default()
+    }
+
+    pub fn global_parameter(&self, name: &str) -> Option<String> {
+        self.global_parameters.read().ok()?.get(name).cloned()
+    }
+
+    /// The cluster's name: as last set through the API (stored), else the configured one.
+    pub fn cluster_name(&self) -> String {
+        self.global_parameter("cluster_name")
+            .and_then(|v| serde_json::from_str::<String>(&v).ok())
+            .unwrap_or_else(|| self.config.cluster_name.clone())
+    }
+
+    /// Set (and store) a global parameter; `value` is JSON text.
+    pub async fn set_global_parameter(&self, name: &str, value: String) {
+        if let Ok(mut g) = self.global_parameters.write() {
+            g.insert(name.to_owned(), value.clone());
+        }
+        let d = Definition::GlobalParameter {
+            name: name.to_owned(),
+            value,
+        };
+        self.commit_definitions(vec![StoreOp::PutDefinition(d)])
+            .await;
+    }
+
+    /// Remove a global parameter; false when there was none.
+    pub async fn clear_global_parameter(&self, name: &str) -> bool {
+        let Some(value) = self
+            .global_parameters
+            .write()
+            .ok()
+            .and_then(|mut g| g.remove(name))
+        else {
+            return false;
+        };
+        let d = Definition::GlobalParameter {
+            name: name.to_owned(),
+            value,
+        };
+        self.commit_definitions(vec![StoreOp::DeleteDefinition(d)])
+            .await;
+        true
+    }
+
     /// Create or replace a user; true when it was created.
     pub async fn put_user(
         &self,

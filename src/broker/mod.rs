@@ -55,6 +55,9 @@ pub struct BrokerState {
     /// Every bound listener with its protocol as RabbitMQ names it (`amqp`, `amqp/ssl`,
     /// `http`, `http/prometheus`), set once the server has bound them.
     listeners: std::sync::OnceLock<Vec<(&'static str, std::net::SocketAddr)>>,
+    /// Global runtime parameters by name, values as JSON text (`cluster_name` among them);
+    /// changed by the management API only, never on the message path.
+    global_parameters: std::sync::RwLock<std::collections::BTreeMap<String, String>>,
 }
 
 /// What start-up recovery restored, for the log line.
@@ -72,7 +75,8 @@ fn definition_vhost(d: &Definition) -> Option<&str> {
         Definition::VHost { name, .. } => Some(name),
         Definition::User { .. }
         | Definition::Permission { .. }
-        | Definition::TopicPermission { .. } => None,
+        | Definition::TopicPermission { .. }
+        | Definition::GlobalParameter { .. } => None,
     }
 }
 
@@ -121,6 +125,14 @@ impl BrokerState {
         for d in recovered.definitions.iter().chain(initial.iter()) {
             restore_access(d, &users, &permissions);
         }
+        let global_parameters = recovered
+            .definitions
+            .iter()
+            .filter_map(|d| match d {
+                Definition::GlobalParameter { name, value } => Some((name.clone(), value.clone())),
+                _ => None,
+            })
+            .collect();
         let mut names: BTreeSet<String> = recovered
             .definitions
             .iter()
@@ -199,6 +211,7 @@ impl BrokerState {
             connection_registry: Default::default(),
             started: std::time::Instant::now(),
             store,
+            global_parameters: std::sync::RwLock::new(global_parameters),
         });
         (state, report)
     }

@@ -71,7 +71,7 @@ pub fn server_properties(broker: &BrokerState) -> FieldTable {
     props.insert("capabilities".into(), AMQPValue::FieldTable(caps));
     props.insert("product".into(), s(&c.product));
     props.insert("version".into(), s(&c.product_version));
-    props.insert("cluster_name".into(), s(&c.cluster_name));
+    props.insert("cluster_name".into(), s(&broker.cluster_name()));
     props.insert(
         "platform".into(),
         s(&format!("Rust (Warren {})", env!("CARGO_PKG_VERSION"))),

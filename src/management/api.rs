@@ -41,7 +41,6 @@ pub fn router(state: Arc<BrokerState>) -> Router {
             "/api/users/without-permissions",
             get(users_without_permissions),
         )
-        .route("/api/cluster-name", get(cluster_name))
         .route("/api/extensions", get(extensions))
         .route("/api/vhosts", get(list_vhosts))
         .route(
@@ -264,10 +263,6 @@ async fn users_without_permissions(State(state): St, _: Admin) -> ApiResult {
         .map(user_json)
         .collect();
     ok(Value::Array(list))
-}
-
-async fn cluster_name(State(state): St, _: Authenticated) -> ApiResult {
-    ok(json!({"name": state.config.cluster_name}))
 }
 
 /// RabbitMQ lists its management UI's plugin extensions here; Warren has none.

@@ -113,7 +113,10 @@ async fn export_all(State(state): St, _: Admin) -> ApiResult {
         "permissions": state.permissions.list(|_| true).iter().map(|p| permission_json(p)).collect::<Vec<_>>(),
         "topic_permissions": state.permissions.list_topic(|_| true).iter().map(topic_json).collect::<Vec<_>>(),
         "parameters": vhosts.iter().filter_map(|v| limits_parameter(v)).collect::<Vec<_>>(),
-        "global_parameters": [],
+        "global_parameters": state.global_parameters().iter().map(|(name, value)| json!({
+            "name": name,
+            "value": serde_json::from_str::<Value>(value).unwrap_or(Value::Null),
+        })).collect::<Vec<_>>(),
         "policies": [],
         "queues": queues,
         "exchanges": exchanges,
@@ -192,6 +195,8 @@ struct ParameterDef {
 #[derive(Deserialize)]
 struct GlobalParameterDef {
     name: String,
+    #[serde(default)]
+    value: Value,
 }
 
 #[derive(Deserialize)]
@@ -299,14 +304,13 @@ fn refuse_unsupported(d: &Definitions) -> Result<(), ApiError> {
             p.name, p.component
         )));
     }
-    // internal_cluster_id only names a RabbitMQ cluster for its own telemetry: nothing to do
     if let Some(g) = d
         .global_parameters
         .iter()
-        .find(|g| g.name != "internal_cluster_id")
+        .find(|g| g.name == "cluster_name" && g.value.as_str().is_none_or(|n| n.is_empty()))
     {
         return Err(ApiError::bad_request(format!(
-            "global parameter '{}' cannot be imported: Warren does not support it",
+            "global parameter '{}' must be a non-empty string",
             g.name
         )));
     }
@@ -339,6 +343,16 @@ async fn import(state: &BrokerState, d: Definitions, only: Option<&str>) -> Resu
         return Err(ApiError::bad_request(
             "a vhost's definitions cannot hold users, vhosts or permissions",
         ));
+    }
+    // internal_cluster_id names a RabbitMQ cluster for its own telemetry: not carried over
+    for g in d
+        .global_parameters
+        .iter()
+        .filter(|g| only.is_none() && g.name != "internal_cluster_id")
+    {
+        state
+            .set_global_parameter(&g.name, g.value.to_string())
+            .await;
     }
     for u in d.users {
         if let Some(alg) = u

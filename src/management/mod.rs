@@ -18,6 +18,7 @@ mod listing;
 mod messages;
 mod node;
 mod objects;
+mod parameters;
 mod prometheus;
 
 pub use definitions::import_file as import_definitions;

@@ -141,7 +141,7 @@ async fn overview(State(state): St, _user: Authenticated) -> ApiResult {
         "rabbitmq_version": c.product_version,
         "product_name": "Warren",
         "product_version": env!("CARGO_PKG_VERSION"),
-        "cluster_name": c.cluster_name,
+        "cluster_name": state.cluster_name(),
         "node": node,
     }))
     .into_response())

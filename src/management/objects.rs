@@ -55,6 +55,7 @@ pub fn routes() -> Router<Arc<BrokerState>> {
         .merge(super::node::routes())
         .merge(super::connections::routes())
         .merge(super::channels::routes())
+        .merge(super::parameters::routes())
         .merge(super::consumers::routes())
         .merge(super::definitions::routes())
         .merge(super::health::routes())

@@ -116,7 +116,7 @@ impl Snapshot {
         Snapshot {
             per_object,
             node: super::objects::node_name(state),
-            cluster: state.config.cluster_name.clone(),
+            cluster: state.cluster_name(),
             version: state.config.product_version.clone(),
             queues,
             connections: state.connections.load(std::sync::atomic::Ordering::Relaxed) as i64,

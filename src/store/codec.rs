@@ -61,6 +61,9 @@ pub enum Definition {
         write: String,
         read: String,
     },
+    /// A cluster-wide runtime parameter (RabbitMQ's global parameters, such as
+    /// `cluster_name`), its value as JSON text.
+    GlobalParameter { name: String, value: String },
 }
 
 struct Writer(Vec<u8>);
@@ -228,6 +231,10 @@ pub fn definition_key(d: &Definition) -> Vec<u8> {
             w.str(vhost);
             w.str(exchange);
         }
+        Definition::GlobalParameter { name, .. } => {
+            w.0.push(b'g');
+            w.str(name);
+        }
     }
     w.0
 }
@@ -292,6 +299,7 @@ pub fn encode_definition(d: &Definition) -> Vec<u8> {
             w.str(write);
             w.str(read);
         }
+        Definition::GlobalParameter { value, .. } => w.str(value),
     }
     w.0
 }
@@ -300,6 +308,10 @@ pub fn decode_definition(value: &[u8]) -> Option<Definition> {
     let (kind, rest) = value.split_first()?;
     let mut r = Reader(rest);
     match kind {
+        b'g' => Some(Definition::GlobalParameter {
+            name: r.string()?,
+            value: r.string()?,
+        }),
         b'x' => Some(Definition::Exchange {
             vhost: r.string()?,
             name: r.string()?,

@@ -132,13 +132,15 @@ impl TestBroker {
         }
     }
 
-    /// Stop and start again on the same data dir.
+    /// Stop and start again on the same data dir (with the management API if it had it).
     pub async fn restart(mut self) -> TestBroker {
         if let Some(b) = self.broker.take() {
             b.shutdown().await;
         }
-        let TestBroker { _dir, .. } = self;
-        start_in(Config::default(), _dir).await
+        let TestBroker {
+            _dir, management, ..
+        } = self;
+        start_custom(Config::default(), _dir, management.is_some(), false).await
     }
 
     pub fn data_dir(&self) -> &std::path::Path {
