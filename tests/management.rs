@@ -572,3 +572,87 @@ async fn cluster_name_and_parameters_are_kept_and_unsupported_ones_refused() {
     assert_eq!(defs["global_parameters"], globals);
     b.stop().await;
 }
+
+/// An operator's shell scripts and a container healthcheck call `rabbitmqctl` and
+/// `rabbitmq-diagnostics`; with warrenctl installed under those names they run unchanged.
+#[tokio::test(flavor = "multi_thread")]
+async fn rabbitmqctl_and_rabbitmq_diagnostics_scripts_run_unchanged() {
+    let b = start_with_management(Config::default()).await;
+    let url = b.management.clone().unwrap();
+    let api = Api::new(&url, "guest", "guest");
+    api.put(
+        "/api/queues/%2f/orders",
+        json!({"durable": true, "arguments": {"x-max-length": 10}}),
+    )
+    .await;
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    common::amqp::publish(&ch, "", "orders", b"order-1", Default::default()).await;
+    common::amqp::wait_until(|| async {
+        api.get("/api/queues/%2f/orders").await.1["messages"] == 1
+    })
+    .await;
+    let bin = tempfile::tempdir().unwrap();
+    for name in ["rabbitmqctl", "rabbitmq-diagnostics"] {
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_warrenctl"), bin.path().join(name)).unwrap();
+    }
+    let run = |tool: &str, args: &[&str]| {
+        let out = std::process::Command::new(bin.path().join(tool))
+            .args(args)
+            .env("WARRENCTL_URL", &url)
+            .env_remove("WARRENCTL_USERNAME")
+            .env_remove("WARRENCTL_PASSWORD")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, out, _) = tokio::task::block_in_place(|| {
+        run(
+            "rabbitmqctl",
+            &["list_queues", "name", "durable", "arguments", "messages"],
+        )
+    });
+    assert_eq!(code, 0);
+    assert_eq!(
+        out,
+        "Timeout: 60.0 seconds ...\nListing queues for vhost / ...\n\
+         name\tdurable\targuments\tmessages\norders\ttrue\t[{\"x-max-length\",10}]\t1\n"
+    );
+    let (code, _, err) =
+        tokio::task::block_in_place(|| run("rabbitmqctl", &["list_queues", "nme"]));
+    assert_eq!(code, 64);
+    assert!(err.contains("nme"), "{err}");
+    let (_, out, _) = tokio::task::block_in_place(|| {
+        run("rabbitmqctl", &["-q", "list_connections", "user", "vhost"])
+    });
+    assert_eq!(out, "user\tvhost\nguest\t/\n");
+    let (code, out, _) =
+        tokio::task::block_in_place(|| run("rabbitmq-diagnostics", &["check_port_connectivity"]));
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains(&b.addr.port().to_string()), "{out}");
+    for check in ["ping", "check_running", "check_local_alarms"] {
+        let (code, _, err) = tokio::task::block_in_place(|| run("rabbitmq-diagnostics", &[check]));
+        assert_eq!(code, 0, "{check}: {err}");
+    }
+    let (code, out, _) =
+        tokio::task::block_in_place(|| run("rabbitmqctl", &["delete_queue", "orders"]));
+    assert_eq!(code, 0);
+    assert!(
+        out.ends_with("Queue was successfully deleted with 1 ready messages\n"),
+        "{out}"
+    );
+    let name = api.get("/api/connections").await.1[0]["name"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (code, _, _) = tokio::task::block_in_place(|| {
+        run("rabbitmqctl", &["close_connection", &name, "maintenance"])
+    });
+    assert_eq!(code, 0);
+    common::amqp::wait_until(|| async { !conn.status().connected() }).await;
+    b.stop().await;
+}

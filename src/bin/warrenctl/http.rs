@@ -12,15 +12,20 @@ pub enum ApiFailure {
     NotAuthorised(String),
     #[error("{0}")]
     Data(String),
+    /// A command line the command cannot run (an unknown info item).
+    #[error("{0}")]
+    Usage(String),
 }
 
 impl ApiFailure {
-    /// sysexits as rabbitmqctl uses them: 69 unavailable, 77 no permission, 65 bad data.
+    /// sysexits as rabbitmqctl uses them: 69 unavailable, 77 no permission, 65 bad data,
+    /// 64 usage.
     pub fn exit_code(&self) -> u8 {
         match self {
             ApiFailure::Unavailable { .. } => 69,
             ApiFailure::NotAuthorised(_) => 77,
             ApiFailure::Data(_) => 65,
+            ApiFailure::Usage(_) => 64,
         }
     }
 }
@@ -72,27 +77,51 @@ impl Api {
         path: &[&str],
         body: Option<Value>,
     ) -> Result<Option<Value>, ApiFailure> {
-        let url = self.url(path);
+        self.request(method, path, "", None, body)
+    }
+
+    /// A request with a query string (`if-empty=true`) and one extra header (`X-Reason`).
+    pub fn request(
+        &self,
+        method: &str,
+        path: &[&str],
+        query: &str,
+        header: Option<(&str, &str)>,
+        body: Option<Value>,
+    ) -> Result<Option<Value>, ApiFailure> {
+        let mut url = self.url(path);
+        if !query.is_empty() {
+            url = format!("{url}?{query}");
+        }
         let unavailable = |e: ureq::Error| ApiFailure::Unavailable {
             url: self.base.clone(),
             why: e.to_string(),
         };
-        let result = match (method, body) {
-            ("GET", _) => self
-                .agent
-                .get(&url)
-                .header("Authorization", &self.auth)
-                .call(),
-            ("DELETE", _) => self
-                .agent
-                .delete(&url)
-                .header("Authorization", &self.auth)
-                .call(),
-            (_, body) => self
-                .agent
-                .put(&url)
-                .header("Authorization", &self.auth)
-                .send_json(body.unwrap_or(Value::Null)),
+        let result = match method {
+            "GET" | "DELETE" => {
+                let mut req = if method == "GET" {
+                    self.agent.get(&url)
+                } else {
+                    self.agent.delete(&url)
+                }
+                .header("Authorization", &self.auth);
+                if let Some((name, value)) = header {
+                    req = req.header(name, value);
+                }
+                req.call()
+            }
+            _ => {
+                let mut req = if method == "POST" {
+                    self.agent.post(&url)
+                } else {
+                    self.agent.put(&url)
+                }
+                .header("Authorization", &self.auth);
+                if let Some((name, value)) = header {
+                    req = req.header(name, value);
+                }
+                req.send_json(body.unwrap_or(Value::Null))
+            }
         };
         let mut response = result.map_err(unavailable)?;
         let status = response.status().as_u16();
@@ -128,6 +157,10 @@ impl Api {
 
     pub fn delete(&self, path: &[&str]) -> Result<Option<()>, ApiFailure> {
         Ok(self.call("DELETE", path, None)?.map(|_| ()))
+    }
+
+    pub fn post(&self, path: &[&str], body: Value) -> Result<Option<Value>, ApiFailure> {
+        self.call("POST", path, Some(body))
     }
 }
 

@@ -1,8 +1,11 @@
-//! `warrenctl`: rabbitmqctl's user, vhost and permission commands, with its command names,
-//! arguments and output shape, run against a Warren's management API (HTTP). It holds no
-//! state and never opens the data directory: the running broker does the work and stores it.
+//! `warrenctl`: rabbitmqctl's and rabbitmq-diagnostics' commands, with their names,
+//! arguments and output shape, run against a Warren's management API (HTTP). Installed (or
+//! linked) under the name `rabbitmqctl` or `rabbitmq-diagnostics` it answers to that name,
+//! so scripts and container healthchecks run unchanged. It holds no state and never opens
+//! the data directory: the running broker does the work and stores it.
 
 mod http;
+mod ops;
 
 use std::process::ExitCode;
 
@@ -15,7 +18,7 @@ use http::{Api, ApiFailure};
 #[command(
     name = "warrenctl",
     version,
-    about = "Manage a running Warren's users, vhosts and permissions (rabbitmqctl's commands)"
+    about = "Manage and check a running Warren with rabbitmqctl's and rabbitmq-diagnostics' commands"
 )]
 struct Cli {
     /// The management API, e.g. http://127.0.0.1:15672
@@ -142,9 +145,11 @@ enum Command {
         #[arg(short = 'p', long = "vhost", default_value = "/")]
         vhost: String,
     },
+    #[command(flatten)]
+    Ops(ops::OpsCommand),
 }
 
-struct Out {
+pub(crate) struct Out {
     quiet: bool,
     silent: bool,
     json: bool,
@@ -201,6 +206,7 @@ fn run(cli: Cli) -> Result<(), ApiFailure> {
         json: cli.formatter == "json",
     };
     match cli.command {
+        Command::Ops(command) => return ops::run(&api, &out, command),
         Command::AddUser { username, password } => {
             out.info(format!("Adding user \"{username}\" ..."));
             if api.get(&["users", &username])?.is_some() {
@@ -362,7 +368,25 @@ fn run(cli: Cli) -> Result<(), ApiFailure> {
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    // the name it was called by (rabbitmqctl, rabbitmq-diagnostics) shows in usage texts
+    let called = std::env::args()
+        .next()
+        .and_then(|a| {
+            std::path::Path::new(&a)
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+        })
+        .unwrap_or_else(|| "warrenctl".into());
+    // clap keeps the name for the process' life
+    let called: &'static str = Box::leak(called.into_boxed_str());
+    let cli = match <Cli as clap::CommandFactory>::command()
+        .name(called)
+        .try_get_matches()
+        .and_then(|m| <Cli as clap::FromArgMatches>::from_arg_matches(&m))
+    {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
     match run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
