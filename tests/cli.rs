@@ -232,3 +232,36 @@ fn a_rabbitmq_conf_key_rabbitmq_itself_would_refuse_stops_start_up() {
         "{err}"
     );
 }
+
+/// What the image (Dockerfile) sets up: RabbitMQ's variables pointing at a config file that
+/// may not be there, the image's conf.d defaults, and the data under the volume.
+#[tokio::test]
+async fn the_container_layout_starts_with_the_images_defaults_and_no_warnings() {
+    let dir = tempfile::tempdir().unwrap();
+    let base = dir.path().join("mnesia");
+    let confd = concat!(env!("CARGO_MANIFEST_DIR"), "/docker");
+    let absent = dir.path().join("rabbitmq.conf");
+    let (child, addrs, seen) = process::spawn_with(
+        &[
+            "--amqp-listen",
+            "127.0.0.1:0",
+            "--management-listen",
+            "none",
+            "--prometheus-listen",
+            "none",
+        ],
+        &[
+            ("RABBITMQ_CONFIG_FILE", absent.to_str().unwrap()),
+            ("RABBITMQ_CONFIG_FILES", confd),
+            ("RABBITMQ_MNESIA_BASE", base.to_str().unwrap()),
+        ],
+        &["started TCP listener on ", "Server startup complete"],
+    );
+    let _broker = process::KillOnDrop(child);
+    let log = seen.concat();
+    assert!(log.contains("rabbitmq.conf (not found)"), "{log}");
+    // both image defaults are settings Warren acts on: nothing to warn about but the file
+    assert_eq!(log.matches(" WARN ").count(), 1, "{log}");
+    assert!(base.join("warren@warren").join("warren.redb").exists());
+    let (_raw, _) = Raw::open(addrs[0], Tune::default()).await;
+}

@@ -228,6 +228,8 @@ fn warrenctl(url: &str, args: &[&str]) -> (i32, String, String) {
         .args(args)
         .env_remove("WARRENCTL_USERNAME")
         .env_remove("WARRENCTL_PASSWORD")
+        .env_remove("RABBITMQ_DEFAULT_USER")
+        .env_remove("RABBITMQ_DEFAULT_PASS")
         .output()
         .expect("run warrenctl");
     (
@@ -602,6 +604,8 @@ async fn rabbitmqctl_and_rabbitmq_diagnostics_scripts_run_unchanged() {
             .env("WARRENCTL_URL", &url)
             .env_remove("WARRENCTL_USERNAME")
             .env_remove("WARRENCTL_PASSWORD")
+            .env_remove("RABBITMQ_DEFAULT_USER")
+            .env_remove("RABBITMQ_DEFAULT_PASS")
             .output()
             .unwrap();
         (

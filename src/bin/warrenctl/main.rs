@@ -29,23 +29,13 @@ struct Cli {
         global = true
     )]
     url: String,
-    /// A user with the administrator tag.
-    #[arg(
-        long = "username",
-        id = "api_username",
-        env = "WARRENCTL_USERNAME",
-        default_value = "guest",
-        global = true
-    )]
-    api_username: String,
-    #[arg(
-        long = "password",
-        id = "api_password",
-        env = "WARRENCTL_PASSWORD",
-        default_value = "guest",
-        global = true
-    )]
-    api_password: String,
+    /// A user with the administrator tag (default: WARRENCTL_USERNAME, else the container's
+    /// RABBITMQ_DEFAULT_USER, else guest).
+    #[arg(long = "username", id = "api_username", global = true)]
+    api_username: Option<String>,
+    /// Its password (default: WARRENCTL_PASSWORD, else RABBITMQ_DEFAULT_PASS, else guest).
+    #[arg(long = "password", id = "api_password", global = true)]
+    api_password: Option<String>,
     /// Suppress informational messages ("Listing users ...").
     #[arg(short, long, global = true)]
     quiet: bool,
@@ -199,7 +189,23 @@ fn tag_list(v: &Value) -> String {
 }
 
 fn run(cli: Cli) -> Result<(), ApiFailure> {
-    let api = Api::new(&cli.url, &cli.api_username, &cli.api_password);
+    // Inside a container made from RabbitMQ's image settings, healthchecks run as the
+    // container's default user, as rabbitmq-diagnostics needs no credentials there.
+    let from_env = |names: [&str; 2]| {
+        names
+            .iter()
+            .find_map(|n| std::env::var(n).ok())
+            .unwrap_or_else(|| "guest".into())
+    };
+    let username = cli
+        .api_username
+        .clone()
+        .unwrap_or_else(|| from_env(["WARRENCTL_USERNAME", "RABBITMQ_DEFAULT_USER"]));
+    let password = cli
+        .api_password
+        .clone()
+        .unwrap_or_else(|| from_env(["WARRENCTL_PASSWORD", "RABBITMQ_DEFAULT_PASS"]));
+    let api = Api::new(&cli.url, &username, &password);
     let out = Out {
         quiet: cli.quiet,
         silent: cli.silent,
