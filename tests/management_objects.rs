@@ -390,6 +390,9 @@ async fn consumers_are_listed_with_their_channel_and_who_is_active() {
     assert_eq!(list[0]["channel_details"]["user"], "guest");
     let (_, q) = api.get("/api/queues/%2f/invoices").await;
     assert_eq!(q["consumer_details"].as_array().unwrap().len(), 2);
+    // depth rates are there from the first look (0 until two looks lie 5 s apart)
+    assert_eq!(q["messages_details"], json!({"rate": 0.0}));
+    assert!(q["messages_ready_details"]["rate"].is_number());
     assert_eq!(
         api.get("/api/consumers").await.1.as_array().unwrap().len(),
         2

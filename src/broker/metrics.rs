@@ -5,7 +5,7 @@
 
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 
-use super::queue::stats::{MessageCounters, RateSampler};
+use super::queue::stats::{MessageCounters, RateSampler, Sampler};
 
 const SHARDS: usize = 16;
 
@@ -64,6 +64,8 @@ pub struct GlobalMetrics {
     pub channels_closed: Counter,
     /// Samples for the overview's message rates, taken when the overview is asked for.
     pub rates: std::sync::Mutex<RateSampler>,
+    /// Samples of the total queue depth (messages, ready, unacknowledged) for its rates.
+    pub depth_rates: std::sync::Mutex<Sampler<3>>,
 }
 
 impl GlobalMetrics {

@@ -80,6 +80,12 @@ async fn overview(State(state): St, _user: Authenticated) -> ApiResult {
         .map(|i| u64::from(i.messages_unacknowledged))
         .sum();
     let consumers: u64 = infos.iter().map(|i| u64::from(i.consumers)).sum();
+    let depth_rates = state
+        .metrics
+        .depth_rates
+        .lock()
+        .map(|mut sampler| sampler.rates(Instant::now(), [ready + unacked, ready, unacked]))
+        .unwrap_or([0.0; 3]);
     let m = &state.metrics;
     let counts = m.message_stats();
     let rates = m
@@ -125,6 +131,9 @@ async fn overview(State(state): St, _user: Authenticated) -> ApiResult {
             "messages": ready + unacked,
             "messages_ready": ready,
             "messages_unacknowledged": unacked,
+            "messages_details": {"rate": depth_rates[0]},
+            "messages_ready_details": {"rate": depth_rates[1]},
+            "messages_unacknowledged_details": {"rate": depth_rates[2]},
         },
         "message_stats": stats,
         "listeners": listeners,

@@ -21,7 +21,7 @@ use super::consumers::ConsumerSet;
 use super::journal::Journal;
 use super::limits::Limits;
 use super::ready::{Payload, ReadyEntry, ReadyList};
-use super::stats::{ConsumerDetail, MessageCounters, QueueInfo, RateSampler};
+use super::stats::{ConsumerDetail, MessageCounters, QueueInfo, RateSampler, Sampler};
 use super::{QueueCmd, QueueHandle, QueueInit, QueueStats};
 use crate::broker::consumer::{ConnEvent, ConsumerLink};
 use crate::broker::deadletter::{DeadLetter, Reason};
@@ -59,6 +59,7 @@ pub struct QueueActor {
     unused_until: Option<Instant>,
     counters: MessageCounters,
     rates: RateSampler,
+    depth_rates: Sampler<3>,
     metrics: Arc<GlobalMetrics>,
 }
 
@@ -132,6 +133,7 @@ impl QueueActor {
             dead_letters: Vec::new(),
             counters: MessageCounters::default(),
             rates: RateSampler::default(),
+            depth_rates: Sampler::default(),
             metrics: init.metrics,
         }
     }
@@ -481,6 +483,11 @@ impl QueueActor {
             consumers: self.consumers.len() as u32,
             counters: self.counters,
             rates: self.rates.rates(Instant::now(), self.counters),
+            depth_rates: {
+                let (ready, unacked) = (self.ready.len() as u64, self.unacked.len() as u64);
+                self.depth_rates
+                    .rates(Instant::now(), [ready + unacked, ready, unacked])
+            },
             consumer_details: self
                 .consumers
                 .iter()

@@ -44,18 +44,27 @@ impl MessageCounters {
 /// Rates are measured over at least this long, RabbitMQ's default statistics interval.
 const RATE_WINDOW: Duration = Duration::from_secs(5);
 
-/// Two samples of the counters, taken when asked: a rate is the change since the older
-/// one. Nothing runs between requests.
-#[derive(Debug, Default)]
-pub struct RateSampler {
-    older: Option<(Instant, MessageCounters)>,
-    newer: Option<(Instant, MessageCounters)>,
+/// Two samples of some figures, taken when asked: a rate is the change since the older
+/// one (negative when a figure fell, as a queue's depth does). Nothing runs between
+/// requests.
+#[derive(Debug)]
+pub struct Sampler<const N: usize> {
+    older: Option<(Instant, [u64; N])>,
+    newer: Option<(Instant, [u64; N])>,
 }
 
-impl RateSampler {
-    /// Per-second rates of each counter (as `MessageCounters::named`), 0 until two
-    /// requests lie far enough apart.
-    pub fn rates(&mut self, now: Instant, current: MessageCounters) -> [f64; 8] {
+impl<const N: usize> Default for Sampler<N> {
+    fn default() -> Self {
+        Self {
+            older: None,
+            newer: None,
+        }
+    }
+}
+
+impl<const N: usize> Sampler<N> {
+    /// Per-second change of each figure, 0 until two requests lie far enough apart.
+    pub fn rates(&mut self, now: Instant, current: [u64; N]) -> [f64; N] {
         match self.newer {
             None => self.newer = Some((now, current)),
             Some((at, _)) if now.duration_since(at) >= RATE_WINDOW => {
@@ -64,17 +73,27 @@ impl RateSampler {
             Some(_) => {}
         }
         let Some((since, before)) = self.older else {
-            return [0.0; 8];
+            return [0.0; N];
         };
         let seconds = now.duration_since(since).as_secs_f64();
         if seconds <= 0.0 {
-            return [0.0; 8];
+            return [0.0; N];
         }
-        let mut out = [0.0; 8];
-        for (i, ((_, a), (_, b))) in current.named().iter().zip(before.named()).enumerate() {
-            out[i] = a.saturating_sub(b) as f64 / seconds;
+        let mut out = [0.0; N];
+        for (i, (a, b)) in current.iter().zip(before).enumerate() {
+            out[i] = (*a as f64 - b as f64) / seconds;
         }
         out
+    }
+}
+
+/// Rates of `MessageCounters`, in the order of `named`.
+#[derive(Debug, Default)]
+pub struct RateSampler(Sampler<8>);
+
+impl RateSampler {
+    pub fn rates(&mut self, now: Instant, current: MessageCounters) -> [f64; 8] {
+        self.0.rates(now, current.named().map(|(_, n)| n))
     }
 }
 
@@ -102,6 +121,8 @@ pub struct QueueInfo {
     pub consumers: u32,
     pub counters: MessageCounters,
     pub rates: [f64; 8],
+    /// Per-second change of messages, messages_ready and messages_unacknowledged.
+    pub depth_rates: [f64; 3],
     pub consumer_details: Vec<ConsumerDetail>,
 }
 
@@ -128,5 +149,14 @@ mod tests {
         let r = sampler.rates(start + Duration::from_secs(11), c);
         assert!((r[0] - 130.0 / 11.0).abs() < 1e-9);
         assert_eq!(r[5], 0.0);
+    }
+
+    #[test]
+    fn a_falling_figure_has_a_negative_rate() {
+        let start = Instant::now();
+        let mut depth = Sampler::<1>::default();
+        depth.rates(start, [100]);
+        let r = depth.rates(start + Duration::from_secs(10), [40]);
+        assert_eq!(r, [-6.0]);
     }
 }
