@@ -288,6 +288,9 @@ async fn the_overview_and_the_node_show_what_the_shop_is_doing() {
     assert!(node["fd_used"].as_u64().unwrap() > 0);
     let name = node["name"].as_str().unwrap();
     assert_eq!(api.get(&format!("/api/nodes/{name}")).await.0, 200);
+    let (_, with_memory) = api.get(&format!("/api/nodes/{name}?memory=true")).await;
+    let memory = &with_memory["memory"];
+    assert!(memory["total"]["rss"].as_u64().unwrap() >= memory["binary"].as_u64().unwrap());
     assert_eq!(api.get("/api/nodes/rabbit@elsewhere").await.0, 404);
     b.stop().await;
 }
