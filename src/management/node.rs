@@ -214,7 +214,7 @@ async fn get_node(
     let mut body = node_json(&state);
     if q.memory {
         // unknown on a system without /proc: the bodies are still a lower bound
-        let bodies = crate::model::message::message_bytes() as u64;
+        let bodies = crate::model::message::message_bytes();
         let rss = alarm::resident_memory().unwrap_or(bodies);
         body["memory"] = json!({
             "strategy": "rss",
