@@ -157,12 +157,24 @@ async fn what_warren_cannot_honour_yet_is_refused_by_name_and_nothing_is_importe
         .unwrap()
         .contains("default_queue_type 'quorum'"));
     let mut defs = rabbitmq_export();
-    defs["users"][0]["limits"] = json!({"max-connections": 5});
+    defs["users"][0]["limits"] = json!({"max-queues": 5});
     let (status, body) = api.post("/api/definitions", defs).await;
     assert_eq!(status, 400);
-    assert!(body["reason"].as_str().unwrap().contains("user limits"));
+    assert!(body["reason"]
+        .as_str()
+        .unwrap()
+        .contains("limit 'max-queues'"));
     // nothing of either file arrived
     assert_eq!(api.get("/api/vhosts/shop").await.0, 404);
+    // the user limits RabbitMQ has are imported
+    let mut defs = rabbitmq_export();
+    defs["users"][0]["limits"] = json!({"max-connections": 5});
+    let user = defs["users"][0]["name"].as_str().unwrap().to_owned();
+    assert_eq!(api.post("/api/definitions", defs).await.0, 204);
+    assert_eq!(
+        api.get(&format!("/api/user-limits/{user}")).await.1,
+        json!([{"user": user, "value": {"max-connections": 5}}])
+    );
     b.stop().await;
 }
 

@@ -472,7 +472,7 @@ async fn topic_permissions_per_user_and_vhost_and_the_users_nobody_gave_access()
 
 /// An operator names the cluster (Grafana dashboards and the UI show it), keeps a tool's
 /// global parameter, sets vhost limits as a runtime parameter, and cleans up users; what
-/// Warren cannot enforce (user limits, other components) is refused by name.
+/// Warren cannot act on (other components, unknown limits) is refused by name.
 #[tokio::test(flavor = "multi_thread")]
 async fn cluster_name_and_parameters_are_kept_and_unsupported_ones_refused() {
     let b = start_with_management(Config::default()).await;
@@ -512,13 +512,10 @@ async fn cluster_name_and_parameters_are_kept_and_unsupported_ones_refused() {
         .unwrap()
         .contains("component shovel not found"));
     let (status, body) = api
-        .put(
-            "/api/user-limits/guest/max-connections",
-            json!({"value": 10}),
-        )
+        .put("/api/user-limits/guest/max-queues", json!({"value": 10}))
         .await;
     assert_eq!(status, 400);
-    assert!(body["reason"].as_str().unwrap().contains("max-connections"));
+    assert!(body["reason"].as_str().unwrap().contains("max-queues"));
     for name in ["old-1", "old-2"] {
         api.put(
             &format!("/api/users/{name}"),
@@ -658,5 +655,76 @@ async fn rabbitmqctl_and_rabbitmq_diagnostics_scripts_run_unchanged() {
     });
     assert_eq!(code, 0);
     common::amqp::wait_until(|| async { !conn.status().connected() }).await;
+    b.stop().await;
+}
+
+/// A flash sale's bot account gets user limits: one connection and two channels, on any
+/// vhost; one more is refused with RabbitMQ's texts, and the limits survive a restart.
+#[tokio::test(flavor = "multi_thread")]
+async fn user_limits_cap_a_users_connections_and_channels() {
+    let b = start_with_management(Config::default()).await;
+    let api = Api::new(b.management.as_deref().unwrap(), "guest", "guest");
+    api.put("/api/users/bot", json!({"password": "bot", "tags": ""}))
+        .await;
+    api.put(
+        "/api/permissions/%2f/bot",
+        json!({"configure": ".*", "write": ".*", "read": ".*"}),
+    )
+    .await;
+    for (limit, value) in [("max-connections", 1), ("max-channels", 2)] {
+        let (status, body) = api
+            .put(
+                &format!("/api/user-limits/bot/{limit}"),
+                json!({"value": value}),
+            )
+            .await;
+        assert_eq!(status, 204, "{body}");
+    }
+    let (status, _) = api
+        .put(
+            "/api/user-limits/bot/max-connections",
+            json!({"value": "x"}),
+        )
+        .await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        api.get("/api/user-limits").await.1,
+        json!([{"user": "bot", "value": {"max-channels": 2, "max-connections": 1}}])
+    );
+    let first = b.connect_as("bot", "bot", "/").await.unwrap();
+    let err = b.connect_as("bot", "bot", "/").await.unwrap_err();
+    assert_eq!(reply_code(&err), Some(530));
+    assert!(
+        common::reply_text(&err)
+            .contains("connection refused for user 'bot': user connection limit (1) is reached"),
+        "{err}"
+    );
+    let _one = first.create_channel().await.unwrap();
+    let _two = first.create_channel().await.unwrap();
+    let err = first.create_channel().await.unwrap_err();
+    assert!(
+        common::reply_text(&err).contains(
+            "number of channels opened for user 'bot' has reached the maximum allowed user limit of (2)"
+        ),
+        "{err}"
+    );
+    // other users are not limited
+    let guest = b.connect().await;
+    for _ in 0..3 {
+        guest.create_channel().await.unwrap();
+    }
+    let b = b.restart().await;
+    let api = Api::new(b.management.as_deref().unwrap(), "guest", "guest");
+    let (_, user) = api.get("/api/users/bot").await;
+    assert_eq!(
+        user["limits"],
+        json!({"max-channels": 2, "max-connections": 1})
+    );
+    assert_eq!(
+        api.delete("/api/user-limits/bot/max-connections").await.0,
+        204
+    );
+    let _a = b.connect_as("bot", "bot", "/").await.unwrap();
+    let _b = b.connect_as("bot", "bot", "/").await.unwrap();
     b.stop().await;
 }

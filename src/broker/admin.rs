@@ -36,6 +36,7 @@ fn user_definition(u: &User) -> Definition {
         name: u.name.clone(),
         password_hash: u.password_hash.clone(),
         tags: u.tags.clone(),
+        limits: u.limits.clone(),
     }
 }
 
@@ -137,11 +138,14 @@ impl BrokerState {
             }
             PasswordSpec::None => Vec::new(),
         };
-        let created = self.users.get(name).is_none();
+        let existing = self.users.get(name);
+        let created = existing.is_none();
+        // limits are set on their own path (user-limits) and outlive a user's update
         let user = self.users.put(User {
             name: name.to_owned(),
             password_hash,
             tags,
+            limits: existing.map(|u| u.limits).unwrap_or_default(),
         });
         self.commit_definitions(vec![StoreOp::PutDefinition(user_definition(&user))])
             .await;
@@ -166,6 +170,35 @@ impl BrokerState {
             .get(name)
             .ok_or_else(|| AdminError::NoSuchUser(name.into()))?;
         user.tags = tags;
+        let user = self.users.put(user);
+        self.commit_definitions(vec![StoreOp::PutDefinition(user_definition(&user))])
+            .await;
+        Ok(())
+    }
+
+    /// Set (or with None clear) one of RabbitMQ's user limits: max-connections or
+    /// max-channels; a negative value means no limit. Applies to the next connection or
+    /// channel the user opens.
+    pub async fn set_user_limit(
+        &self,
+        name: &str,
+        limit: &str,
+        value: Option<i64>,
+    ) -> Result<(), AdminError> {
+        if !["max-connections", "max-channels"].contains(&limit) {
+            return Err(AdminError::BadRequest(format!(
+                "unknown user limit '{limit}' (max-connections, max-channels)"
+            )));
+        }
+        let mut user = self
+            .users
+            .get(name)
+            .ok_or_else(|| AdminError::NoSuchUser(name.into()))?;
+        user.limits.retain(|(n, _)| n != limit);
+        if let Some(v) = value {
+            user.limits.push((limit.to_owned(), v));
+            user.limits.sort();
+        }
         let user = self.users.put(user);
         self.commit_definitions(vec![StoreOp::PutDefinition(user_definition(&user))])
             .await;

@@ -17,9 +17,20 @@ pub struct User {
     /// (a user for x509 certificates only, as RabbitMQ's passwordless users).
     pub password_hash: Vec<u8>,
     pub tags: Vec<String>,
+    /// RabbitMQ's user limits by name ("max-connections", "max-channels"); a negative
+    /// value means no limit.
+    pub limits: Vec<(String, i64)>,
 }
 
 impl User {
+    /// A limit that is set and not negative.
+    pub fn limit(&self, name: &str) -> Option<u64> {
+        self.limits
+            .iter()
+            .find(|(n, _)| n == name)
+            .and_then(|(_, v)| u64::try_from(*v).ok())
+    }
+
     pub fn has_tag(&self, tag: &str) -> bool {
         self.tags.iter().any(|t| t == tag)
     }
@@ -71,6 +82,7 @@ impl Users {
             name: name.to_owned(),
             password_hash: hash_password(password),
             tags,
+            limits: Vec::new(),
         })
     }
 
@@ -165,6 +177,7 @@ mod tests {
             name: "cert-only".into(),
             password_hash: Vec::new(),
             tags: vec![],
+            limits: Vec::new(),
         });
         assert!(users.check("cert-only", "").is_none());
     }
@@ -182,6 +195,7 @@ mod tests {
             name: "u".into(),
             password_hash: hash,
             tags: vec![],
+            limits: Vec::new(),
         });
         assert!(users.check("u", "test12").is_some());
         assert!(users.check("u", "test13").is_none());

@@ -107,6 +107,7 @@ impl BrokerState {
                 name: admin.name,
                 password_hash: admin.password_hash,
                 tags: admin.tags,
+                limits: Vec::new(),
             });
             initial.push(Definition::VHost {
                 name: config.default_vhost.clone(),
@@ -270,11 +271,13 @@ fn restore_access(d: &Definition, users: &Users, permissions: &Permissions) {
             name,
             password_hash,
             tags,
+            limits,
         } => {
             users.put(User {
                 name: name.clone(),
                 password_hash: password_hash.clone(),
                 tags: tags.clone(),
+                limits: limits.clone(),
             });
         }
         Definition::Permission {

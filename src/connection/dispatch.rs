@@ -141,6 +141,7 @@ impl Connection {
                         ))
                         .on_connection());
                     }
+                    self.check_user_channel_limit()?;
                     self.open_channel(ch);
                     Ok(())
                 }
@@ -255,6 +256,34 @@ impl Connection {
                 "unexpected method in connection state running",
             )),
         }
+    }
+
+    /// RabbitMQ's max-channels user limit counts the user's channels on every connection;
+    /// raised, as RabbitMQ does, as a connection error.
+    fn check_user_channel_limit(&self) -> Result<(), AmqpError> {
+        let broker = &self.session.broker;
+        let Some(limit) = broker
+            .users
+            .get(&self.session.user)
+            .and_then(|u| u.limit("max-channels"))
+        else {
+            return Ok(());
+        };
+        let open: u64 = broker
+            .connection_registry
+            .list()
+            .iter()
+            .filter(|c| c.user == self.session.user)
+            .map(|c| u64::from(c.channel_count()))
+            .sum();
+        if open >= limit {
+            return Err(AmqpError::not_allowed(format!(
+                "number of channels opened for user '{}' has reached the maximum allowed user limit of ({limit})",
+                self.session.user
+            ))
+            .on_connection());
+        }
+        Ok(())
     }
 
     fn open_channel(&mut self, ch: u16) {

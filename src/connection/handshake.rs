@@ -250,6 +250,27 @@ pub async fn handshake<R: AsyncRead + Unpin>(
         .permissions
         .check_vhost(&user.name, vhost_name)
         .map_err(|e| e.caused_by(10, 40))?;
+    // RabbitMQ's user limit counts the user's open connections (all vhosts); only a user
+    // with a limit pays for the count.
+    if let Some(limit) = user.limit("max-connections") {
+        let open = broker
+            .connection_registry
+            .list()
+            .iter()
+            .filter(|c| c.user == user.name)
+            .count() as u64;
+        if open >= limit {
+            return Err(AmqpError::new(
+                reply::NOT_ALLOWED,
+                format!(
+                    "connection refused for user '{}': user connection limit ({limit}) is reached",
+                    user.name
+                ),
+            )
+            .caused_by(10, 40)
+            .into());
+        }
+    }
     // Counted here, released by the connection when it ends (or below, if refused).
     let limit = vhost.limit("max-connections", broker.config.vhost_max_connections);
     let before = vhost

@@ -86,8 +86,18 @@ pub(super) fn user_json(u: &User) -> Value {
         "password_hash": base64::engine::general_purpose::STANDARD.encode(&u.password_hash),
         "hashing_algorithm": HASHING_ALGORITHM,
         "tags": tags_json(&u.tags),
-        "limits": {},
+        "limits": user_limits_json(u),
     })
+}
+
+/// A user's limits as RabbitMQ shows them: `{"max-connections": 10}`.
+pub(super) fn user_limits_json(u: &User) -> Value {
+    Value::Object(
+        u.limits
+            .iter()
+            .map(|(n, v)| (n.clone(), json!(v)))
+            .collect(),
+    )
 }
 
 fn vhost_json(v: &VHost) -> Value {

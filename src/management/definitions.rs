@@ -149,7 +149,7 @@ struct UserDef {
     hashing_algorithm: Option<String>,
     #[serde(default)]
     tags: Tags,
-    /// Per-user limits: RabbitMQ enforces them, Warren has none yet.
+    /// Per-user limits (max-connections, max-channels).
     #[serde(default)]
     limits: serde_json::Map<String, Value>,
 }
@@ -274,11 +274,15 @@ struct Definitions {
 
 /// What this import asks for that Warren cannot do yet, named, before anything changes.
 fn refuse_unsupported(d: &Definitions) -> Result<(), ApiError> {
-    if let Some(u) = d.users.iter().find(|u| !u.limits.is_empty()) {
-        return Err(ApiError::bad_request(format!(
-            "user '{}' has limits: Warren does not support user limits yet",
-            u.name
-        )));
+    for u in &d.users {
+        for (name, value) in &u.limits {
+            if !["max-connections", "max-channels"].contains(&name.as_str()) || !value.is_i64() {
+                return Err(ApiError::bad_request(format!(
+                    "user '{}': limit '{name}' = {value} is not supported (max-connections, max-channels, integers)",
+                    u.name
+                )));
+            }
+        }
     }
     let other_type = |v: &&VHostDef| {
         v.default_queue_type
@@ -377,6 +381,9 @@ async fn import(state: &BrokerState, d: Definitions, only: Option<&str>) -> Resu
         };
         let tags = u.tags.into_vec().unwrap_or_default();
         state.put_user(&u.name, password, tags).await?;
+        for (limit, value) in &u.limits {
+            state.set_user_limit(&u.name, limit, value.as_i64()).await?;
+        }
     }
     for v in d.vhosts {
         let old = state.vhost(&v.name).map(|x| x.meta()).unwrap_or_default();

@@ -1,6 +1,6 @@
 //! Cluster-wide settings and the small endpoints around them, on RabbitMQ's paths: the
 //! cluster name, global parameters, runtime parameters (Warren's one component is
-//! `vhost-limits`), user limits, feature flags, the auth settings the UI reads, bulk user
+//! `vhost-limits`), user limits (max-connections, max-channels), feature flags, the auth settings the UI reads, bulk user
 //! deletion and the queue actions of mirrored queues. Whatever RabbitMQ would act on and
 //! Warren does not is refused with a 400 that names it, never stored and ignored.
 
@@ -51,7 +51,7 @@ pub fn routes() -> Router<Arc<BrokerState>> {
         .route("/api/user-limits/{user}", get(get_user_limits))
         .route(
             "/api/user-limits/{user}/{name}",
-            axum::routing::put(put_user_limit).delete(put_user_limit),
+            axum::routing::put(put_user_limit).delete(delete_user_limit),
         )
         .route("/api/feature-flags", get(feature_flags))
         .route("/api/auth", get(auth))
@@ -281,23 +281,54 @@ async fn delete_parameter(
 
 // ---- user limits, feature flags, auth ----
 
-/// Warren keeps no per-user limits, so there are none to list...
-async fn list_user_limits(_: Admin) -> ApiResult {
-    Ok(Json(json!([])).into_response())
+fn user_limits_entry(u: &crate::broker::auth::User) -> Value {
+    json!({"user": u.name, "value": super::api::user_limits_json(u)})
+}
+
+async fn list_user_limits(State(state): St, _: Admin) -> ApiResult {
+    let list: Vec<Value> = state
+        .users
+        .list()
+        .iter()
+        .filter(|u| !u.limits.is_empty())
+        .map(user_limits_entry)
+        .collect();
+    Ok(Json(list).into_response())
 }
 
 async fn get_user_limits(State(state): St, _: Admin, Path(user): Path<String>) -> ApiResult {
-    if state.users.get(&user).is_none() {
-        return Err(ApiError::not_found());
-    }
-    Ok(Json(json!([])).into_response())
+    let u = state.users.get(&user).ok_or_else(ApiError::not_found)?;
+    let list = if u.limits.is_empty() {
+        vec![]
+    } else {
+        vec![user_limits_entry(&u)]
+    };
+    Ok(Json(list).into_response())
 }
 
-/// ...and setting one is refused by name rather than stored and not enforced.
-async fn put_user_limit(_: Admin, Path((_, name)): Path<(String, String)>) -> ApiResult {
-    Err(ApiError::bad_request(format!(
-        "user limit '{name}' is not supported by Warren; use vhost limits (max-connections, max-queues)"
-    )))
+/// `{"value": N}`: max-connections or max-channels, a negative value for no limit.
+async fn put_user_limit(
+    State(state): St,
+    _: Admin,
+    Path((user, name)): Path<(String, String)>,
+    bytes: Bytes,
+) -> ApiResult {
+    let body = json_body(&bytes)?;
+    let value = body.get("value").ok_or_else(|| key_missing("value"))?;
+    let n = value.as_i64().ok_or_else(|| {
+        ApiError::bad_request(format!("{name} should be a number, actually was {value}"))
+    })?;
+    state.set_user_limit(&user, &name, Some(n)).await?;
+    no_content()
+}
+
+async fn delete_user_limit(
+    State(state): St,
+    _: Admin,
+    Path((user, name)): Path<(String, String)>,
+) -> ApiResult {
+    state.set_user_limit(&user, &name, None).await?;
+    no_content()
 }
 
 /// Warren has no feature flags: every capability it has is always on.

@@ -44,6 +44,8 @@ pub enum Definition {
         name: String,
         password_hash: Vec<u8>,
         tags: Vec<String>,
+        /// RabbitMQ's user limits by name ("max-connections", "max-channels").
+        limits: Vec<(String, i64)>,
     },
     /// configure / write / read patterns of one user on one vhost.
     Permission {
@@ -280,10 +282,16 @@ pub fn encode_definition(d: &Definition) -> Vec<u8> {
         Definition::User {
             password_hash,
             tags,
+            limits,
             ..
         } => {
             w.bytes(password_hash);
             w.strings(tags);
+            w.0.extend_from_slice(&(limits.len() as u32).to_be_bytes());
+            for (name, value) in limits {
+                w.str(name);
+                w.0.extend_from_slice(&value.to_be_bytes());
+            }
         }
         Definition::Permission {
             configure,
@@ -355,6 +363,7 @@ pub fn decode_definition(value: &[u8]) -> Option<Definition> {
             name: r.string()?,
             password_hash: r.bytes()?.to_vec(),
             tags: r.strings_or_empty()?,
+            limits: r.limits_or_empty()?,
         }),
         b'p' => Some(Definition::Permission {
             user: r.string()?,
@@ -452,6 +461,7 @@ mod tests {
                 name: "orders".into(),
                 password_hash: vec![1, 2, 3, 4, 9, 9],
                 tags: vec!["administrator".into(), "monitoring".into()],
+                limits: vec![("max-connections".into(), 2)],
             },
             Definition::Permission {
                 user: "orders".into(),
@@ -485,13 +495,15 @@ mod tests {
             Some(Definition::User {
                 name: "guest".into(),
                 password_hash: vec![1, 2, 3, 4],
-                tags: vec![]
+                tags: vec![],
+                limits: vec![]
             })
         );
         let mut lying = encode_definition(&Definition::User {
             name: "u".into(),
             password_hash: vec![],
             tags: vec![],
+            limits: vec![],
         });
         let n = lying.len();
         lying[n - 4..].copy_from_slice(&u32::MAX.to_be_bytes());
