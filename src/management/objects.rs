@@ -435,6 +435,30 @@ async fn put_exchange(
         internal: flag(&b, "internal", false)?,
         arguments: arguments(&b)?,
     };
+    if !existed {
+        // as over AMQP: naming an alternate needs read here and write there
+        let ae =
+            crate::broker::vhost::alternate_exchange_argument(&spec.arguments, &spec.name, &v.name)
+                .map_err(from_amqp)?;
+        if let Some(ae) = ae {
+            authorize(
+                &state,
+                &user,
+                &v,
+                Access::Read,
+                ResourceKind::Exchange,
+                &spec.name,
+            )?;
+            authorize(
+                &state,
+                &user,
+                &v,
+                Access::Write,
+                ResourceKind::Exchange,
+                &ae,
+            )?;
+        }
+    }
     v.declare_exchange(spec, false).await.map_err(from_amqp)?;
     Ok(if existed {
         StatusCode::NO_CONTENT

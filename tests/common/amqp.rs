@@ -216,3 +216,19 @@ pub async fn confirmed_publisher(
     }
     confirmed
 }
+
+/// Take every message off `queue` (auto-ack), bodies as text, in order.
+pub async fn drain_bodies(ch: &Channel, queue: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    while let Some(m) = ch
+        .basic_get(
+            queue.into(),
+            lapin::options::BasicGetOptions { no_ack: true },
+        )
+        .await
+        .expect("basic.get")
+    {
+        out.push(String::from_utf8_lossy(&m.delivery.data).into_owned());
+    }
+    out
+}

@@ -8,7 +8,7 @@ pub mod topic;
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use amq_protocol::types::FieldTable;
+use amq_protocol::types::{AMQPValue, FieldTable};
 
 use topic::TopicPattern;
 
@@ -86,6 +86,9 @@ pub struct Exchange {
     pub auto_delete: bool,
     pub internal: bool,
     pub arguments: FieldTable,
+    /// The `alternate-exchange` argument: where a message this exchange routes nowhere
+    /// goes instead (followed by the vhost's router).
+    pub alternate: Option<Arc<str>>,
     bindings: RwLock<Bindings>,
 }
 
@@ -98,6 +101,11 @@ impl Exchange {
         internal: bool,
         arguments: FieldTable,
     ) -> Self {
+        let alternate = match arguments.inner().get("alternate-exchange") {
+            Some(AMQPValue::LongString(s)) => Some(String::from_utf8_lossy(s.as_bytes()).into()),
+            Some(AMQPValue::ShortString(s)) => Some(s.as_str().into()),
+            _ => None,
+        };
         Self {
             name: name.into(),
             kind,
@@ -105,6 +113,7 @@ impl Exchange {
             auto_delete,
             internal,
             arguments,
+            alternate,
             bindings: RwLock::default(),
         }
     }

@@ -13,7 +13,7 @@ mod restore;
 use std::collections::HashSet;
 use std::sync::{Arc, Weak};
 
-use amq_protocol::types::FieldTable;
+use amq_protocol::types::{AMQPValue, FieldTable};
 use dashmap::DashMap;
 
 use super::deadletter::DeadLetter;
@@ -22,7 +22,7 @@ use super::metrics::GlobalMetrics;
 use super::queue::QueueHandle;
 use crate::model::message::Message;
 use crate::protocol::content::{decode_headers, peek_properties};
-use crate::protocol::AmqpError;
+use crate::protocol::{erlang, AmqpError};
 use crate::store::codec::Definition;
 use crate::store::{Store, StoreOp};
 
@@ -367,6 +367,9 @@ impl VHost {
                 spec.name
             )));
         }
+        if !self.exchanges.contains_key(&spec.name) {
+            alternate_exchange_argument(&spec.arguments, &spec.name, &self.name)?;
+        }
         let mut created = false;
         let existing = self
             .exchanges
@@ -415,6 +418,32 @@ impl VHost {
                 same(spec.internal),
                 same(existing.internal),
             ));
+        }
+        // RabbitMQ compares one exchange argument, the alternate exchange
+        let ae = |t: &FieldTable| t.inner().get("alternate-exchange").cloned();
+        let (current, received) = (ae(&existing.arguments), ae(&spec.arguments));
+        let side = |v: &Option<AMQPValue>| match v {
+            None => "none".to_owned(),
+            Some(v) => format!(
+                "the value '{}' of type '{}'",
+                erlang::value(v),
+                erlang::type_name(v)
+            ),
+        };
+        let differs = match (&current, &received) {
+            (None, None) => None,
+            (Some(a), Some(b)) if erlang::value(a) == erlang::value(b) => None,
+            (Some(a), Some(b)) => Some((
+                format!("'{}'", erlang::value(b)),
+                format!("'{}'", erlang::value(a)),
+            )),
+            _ => Some((side(&received), side(&current))),
+        };
+        if let Some((received, current)) = differs {
+            return Err(AmqpError::precondition_failed(format!(
+                "inequivalent arg 'alternate-exchange' for exchange '{}' in vhost '{}': received {received} but current is {current}",
+                spec.name, self.name
+            )));
         }
         Ok(())
     }
@@ -606,7 +635,9 @@ impl VHost {
     }
 
     /// Where a message published to `exchange` with `routing_key` goes, following
-    /// exchange-to-exchange bindings; each queue once.
+    /// exchange-to-exchange bindings; each queue once. As RabbitMQ: an exchange that routes
+    /// the message nowhere hands it to its alternate exchange, if it has one; an exchange
+    /// already visited is not visited again, so chains of alternates end and cycles stop.
     pub fn route(
         &self,
         exchange: &Exchange,
@@ -617,7 +648,10 @@ impl VHost {
         let mut pending = Vec::new();
         exchange.route(routing_key, headers, &mut pending);
         if pending.is_empty() {
-            return;
+            match &exchange.alternate {
+                Some(ae) => pending.push(Destination::Exchange(ae.clone())),
+                None => return,
+            }
         }
         let mut seen_queues: HashSet<Arc<str>> = HashSet::new();
         let mut seen_exchanges: HashSet<Arc<str>> = HashSet::from([exchange.name.clone()]);
@@ -633,7 +667,13 @@ impl VHost {
                 Destination::Exchange(name) => {
                     if seen_exchanges.insert(name.clone()) {
                         if let Some(x) = self.exchanges.get(name.as_ref()).map(|x| x.clone()) {
+                            let before = pending.len();
                             x.route(routing_key, headers, &mut pending);
+                            if pending.len() == before {
+                                if let Some(ae) = &x.alternate {
+                                    pending.push(Destination::Exchange(ae.clone()));
+                                }
+                            }
                         }
                     }
                 }
@@ -644,5 +684,22 @@ impl VHost {
     /// The default exchange: the queue named by the routing key.
     pub fn route_default(&self, routing_key: &str) -> Option<Arc<QueueHandle>> {
         self.queues.get(routing_key).map(|q| q.clone())
+    }
+}
+
+/// A new exchange's `alternate-exchange` argument: the AE's name, if it has one. RabbitMQ
+/// takes only a long string there.
+pub fn alternate_exchange_argument(
+    arguments: &FieldTable,
+    exchange: &str,
+    vhost: &str,
+) -> Result<Option<String>, AmqpError> {
+    match arguments.inner().get("alternate-exchange") {
+        None => Ok(None),
+        Some(AMQPValue::LongString(s)) => Ok(Some(String::from_utf8_lossy(s.as_bytes()).into_owned())),
+        Some(other) => Err(AmqpError::precondition_failed(format!(
+            "invalid type '{}' for arg 'alternate-exchange' in exchange '{exchange}' in vhost '{vhost}'",
+            erlang::type_name(other)
+        ))),
     }
 }

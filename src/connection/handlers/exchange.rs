@@ -5,7 +5,7 @@ use amq_protocol::protocol::{exchange, AMQPClass};
 
 use crate::broker::exchange::Destination;
 use crate::broker::permissions::{Access, ResourceKind};
-use crate::broker::vhost::ExchangeSpec;
+use crate::broker::vhost::{alternate_exchange_argument, ExchangeSpec};
 use crate::connection::channel::ChannelState;
 use crate::connection::session::Session;
 use crate::protocol::AmqpError;
@@ -25,6 +25,15 @@ pub(super) async fn exchange_declare(
     };
     if !d.passive {
         s.authorize(Access::Configure, ResourceKind::Exchange, &spec.name)?;
+        // As RabbitMQ, for a new exchange with an alternate exchange: read on the exchange
+        // and write on its alternate, since messages will be published there
+        if s.vhost.exchange(&spec.name).is_err() {
+            let ae = alternate_exchange_argument(&spec.arguments, &spec.name, &s.vhost.name)?;
+            if let Some(ae) = ae {
+                s.authorize(Access::Read, ResourceKind::Exchange, &spec.name)?;
+                s.authorize(Access::Write, ResourceKind::Exchange, &ae)?;
+            }
+        }
     }
     s.vhost.declare_exchange(spec, d.passive).await?;
     if !d.nowait {
