@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::amqp::{args, drain_bodies, text};
+use common::amqp::{args, bind, declare_durable, drain_bodies, text};
 use common::{reply_code, reply_text, start};
 use lapin::options::*;
 use lapin::types::FieldTable;
@@ -30,25 +30,10 @@ async fn exchange(ch: &Channel, name: &str, kind: &str, ae: Option<&str>) {
 }
 
 async fn queue_on(ch: &Channel, queue: &str, exchange: &str, key: &str) {
-    ch.queue_declare(
-        queue.into(),
-        QueueDeclareOptions {
-            durable: true,
-            ..Default::default()
-        },
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-    ch.queue_bind(
-        queue.into(),
-        exchange.into(),
-        key.into(),
-        Default::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
+    declare_durable(ch, queue, FieldTable::default())
+        .await
+        .unwrap();
+    bind(ch, queue, exchange, key).await;
 }
 
 /// Publish with mandatory and confirms; true when the message came back unroutable.

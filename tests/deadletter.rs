@@ -23,18 +23,6 @@ async fn fanout(ch: &lapin::Channel, name: &str) {
     .unwrap();
 }
 
-async fn bind(ch: &lapin::Channel, queue: &str, exchange: &str, key: &str) {
-    ch.queue_bind(
-        queue.into(),
-        exchange.into(),
-        key.into(),
-        Default::default(),
-        FieldTable::default(),
-    )
-    .await
-    .unwrap();
-}
-
 async fn reject(ch: &lapin::Channel, tag: u64) {
     ch.basic_reject(tag, BasicRejectOptions { requeue: false })
         .await

@@ -232,3 +232,16 @@ pub async fn drain_bodies(ch: &Channel, queue: &str) -> Vec<String> {
     }
     out
 }
+
+/// Bind `queue` to `exchange` with `key` and no arguments.
+pub async fn bind(ch: &Channel, queue: &str, exchange: &str, key: &str) {
+    ch.queue_bind(
+        queue.into(),
+        exchange.into(),
+        key.into(),
+        Default::default(),
+        FieldTable::default(),
+    )
+    .await
+    .expect("queue.bind");
+}
