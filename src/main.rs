@@ -28,7 +28,8 @@ struct Cli {
     /// Directory for durable state.
     #[arg(long = "data-dir", value_name = "PATH")]
     data_dir: Option<PathBuf>,
-    /// TOML configuration file (see config/warren.toml).
+    /// Configuration file: Warren's TOML (see config/warren.toml), or RabbitMQ's
+    /// rabbitmq.conf when the name ends in .conf.
     #[arg(long = "config", value_name = "PATH")]
     config: Option<PathBuf>,
     /// error, warn, info, debug or trace.
