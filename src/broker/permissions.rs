@@ -302,6 +302,25 @@ impl Permissions {
         Ok(())
     }
 
+    /// Declaring a new exchange that names an alternate, as RabbitMQ checks it: read on the
+    /// exchange (its unroutable messages leave through it) and write on the alternate.
+    pub fn check_alternate_exchange(
+        &self,
+        user: &str,
+        vhost: &str,
+        exchange: &str,
+        alternate: &str,
+    ) -> Result<(), AmqpError> {
+        self.check(user, vhost, Access::Read, ResourceKind::Exchange, exchange)?;
+        self.check(
+            user,
+            vhost,
+            Access::Write,
+            ResourceKind::Exchange,
+            alternate,
+        )
+    }
+
     /// Topic authorisation for a routing key on a topic exchange: allowed when no topic
     /// permission names the exchange, else the write (publish) or read (bind) pattern must
     /// match.

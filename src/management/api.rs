@@ -145,7 +145,7 @@ fn created_or_updated(created: bool) -> ApiResult {
     .into_response())
 }
 
-fn no_content() -> ApiResult {
+pub(super) fn no_content() -> ApiResult {
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

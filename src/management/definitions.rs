@@ -113,10 +113,7 @@ async fn export_all(State(state): St, _: Admin) -> ApiResult {
         "permissions": state.permissions.list(|_| true).iter().map(|p| permission_json(p)).collect::<Vec<_>>(),
         "topic_permissions": state.permissions.list_topic(|_| true).iter().map(topic_json).collect::<Vec<_>>(),
         "parameters": vhosts.iter().filter_map(|v| limits_parameter(v)).collect::<Vec<_>>(),
-        "global_parameters": state.global_parameters().iter().map(|(name, value)| json!({
-            "name": name,
-            "value": serde_json::from_str::<Value>(value).unwrap_or(Value::Null),
-        })).collect::<Vec<_>>(),
+        "global_parameters": state.global_parameters().iter().map(|(n, v)| super::parameters::global_json(n, v)).collect::<Vec<_>>(),
         "policies": [],
         "queues": queues,
         "exchanges": exchanges,

@@ -441,22 +441,10 @@ async fn put_exchange(
             crate::broker::vhost::alternate_exchange_argument(&spec.arguments, &spec.name, &v.name)
                 .map_err(from_amqp)?;
         if let Some(ae) = ae {
-            authorize(
-                &state,
-                &user,
-                &v,
-                Access::Read,
-                ResourceKind::Exchange,
-                &spec.name,
-            )?;
-            authorize(
-                &state,
-                &user,
-                &v,
-                Access::Write,
-                ResourceKind::Exchange,
-                &ae,
-            )?;
+            state
+                .permissions
+                .check_alternate_exchange(&user.0.name, &v.name, &spec.name, &ae)
+                .map_err(from_amqp)?;
         }
     }
     v.declare_exchange(spec, false).await.map_err(from_amqp)?;

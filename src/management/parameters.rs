@@ -13,9 +13,10 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
-use serde_json::{json, Map, Value};
+use serde_json::{json, Value};
 
-use super::objects::visible_vhost;
+use super::api::no_content;
+use super::objects::{body_json, visible_vhost};
 use super::{Admin, ApiError, Authenticated};
 use crate::broker::BrokerState;
 
@@ -60,20 +61,9 @@ pub fn routes() -> Router<Arc<BrokerState>> {
         .route("/api/rebalance/queues", post(rebalance_queues))
 }
 
-fn json_body(bytes: &Bytes) -> Result<Map<String, Value>, ApiError> {
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(Map::new());
-    }
-    serde_json::from_slice(bytes).map_err(|e| ApiError::bad_request(e.to_string()))
-}
-
 /// RabbitMQ's text for a body without a key it needs.
 fn key_missing(key: &str) -> ApiError {
     ApiError::bad_request(format!("[{{key_missing,{key}}}]"))
-}
-
-fn no_content() -> ApiResult {
-    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 // ---- cluster name and global parameters ----
@@ -83,7 +73,7 @@ async fn get_cluster_name(State(state): St, _: Authenticated) -> ApiResult {
 }
 
 async fn put_cluster_name(State(state): St, _: Admin, bytes: Bytes) -> ApiResult {
-    let body = json_body(&bytes)?;
+    let body = body_json(&bytes)?;
     let name = match body.get("name") {
         Some(Value::String(n)) if !n.is_empty() => n.clone(),
         Some(_) => {
@@ -99,7 +89,7 @@ async fn put_cluster_name(State(state): St, _: Admin, bytes: Bytes) -> ApiResult
     no_content()
 }
 
-fn global_json(name: &str, value: &str) -> Value {
+pub(super) fn global_json(name: &str, value: &str) -> Value {
     json!({"name": name, "value": serde_json::from_str::<Value>(value).unwrap_or(Value::Null)})
 }
 
@@ -127,7 +117,7 @@ async fn put_global_parameter(
     Path(name): Path<String>,
     bytes: Bytes,
 ) -> ApiResult {
-    let body = json_body(&bytes)?;
+    let body = body_json(&bytes)?;
     let value = body.get("value").ok_or_else(|| key_missing("value"))?;
     if name == "cluster_name" && value.as_str().is_none_or(|n| n.is_empty()) {
         return Err(ApiError::bad_request(
@@ -238,7 +228,7 @@ async fn put_parameter(
             "Validation failed\n\nvhost-limits parameters are named 'limits', not '{name}'\n"
         )));
     }
-    let body = json_body(&bytes)?;
+    let body = body_json(&bytes)?;
     let Some(Value::Object(value)) = body.get("value") else {
         return Err(key_missing("value"));
     };
@@ -313,7 +303,7 @@ async fn put_user_limit(
     Path((user, name)): Path<(String, String)>,
     bytes: Bytes,
 ) -> ApiResult {
-    let body = json_body(&bytes)?;
+    let body = body_json(&bytes)?;
     let value = body.get("value").ok_or_else(|| key_missing("value"))?;
     let n = value.as_i64().ok_or_else(|| {
         ApiError::bad_request(format!("{name} should be a number, actually was {value}"))
@@ -370,7 +360,7 @@ async fn queue_action(
 ) -> ApiResult {
     let v = visible_vhost(&state, &user, &vhost)?;
     v.queue(&name).map_err(|_| ApiError::not_found())?;
-    let body = json_body(&bytes)?;
+    let body = body_json(&bytes)?;
     match body.get("action").and_then(Value::as_str) {
         Some("sync") | Some("cancel_sync") => no_content(),
         Some(other) => Err(ApiError::bad_request(format!("[unknown,{other}]"))),

@@ -394,15 +394,7 @@ pub fn run(api: &Api, out: &Out, command: OpsCommand) -> Result<(), ApiFailure> 
                 "Asking node {node} to report any local resource alarms ..."
             ));
             let nodes = api.list(&["nodes"])?;
-            let raised: Vec<&str> = nodes
-                .iter()
-                .flat_map(|n| {
-                    [("mem_alarm", "memory"), ("disk_free_alarm", "disk")]
-                        .into_iter()
-                        .filter(|(k, _)| n[*k] == json!(true))
-                        .map(|(_, name)| name)
-                })
-                .collect();
+            let raised: Vec<&str> = nodes.iter().flat_map(raised_alarms).collect();
             if raised.is_empty() {
                 println!("Node {node} reported no local alarms");
             } else {
@@ -469,11 +461,7 @@ pub fn run(api: &Api, out: &Out, command: OpsCommand) -> Result<(), ApiFailure> 
                 cell(&overview["product_version"])
             );
             println!("\nAlarms\n");
-            let alarms: Vec<&str> = [("mem_alarm", "memory"), ("disk_free_alarm", "disk")]
-                .into_iter()
-                .filter(|(k, _)| n[*k] == json!(true))
-                .map(|(_, a)| a)
-                .collect();
+            let alarms = raised_alarms(&n);
             println!(
                 "{}",
                 if alarms.is_empty() {
@@ -509,6 +497,15 @@ pub fn run(api: &Api, out: &Out, command: OpsCommand) -> Result<(), ApiFailure> 
         }
     }
     Ok(())
+}
+
+/// The resource alarms a node (from `/api/nodes`) has raised.
+fn raised_alarms(node: &Value) -> Vec<&'static str> {
+    [("mem_alarm", "memory"), ("disk_free_alarm", "disk")]
+        .into_iter()
+        .filter(|(k, _)| node[*k] == json!(true))
+        .map(|(_, name)| name)
+        .collect()
 }
 
 fn node_name(api: &Api) -> Result<String, ApiFailure> {

@@ -30,8 +30,12 @@ pub(super) async fn exchange_declare(
         if s.vhost.exchange(&spec.name).is_err() {
             let ae = alternate_exchange_argument(&spec.arguments, &spec.name, &s.vhost.name)?;
             if let Some(ae) = ae {
-                s.authorize(Access::Read, ResourceKind::Exchange, &spec.name)?;
-                s.authorize(Access::Write, ResourceKind::Exchange, &ae)?;
+                s.broker.permissions.check_alternate_exchange(
+                    &s.user,
+                    &s.vhost.name,
+                    &spec.name,
+                    &ae,
+                )?;
             }
         }
     }
