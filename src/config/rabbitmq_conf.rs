@@ -324,6 +324,14 @@ fn apply_settings(config: &mut Config, settings: Vec<Setting>) -> Result<Vec<Str
                 };
                 set(config, s, "log_file", &path)?
             }
+            // RabbitMQ logs to a file by default, named after the node, in log.dir.
+            "log.dir" if !by_key.contains_key("log.file") => {
+                let node = by_key
+                    .get("nodename")
+                    .map(|n| n.value.clone())
+                    .unwrap_or_else(|| config.node_name());
+                set(config, s, "log_file", &format!("{v}/{node}.log"))?
+            }
             "log.dir" => {} // read with log.file
             "management.tcp.port" | "management.listener.port" | "prometheus.tcp.port" => {
                 let port: u16 = v
@@ -436,7 +444,13 @@ pub fn apply_env(
             };
             config.set("log_file", &path, &origin("RABBITMQ_LOGS"))?;
         }
-        None => {}
+        // RabbitMQ's default file, named after the node, in the given directory.
+        None => {
+            if let Some(base) = get("RABBITMQ_LOG_BASE") {
+                let path = format!("{base}/{}.log", config.node_name());
+                config.set("log_file", &path, &origin("RABBITMQ_LOG_BASE"))?;
+            }
+        }
     }
     const HONOURED: &[&str] = &[
         "RABBITMQ_NODENAME",

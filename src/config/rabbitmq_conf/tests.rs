@@ -187,3 +187,35 @@ fn config_files_come_from_rabbitmqs_variables_with_conf_d_after_the_main_file() 
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_log_directory_alone_gets_rabbitmqs_file_named_after_the_node() {
+    let (c, _) = conf("log.dir = /var/log/rabbitmq\nnodename = rabbit@shop-1\n").unwrap();
+    assert_eq!(
+        c.log_file,
+        Some(std::path::PathBuf::from(
+            "/var/log/rabbitmq/rabbit@shop-1.log"
+        ))
+    );
+    let (c, _) = conf("log.dir = /var/log/rabbitmq\nlog.file = shop.log\n").unwrap();
+    assert_eq!(
+        c.log_file,
+        Some(std::path::PathBuf::from("/var/log/rabbitmq/shop.log"))
+    );
+
+    let vars: Vec<(String, String)> = [
+        ("RABBITMQ_NODENAME", "rabbit@shop-2"),
+        ("RABBITMQ_LOG_BASE", "/var/log/rabbitmq"),
+    ]
+    .iter()
+    .map(|(k, v)| (k.to_string(), v.to_string()))
+    .collect();
+    let mut c = Config::default();
+    assert!(c.apply_env(vars).unwrap().is_empty());
+    assert_eq!(
+        c.log_file,
+        Some(std::path::PathBuf::from(
+            "/var/log/rabbitmq/rabbit@shop-2.log"
+        ))
+    );
+}
