@@ -42,9 +42,19 @@ async fn a_rabbitmq_export_imports_and_exports_again_unchanged() {
         "bindings",
         "permissions",
         "topic_permissions",
+        "policies",
     ] {
         assert_eq!(section(&warren, key), section(&rabbitmq, key), "{key}");
     }
+    // the imported policies govern queues as in RabbitMQ: the retry policy a retry queue,
+    // the mirroring policy no quorum queue
+    api.put("/api/queues/shop/payments.retry", json!({"durable": true}))
+        .await;
+    let (_, q) = api.get("/api/queues/shop/payments.retry").await;
+    assert_eq!(q["policy"], "payments-retry", "{q}");
+    assert_eq!(q["effective_policy_definition"]["message-ttl"], 30000);
+    let (_, q) = api.get("/api/queues/shop/payments").await;
+    assert_eq!(q["policy"], Value::Null, "{q}");
     let users = |d: &Value| -> BTreeSet<String> {
         d["users"]
             .as_array()
@@ -114,6 +124,7 @@ async fn warrens_export_moves_to_a_new_broker() {
         "permissions",
         "topic_permissions",
         "parameters",
+        "policies",
         "queues",
         "exchanges",
         "bindings",
@@ -131,13 +142,13 @@ async fn what_warren_cannot_honour_yet_is_refused_by_name_and_nothing_is_importe
     let b = start_with_management(Config::default()).await;
     let api = Api::new(b.management.as_deref().unwrap(), "guest", "guest");
     let mut defs = rabbitmq_export();
-    defs["policies"] = json!([{"vhost": "shop", "name": "ttl-everything", "pattern": ".*",
-        "apply-to": "queues", "definition": {"message-ttl": 1000}, "priority": 0}]);
+    defs["policies"] = json!([{"vhost": "shop", "name": "federate", "pattern": ".*",
+        "apply-to": "queues", "definition": {"federation-upstream-set": "all"}, "priority": 0}]);
     let (status, body) = api.post("/api/definitions", defs).await;
     assert_eq!(status, 400);
     assert_eq!(
         body["reason"],
-        "policy 'ttl-everything' cannot be imported: Warren does not support policies yet"
+        "policy 'federate': Validation failed\n\n[{<<\"federation-upstream-set\">>,<<\"all\">>}] are not recognised policy settings\n"
     );
     let mut defs = rabbitmq_export();
     defs["parameters"] =
@@ -226,7 +237,7 @@ async fn a_container_starts_with_its_definitions_file_loaded() {
     assert_eq!(
         err.to_string(),
         format!(
-            "cannot load definitions from {}: policy 'ha-all' cannot be imported: Warren does not support policies yet",
+            "cannot load definitions from {}: policy 'ha-all': [{{key_missing,pattern}}]",
             bad.display()
         )
     );

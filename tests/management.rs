@@ -5,6 +5,7 @@
 mod common;
 
 use common::http::Api;
+use common::process::warrenctl;
 use common::{reply_code, start_with_management};
 use serde_json::json;
 use warren::Config;
@@ -218,25 +219,6 @@ async fn vhosts_and_permissions_through_the_api_take_effect_for_amqp_clients() {
     assert_eq!(api.get("/api/vhosts/shop-eu").await.0, 404);
     assert_eq!(api.get("/api/permissions/shop-eu/orders").await.0, 404);
     b.stop().await;
-}
-
-/// Run warrenctl against the broker; (exit code, stdout, stderr).
-fn warrenctl(url: &str, args: &[&str]) -> (i32, String, String) {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warrenctl"))
-        .arg("--url")
-        .arg(url)
-        .args(args)
-        .env_remove("WARRENCTL_USERNAME")
-        .env_remove("WARRENCTL_PASSWORD")
-        .env_remove("RABBITMQ_DEFAULT_USER")
-        .env_remove("RABBITMQ_DEFAULT_PASS")
-        .output()
-        .expect("run warrenctl");
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread")]

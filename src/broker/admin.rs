@@ -275,6 +275,7 @@ impl BrokerState {
             .ok_or_else(|| AdminError::NoSuchVHost(name.into()))?;
         vhost.delete_everything().await;
         let mut ops = vec![StoreOp::DeleteDefinition(vhost.definition())];
+        ops.extend(vhost.policy_removals());
         ops.extend(self.access_ops(|_, v| v == name));
         self.permissions.remove_where(|_, v| v == name);
         self.commit_definitions(ops).await;

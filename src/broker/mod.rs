@@ -12,6 +12,7 @@ pub mod deadletter;
 pub mod exchange;
 pub mod metrics;
 pub mod permissions;
+pub mod policy;
 pub mod queue;
 pub mod vhost;
 
@@ -71,7 +72,8 @@ fn definition_vhost(d: &Definition) -> Option<&str> {
     match d {
         Definition::Exchange { vhost, .. }
         | Definition::Queue { vhost, .. }
-        | Definition::Binding { vhost, .. } => Some(vhost),
+        | Definition::Binding { vhost, .. }
+        | Definition::Policy { vhost, .. } => Some(vhost),
         Definition::VHost { name, .. } => Some(name),
         Definition::User { .. }
         | Definition::Permission { .. }

@@ -73,6 +73,7 @@ pub fn router(state: Arc<BrokerState>) -> Router {
                 .delete(delete_topic_permissions),
         )
         .merge(super::objects::routes())
+        .merge(super::policies::routes())
         .with_state(state)
 }
 
@@ -136,7 +137,7 @@ fn ok(v: Value) -> ApiResult {
     Ok(Json(v).into_response())
 }
 
-fn created_or_updated(created: bool) -> ApiResult {
+pub(super) fn created_or_updated(created: bool) -> ApiResult {
     Ok(if created {
         StatusCode::CREATED
     } else {

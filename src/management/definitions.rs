@@ -1,10 +1,11 @@
 //! Definitions in RabbitMQ's format: `GET /api/definitions` exports users (with their
 //! password hashes), vhosts, permissions, topic permissions, vhost limits (as RabbitMQ's
-//! `vhost-limits` parameters), queues, exchanges and bindings; `POST` imports such a file,
-//! as exported by RabbitMQ 3.x or by Warren, in RabbitMQ's order (users, vhosts,
-//! permissions, limits, exchanges, queues, bindings). Per vhost, only that vhost's
-//! queues, exchanges and bindings. What Warren cannot honour yet (policies, other runtime
-//! parameters) is refused by name before anything is imported, never skipped.
+//! `vhost-limits` parameters), global parameters, policies, queues, exchanges and
+//! bindings; `POST` imports such a file, as exported by RabbitMQ 3.x or by Warren, in
+//! RabbitMQ's order (users, vhosts, permissions, limits, policies, exchanges, queues,
+//! bindings). Per vhost, only that vhost's limits, policies, queues, exchanges and
+//! bindings. What Warren cannot honour (other runtime parameters, a policy that fails
+//! RabbitMQ's checks) is refused by name before anything is imported, never skipped.
 
 use std::sync::Arc;
 
@@ -26,6 +27,7 @@ use crate::broker::admin::PasswordSpec;
 use crate::broker::auth::HASHING_ALGORITHM;
 use crate::broker::exchange::Destination;
 use crate::broker::permissions::TopicPermission;
+use crate::broker::policy::{Policy, PolicyKind};
 use crate::broker::vhost::{ExchangeSpec, QueueSpec, VHost, VHostMeta};
 use crate::broker::BrokerState;
 
@@ -114,12 +116,21 @@ async fn export_all(State(state): St, _: Admin) -> ApiResult {
         "topic_permissions": state.permissions.list_topic(|_| true).iter().map(topic_json).collect::<Vec<_>>(),
         "parameters": vhosts.iter().filter_map(|v| limits_parameter(v)).collect::<Vec<_>>(),
         "global_parameters": state.global_parameters().iter().map(|(n, v)| super::parameters::global_json(n, v)).collect::<Vec<_>>(),
-        "policies": [],
+        "policies": policies_json(&vhosts),
         "queues": queues,
         "exchanges": exchanges,
         "bindings": bindings,
     }))
     .into_response())
+}
+
+/// Policies, as RabbitMQ exports them (operator policies are not exported).
+fn policies_json(vhosts: &[Arc<VHost>]) -> Vec<Value> {
+    vhosts
+        .iter()
+        .flat_map(|v| v.policies(PolicyKind::Policy))
+        .map(|p| p.to_json())
+        .collect()
 }
 
 async fn export_vhost(State(state): St, _: Admin, Path(vhost): Path<String>) -> ApiResult {
@@ -131,7 +142,7 @@ async fn export_vhost(State(state): St, _: Admin, Path(vhost): Path<String>) -> 
         "product_name": "Warren",
         "product_version": env!("CARGO_PKG_VERSION"),
         "parameters": limits_parameter(&v).into_iter().collect::<Vec<_>>(),
-        "policies": [],
+        "policies": policies_json(std::slice::from_ref(&v)),
         "queues": queues,
         "exchanges": exchanges,
         "bindings": bindings,
@@ -197,8 +208,12 @@ struct GlobalParameterDef {
 }
 
 #[derive(Deserialize)]
-struct NamedDef {
+struct PolicyDef {
     name: String,
+    vhost: Option<String>,
+    /// pattern, definition, priority, apply-to: checked by `Policy::parse`
+    #[serde(flatten)]
+    body: serde_json::Map<String, Value>,
 }
 
 #[derive(Deserialize)]
@@ -260,7 +275,7 @@ struct Definitions {
     #[serde(default)]
     global_parameters: Vec<GlobalParameterDef>,
     #[serde(default)]
-    policies: Vec<NamedDef>,
+    policies: Vec<PolicyDef>,
     #[serde(default)]
     queues: Vec<QueueDef>,
     #[serde(default)]
@@ -291,12 +306,6 @@ fn refuse_unsupported(d: &Definitions) -> Result<(), ApiError> {
             "vhost '{}' has default_queue_type '{}': Warren supports only classic",
             v.name,
             v.default_queue_type.as_deref().unwrap_or_default()
-        )));
-    }
-    if let Some(p) = d.policies.first() {
-        return Err(ApiError::bad_request(format!(
-            "policy '{}' cannot be imported: Warren does not support policies yet",
-            p.name
         )));
     }
     if let Some(p) = d.parameters.iter().find(|p| p.component != "vhost-limits") {
@@ -340,6 +349,16 @@ fn table(v: &Value) -> Result<amq_protocol::types::FieldTable, ApiError> {
 /// refused, as RabbitMQ's per-vhost import.
 async fn import(state: &BrokerState, d: Definitions, only: Option<&str>) -> Result<(), ApiError> {
     refuse_unsupported(&d)?;
+    // every policy is checked before anything changes
+    let mut policies = Vec::new();
+    for p in &d.policies {
+        let vhost = only
+            .or(p.vhost.as_deref())
+            .unwrap_or(&state.config.default_vhost);
+        let policy = Policy::parse(PolicyKind::Policy, vhost, &p.name, &p.body)
+            .map_err(|e| ApiError::bad_request(format!("policy '{}': {}", p.name, e.reason())))?;
+        policies.push(policy);
+    }
     if only.is_some() && !(d.users.is_empty() && d.vhosts.is_empty() && d.permissions.is_empty()) {
         return Err(ApiError::bad_request(
             "a vhost's definitions cannot hold users, vhosts or permissions",
@@ -422,6 +441,10 @@ async fn import(state: &BrokerState, d: Definitions, only: Option<&str>) -> Resu
             };
             state.set_vhost_limit(&vhost.name, &name, Some(n)).await?;
         }
+    }
+    for p in policies {
+        let vhost = vhost_of(state, Some(&p.vhost), only)?;
+        vhost.set_policy(PolicyKind::Policy, p).await;
     }
     for x in d.exchanges {
         let vhost = vhost_of(state, x.vhost.as_deref(), only)?;

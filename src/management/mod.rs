@@ -19,6 +19,7 @@ mod messages;
 mod node;
 mod objects;
 mod parameters;
+mod policies;
 mod prometheus;
 
 pub use definitions::import_file as import_definitions;

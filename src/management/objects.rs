@@ -15,6 +15,7 @@ use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
+use super::api::created_or_updated;
 use super::json::{json_to_table, table_to_json};
 use super::listing::{paginate, ListQuery};
 use super::{ApiError, Authenticated};
@@ -202,9 +203,9 @@ fn queue_json(state: &BrokerState, vhost: &str, q: &QueueHandle, info: &QueueInf
         "message_bytes_ready": info.message_bytes_ready,
         "message_bytes_unacknowledged": info.message_bytes_unacknowledged,
         "message_stats": stats,
-        "policy": null,
-        "operator_policy": null,
-        "effective_policy_definition": {},
+        "policy": info.policy.policy_name(),
+        "operator_policy": info.policy.operator_name(),
+        "effective_policy_definition": info.policy.effective_definition(),
         "consumer_details": consumer_details,
     })
 }
@@ -283,12 +284,7 @@ async fn put_queue(
         .declare_queue(spec, NO_CONNECTION)
         .await
         .map_err(from_amqp)?;
-    Ok(if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::NO_CONTENT
-    }
-    .into_response())
+    created_or_updated(created)
 }
 
 #[derive(Deserialize, Default)]
@@ -339,7 +335,7 @@ async fn purge_queue(
 // ---- exchanges ----
 
 fn exchange_json(vhost: &str, x: &Exchange) -> Value {
-    json!({
+    let mut out = json!({
         "name": x.name.as_ref(),
         "vhost": vhost,
         "type": x.kind.as_str(),
@@ -348,7 +344,12 @@ fn exchange_json(vhost: &str, x: &Exchange) -> Value {
         "internal": x.internal,
         "arguments": table_to_json(&x.arguments),
         "user_who_performed_action": "",
-    })
+    });
+    // as RabbitMQ: the key is there only when a policy applies
+    if let Some(name) = x.policy().policy_name() {
+        out["policy"] = json!(name);
+    }
+    out
 }
 
 /// The default exchange, which routes by queue name and has no entry of its own.
@@ -448,12 +449,7 @@ async fn put_exchange(
         }
     }
     v.declare_exchange(spec, false).await.map_err(from_amqp)?;
-    Ok(if existed {
-        StatusCode::NO_CONTENT
-    } else {
-        StatusCode::CREATED
-    }
-    .into_response())
+    created_or_updated(!existed)
 }
 
 async fn delete_exchange(

@@ -8,14 +8,13 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::api::no_content;
+use super::api::{created_or_updated, no_content};
 use super::objects::{body_json, visible_vhost};
 use super::{Admin, ApiError, Authenticated};
 use crate::broker::BrokerState;
@@ -126,12 +125,7 @@ async fn put_global_parameter(
     }
     let created = state.global_parameter(&name).is_none();
     state.set_global_parameter(&name, value.to_string()).await;
-    Ok(if created {
-        StatusCode::CREATED
-    } else {
-        StatusCode::NO_CONTENT
-    }
-    .into_response())
+    created_or_updated(created)
 }
 
 async fn delete_global_parameter(

@@ -66,6 +66,14 @@ pub enum Definition {
     /// A cluster-wide runtime parameter (RabbitMQ's global parameters, such as
     /// `cluster_name`), its value as JSON text.
     GlobalParameter { name: String, value: String },
+    /// A policy (`operator` false) or operator policy of one vhost: its runtime
+    /// parameter value (pattern, definition, priority, apply-to) as JSON text.
+    Policy {
+        vhost: String,
+        name: String,
+        operator: bool,
+        value: String,
+    },
 }
 
 struct Writer(Vec<u8>);
@@ -237,6 +245,16 @@ pub fn definition_key(d: &Definition) -> Vec<u8> {
             w.0.push(b'g');
             w.str(name);
         }
+        Definition::Policy {
+            vhost,
+            name,
+            operator,
+            ..
+        } => {
+            w.0.push(if *operator { b'O' } else { b'P' });
+            w.str(vhost);
+            w.str(name);
+        }
     }
     w.0
 }
@@ -307,7 +325,9 @@ pub fn encode_definition(d: &Definition) -> Vec<u8> {
             w.str(write);
             w.str(read);
         }
-        Definition::GlobalParameter { value, .. } => w.str(value),
+        Definition::GlobalParameter { value, .. } | Definition::Policy { value, .. } => {
+            w.str(value)
+        }
     }
     w.0
 }
@@ -318,6 +338,12 @@ pub fn decode_definition(value: &[u8]) -> Option<Definition> {
     match kind {
         b'g' => Some(Definition::GlobalParameter {
             name: r.string()?,
+            value: r.string()?,
+        }),
+        b'P' | b'O' => Some(Definition::Policy {
+            vhost: r.string()?,
+            name: r.string()?,
+            operator: *kind == b'O',
             value: r.string()?,
         }),
         b'x' => Some(Definition::Exchange {
@@ -476,6 +502,12 @@ mod tests {
                 exchange: "events".into(),
                 write: "^{username}".into(),
                 read: ".*".into(),
+            },
+            Definition::Policy {
+                vhost: "shop".into(),
+                name: "ttl".into(),
+                operator: true,
+                value: r#"{"pattern":"^orders"}"#.into(),
             },
         ];
         for d in defs.into_iter().chain(more) {

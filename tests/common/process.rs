@@ -112,3 +112,22 @@ impl Drop for KillOnDrop {
         let _ = self.0.wait();
     }
 }
+
+/// Run warrenctl against the broker; (exit code, stdout, stderr).
+pub fn warrenctl(url: &str, args: &[&str]) -> (i32, String, String) {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_warrenctl"))
+        .arg("--url")
+        .arg(url)
+        .args(args)
+        .env_remove("WARRENCTL_USERNAME")
+        .env_remove("WARRENCTL_PASSWORD")
+        .env_remove("RABBITMQ_DEFAULT_USER")
+        .env_remove("RABBITMQ_DEFAULT_PASS")
+        .output()
+        .expect("run warrenctl");
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}

@@ -15,14 +15,18 @@ pub enum ApiFailure {
     /// A command line the command cannot run (an unknown info item).
     #[error("{0}")]
     Usage(String),
+    /// The broker refused the change (a policy that fails its checks, clearing one that
+    /// is not there): rabbitmqctl's general error exit.
+    #[error("{0}")]
+    Refused(String),
 }
 
 impl ApiFailure {
-    /// sysexits as rabbitmqctl uses them: 69 unavailable, 77 no permission, 65 bad data,
-    /// 64 usage.
+    /// sysexits as rabbitmqctl uses them: 69 unavailable (and refused), 77 no permission,
+    /// 65 bad data, 64 usage.
     pub fn exit_code(&self) -> u8 {
         match self {
-            ApiFailure::Unavailable { .. } => 69,
+            ApiFailure::Unavailable { .. } | ApiFailure::Refused(_) => 69,
             ApiFailure::NotAuthorised(_) => 77,
             ApiFailure::Data(_) => 65,
             ApiFailure::Usage(_) => 64,

@@ -6,6 +6,7 @@
 
 mod http;
 mod ops;
+mod policies;
 
 use std::process::ExitCode;
 
@@ -137,6 +138,8 @@ enum Command {
     },
     #[command(flatten)]
     Ops(ops::OpsCommand),
+    #[command(flatten)]
+    Policies(policies::PolicyCommand),
 }
 
 pub(crate) struct Out {
@@ -213,6 +216,7 @@ fn run(cli: Cli) -> Result<(), ApiFailure> {
     };
     match cli.command {
         Command::Ops(command) => return ops::run(&api, &out, command),
+        Command::Policies(command) => return policies::run(&api, &out, command),
         Command::AddUser { username, password } => {
             out.info(format!("Adding user \"{username}\" ..."));
             if api.get(&["users", &username])?.is_some() {

@@ -10,6 +10,7 @@ use std::sync::{Arc, RwLock};
 
 use amq_protocol::types::{AMQPValue, FieldTable};
 
+use super::policy::Applied;
 use topic::TopicPattern;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -90,6 +91,8 @@ pub struct Exchange {
     /// goes instead (followed by the vhost's router).
     pub alternate: Option<Arc<str>>,
     bindings: RwLock<Bindings>,
+    /// The policy and operator policy in force, set by the vhost as policies change.
+    policy: RwLock<Applied>,
 }
 
 impl Exchange {
@@ -115,7 +118,30 @@ impl Exchange {
             arguments,
             alternate,
             bindings: RwLock::default(),
+            policy: RwLock::default(),
         }
+    }
+
+    pub fn policy(&self) -> Applied {
+        self.policy
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    pub fn set_policy(&self, applied: Applied) {
+        *self.policy.write().unwrap_or_else(|p| p.into_inner()) = applied;
+    }
+
+    /// Where a message this exchange routes nowhere goes: its own `alternate-exchange`
+    /// argument, else its policy's (RabbitMQ's `get_arg`: the argument wins).
+    pub fn alternate_exchange(&self) -> Option<Arc<str>> {
+        self.alternate.clone().or_else(|| {
+            self.policy
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .alternate_exchange()
+        })
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, Bindings> {

@@ -26,6 +26,7 @@ use super::{QueueCmd, QueueHandle, QueueInit, QueueStats};
 use crate::broker::consumer::{ConnEvent, ConsumerLink};
 use crate::broker::deadletter::{DeadLetter, Reason};
 use crate::broker::metrics::GlobalMetrics;
+use crate::broker::policy::Applied;
 use crate::broker::vhost::VHost;
 use crate::model::message::{Message, QueuedMessage};
 use crate::protocol::content::{headers_of, rewrite_properties};
@@ -36,13 +37,17 @@ use crate::store::ConfirmToken;
 const PAGE_IN_WINDOW: usize = 512;
 
 pub struct QueueActor {
-    handle: Weak<QueueHandle>,
+    pub(super) handle: Weak<QueueHandle>,
     name: Arc<str>,
     auto_delete: bool,
-    args: QueueArgs,
-    limits: Limits,
+    /// Its arguments and policies together (`policy::queue_args`).
+    pub(super) args: QueueArgs,
+    pub(super) limits: Limits,
+    /// The policies it runs under, and the version of the vhost's policies they are from.
+    pub(super) policy: Applied,
+    pub(super) policy_version: u64,
     vhost: Weak<VHost>,
-    ready: ReadyList,
+    pub(super) ready: ReadyList,
     unacked: HashMap<u64, QueuedMessage>,
     consumers: ConsumerSet,
     next_id: u64,
@@ -56,7 +61,7 @@ pub struct QueueActor {
     /// a copy's removal from this queue's store can never overtake its enqueue.
     dead_letters: Vec<DeadLetter>,
     /// `x-expires`: when the queue is deleted unless it is used before.
-    unused_until: Option<Instant>,
+    pub(super) unused_until: Option<Instant>,
     counters: MessageCounters,
     rates: RateSampler,
     depth_rates: Sampler<3>,
@@ -81,7 +86,7 @@ impl QueueActor {
         vhost: Weak<VHost>,
         init: QueueInit,
     ) -> Self {
-        let args = handle.args.clone();
+        let args = handle.args_under(&init.policy);
         let mut ready = ReadyList::new(args.max_priority);
         let journal = Journal::new(init.store, args.is_quorum());
         let next_id = init.recovered.last().map_or(1, |(seq, _, _)| seq + 1);
@@ -120,6 +125,8 @@ impl QueueActor {
             name: handle.name.clone(),
             auto_delete: handle.auto_delete,
             limits: Limits::new(&args),
+            policy: init.policy,
+            policy_version: init.policy_version,
             consumers: ConsumerSet::new(args.single_active_consumer),
             unused_until: args.expires.map(|ms| now + Duration::from_millis(ms)),
             args,
@@ -207,7 +214,7 @@ impl QueueActor {
     }
 
     /// The queue was used: its `x-expires` period starts again.
-    fn touch(&mut self) {
+    pub(super) fn touch(&mut self) {
         if let Some(ms) = self.args.expires {
             self.unused_until = Some(Instant::now() + Duration::from_millis(ms));
         }
@@ -252,7 +259,7 @@ impl QueueActor {
 
     /// `discard` for a ready entry, loading it first if it is paged and must be
     /// dead-lettered.
-    fn discard_entry(&mut self, e: ReadyEntry, reason: Reason) {
+    pub(super) fn discard_entry(&mut self, e: ReadyEntry, reason: Reason) {
         let (id, store_id) = (e.id, e.store_id());
         let message = match e.payload {
             Payload::Loaded(m) => Some(m),
@@ -275,11 +282,15 @@ impl QueueActor {
 
     /// Bring paged entries near the head back into memory, in one store read.
     fn load_head(&mut self) {
-        if !self.ready.head_is_paged() {
-            return;
+        if self.ready.head_is_paged() {
+            self.load_window(PAGE_IN_WINDOW);
         }
+    }
+
+    /// Load the first `window` paged entries of each priority level.
+    pub(super) fn load_window(&mut self, window: usize) {
         let journal = &self.journal;
-        self.ready.load_head(PAGE_IN_WINDOW, |keys| {
+        self.ready.load_head(window, |keys| {
             let mut out: Vec<Option<Arc<Message>>> =
                 keys.iter().map(|(_, weak)| weak.upgrade()).collect();
             let missing: Vec<u64> = keys
@@ -454,6 +465,7 @@ impl QueueActor {
                 return Next::Stop;
             }
             QueueCmd::Touch => self.touch(),
+            QueueCmd::Policy { version, applied } => self.apply_policy(version, applied),
             QueueCmd::Kick => {}
         }
         Next::Continue
@@ -488,6 +500,7 @@ impl QueueActor {
                 self.depth_rates
                     .rates(Instant::now(), [ready + unacked, ready, unacked])
             },
+            policy: self.policy.clone(),
             consumer_details: self
                 .consumers
                 .iter()
@@ -539,13 +552,11 @@ impl QueueActor {
     }
 
     fn enqueue(&mut self, message: Arc<Message>, confirm: Option<Arc<ConfirmToken>>) {
-        if self.limits.overflow != Overflow::DropHead
-            && self.limits.would_overflow(
-                self.ready.len(),
-                self.ready.body_bytes(),
-                message.body.len(),
-            )
-        {
+        if self.limits.refuses(
+            self.ready.len(),
+            self.ready.body_bytes(),
+            message.body.len(),
+        ) {
             // reject-publish: refused before any consumer sees it, as RabbitMQ does
             if let Some(token) = &confirm {
                 token.fail();
@@ -588,12 +599,19 @@ impl QueueActor {
                 delivery_count: 0,
             });
         }
-        if self.limits.over(self.ready.len(), self.ready.body_bytes()) {
+        self.limits.taken(self.ready.len(), self.ready.body_bytes());
+        if self
+            .limits
+            .drops_head(self.ready.len(), self.ready.body_bytes())
+        {
             // drop-head: a waiting consumer takes what it can first, as in RabbitMQ
             if !self.consumers.is_empty() {
                 self.dispatch();
             }
-            while self.limits.over(self.ready.len(), self.ready.body_bytes()) {
+            while self
+                .limits
+                .drops_head(self.ready.len(), self.ready.body_bytes())
+            {
                 let Some(e) = self.ready.pop() else {
                     break;
                 };

@@ -13,15 +13,18 @@ pub mod args;
 pub mod consumers;
 pub mod journal;
 pub mod limits;
+mod policy;
 pub mod ready;
 pub mod stats;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};
 
 use amq_protocol::types::FieldTable;
 use tokio::sync::{mpsc, oneshot};
 
 use super::consumer::ConsumerLink;
+use super::policy::Applied;
 use super::vhost::VHost;
 use crate::model::message::{Message, QueuedMessage};
 use crate::protocol::AmqpError;
@@ -42,11 +45,18 @@ pub struct QueueHandle {
     /// Connection id owning an exclusive queue.
     pub exclusive_owner: Option<u64>,
     pub arguments: FieldTable,
+    /// What the arguments say; the actor runs with these and its policy together.
     pub args: QueueArgs,
     /// The queue's identity in the store; Some only for durable, non-exclusive queues,
     /// whose persistent messages are stored.
     pub store_key: Option<Arc<str>>,
     pub tx: mpsc::Sender<QueueCmd>,
+    /// Whether the queue, with its policy, refuses publishes when full. Read on every
+    /// publish, so a flag; the vhost sets it before the actor hears of a new policy, so
+    /// a confirm rides along with every message the actor may refuse.
+    rejects_publishes: AtomicBool,
+    /// Whether it expires when unused (a redeclare then counts as a use).
+    expires: AtomicBool,
 }
 
 impl QueueHandle {
@@ -58,7 +68,26 @@ impl QueueHandle {
     /// Whether a confirming publisher's token must ride along with `m`: the queue stores
     /// it, or may refuse it (`x-overflow: reject-publish`).
     pub fn takes_confirm(&self, m: &Message) -> bool {
-        self.stores(m) || self.args.rejects_publishes()
+        self.stores(m) || self.rejects_publishes.load(Ordering::Relaxed)
+    }
+
+    /// Whether it expires when unused, by argument or policy.
+    pub fn expires(&self) -> bool {
+        self.expires.load(Ordering::Relaxed)
+    }
+
+    /// The settings it runs with under `applied`.
+    pub fn args_under(&self, applied: &Applied) -> QueueArgs {
+        crate::broker::policy::queue_args(&self.arguments, &self.args, applied)
+    }
+
+    /// Publish-path flags from the settings it is about to run with (set by whoever sends
+    /// the actor its policy, in version order).
+    pub fn set_flags(&self, args: &QueueArgs) {
+        self.rejects_publishes
+            .store(args.rejects_publishes(), Ordering::Relaxed);
+        self.expires
+            .store(args.expires.is_some(), Ordering::Relaxed);
     }
 
     /// A command for the actor; false when the queue has gone (deleted meanwhile).
@@ -133,6 +162,11 @@ pub enum QueueCmd {
     Kick,
     /// The queue was redeclared: its `x-expires` period starts again.
     Touch,
+    /// Its policies changed; `version` orders changes sent from different tasks.
+    Policy {
+        version: u64,
+        applied: Applied,
+    },
 }
 
 /// What a queue is declared (or recovered) with.
@@ -154,6 +188,9 @@ pub struct QueueInit {
     pub ram_limit: usize,
     /// The broker's counters: deliveries and acks are counted there too.
     pub metrics: Arc<crate::broker::metrics::GlobalMetrics>,
+    /// The policies in force when it starts, and their version.
+    pub policy: Applied,
+    pub policy_version: u64,
 }
 
 /// Start a queue's actor and return its handle.
@@ -168,7 +205,10 @@ pub fn spawn(init: QueueInit, vhost: Weak<VHost>) -> Arc<QueueHandle> {
         args: init.args.clone(),
         store_key: init.store.as_ref().map(|(_, k)| k.clone()),
         tx,
+        rejects_publishes: AtomicBool::new(false),
+        expires: AtomicBool::new(false),
     });
+    handle.set_flags(&handle.args_under(&init.policy));
     let actor = actor::QueueActor::new(Arc::downgrade(&handle), &handle, vhost, init);
     tokio::spawn(actor.run(rx));
     handle

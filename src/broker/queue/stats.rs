@@ -124,6 +124,8 @@ pub struct QueueInfo {
     /// Per-second change of messages, messages_ready and messages_unacknowledged.
     pub depth_rates: [f64; 3],
     pub consumer_details: Vec<ConsumerDetail>,
+    /// The policy and operator policy the queue runs under.
+    pub policy: crate::broker::policy::Applied,
 }
 
 #[cfg(test)]

@@ -7,6 +7,7 @@
 //! Queue declaration and deletion live in `queues.rs`, start-up recovery in `restore.rs`;
 //! each vhost has one dead-letter task (`broker::deadletter`), started on first use.
 
+mod policies;
 mod queues;
 mod restore;
 
@@ -78,6 +79,9 @@ pub struct VHost {
     dead_letters: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<DeadLetter>>,
     /// Dead letters handed over and not yet re-published (the task counts them down).
     pub(crate) dead_letter_backlog: std::sync::atomic::AtomicUsize,
+    /// Policies and operator policies. Taken before a queue or exchange table entry when
+    /// both are needed, never the other way round.
+    policies: std::sync::RwLock<super::policy::Policies>,
     me: Weak<VHost>,
 }
 
@@ -119,6 +123,7 @@ impl VHost {
             exchanges: DashMap::new(),
             queues: DashMap::new(),
             store,
+            policies: Default::default(),
             me: me.clone(),
         });
         for (name, kind) in PREDECLARED {
@@ -371,21 +376,25 @@ impl VHost {
             alternate_exchange_argument(&spec.arguments, &spec.name, &self.name)?;
         }
         let mut created = false;
+        let policies = self.policy_table();
         let existing = self
             .exchanges
             .entry(spec.name.clone())
             .or_insert_with(|| {
                 created = true;
-                Arc::new(Exchange::new(
+                let x = Exchange::new(
                     &spec.name,
                     kind,
                     spec.durable,
                     spec.auto_delete,
                     spec.internal,
                     spec.arguments.clone(),
-                ))
+                );
+                x.set_policy(policies.applied(&spec.name, super::policy::Target::Exchange));
+                Arc::new(x)
             })
             .clone();
+        drop(policies);
         let inequivalent = |arg: &str, received: &str, current: &str| {
             AmqpError::precondition_failed(format!(
                 "inequivalent arg '{arg}' for exchange '{}' in vhost '{}': received '{received}' but current is '{current}'",
@@ -648,8 +657,8 @@ impl VHost {
         let mut pending = Vec::new();
         exchange.route(routing_key, headers, &mut pending);
         if pending.is_empty() {
-            match &exchange.alternate {
-                Some(ae) => pending.push(Destination::Exchange(ae.clone())),
+            match exchange.alternate_exchange() {
+                Some(ae) => pending.push(Destination::Exchange(ae)),
                 None => return,
             }
         }
@@ -670,8 +679,8 @@ impl VHost {
                             let before = pending.len();
                             x.route(routing_key, headers, &mut pending);
                             if pending.len() == before {
-                                if let Some(ae) = &x.alternate {
-                                    pending.push(Destination::Exchange(ae.clone()));
+                                if let Some(ae) = x.alternate_exchange() {
+                                    pending.push(Destination::Exchange(ae));
                                 }
                             }
                         }

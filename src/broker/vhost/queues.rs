@@ -23,7 +23,7 @@ impl VHost {
             self.persist(vec![StoreOp::PutDefinition(self.queue_definition(&q))])
                 .await;
         }
-        if !created && q.args.expires.is_some() {
+        if !created && q.expires() {
             // a redeclare is a use: the x-expires period starts again
             q.send(QueueCmd::Touch).await;
         }
@@ -70,6 +70,8 @@ impl VHost {
             )?;
         }
         let mut created = false;
+        let target = super::policies::queue_target(&parsed);
+        let policies = self.policy_table();
         let q = self
             .queues
             .entry(spec.name.clone())
@@ -95,11 +97,14 @@ impl VHost {
                         recovered_counts: Default::default(),
                         ram_limit: self.queue_ram_limit,
                         metrics: self.metrics.clone(),
+                        policy: policies.applied(&spec.name, target),
+                        policy_version: policies.version(),
                     },
                     self.me.clone(),
                 )
             })
             .clone();
+        drop(policies);
         if !created {
             self.check_queue_equivalent(&q, &spec, connection_id)?;
         }

@@ -1,10 +1,11 @@
-//! Rebuilding a `VHost` from the store at start: exchanges, queues with their recovered
-//! positions, then bindings. Called once per vhost by `BrokerState::new`; re-stores nothing.
+//! Rebuilding a `VHost` from the store at start: policies, exchanges, queues with their
+//! recovered positions, then bindings. Called once per vhost by `BrokerState::new`; re-stores nothing.
 
 use std::sync::Arc;
 
 use super::VHost;
 use crate::broker::exchange::{Exchange, ExchangeKind};
+use crate::broker::policy::Target;
 use crate::broker::queue::{self, QueueArgs, QueueInit};
 use crate::store::codec::{queue_key, Definition};
 
@@ -21,6 +22,8 @@ impl VHost {
         >,
     ) -> usize {
         let mut restored = 0;
+        self.restore_policies(definitions);
+        let policies = self.policy_table();
         for d in definitions {
             if let Definition::Exchange {
                 vhost,
@@ -34,17 +37,8 @@ impl VHost {
                 let Some(kind) = ExchangeKind::parse(kind).filter(|_| vhost == &self.name) else {
                     continue;
                 };
-                self.exchanges.insert(
-                    name.clone(),
-                    Arc::new(Exchange::new(
-                        name,
-                        kind,
-                        true,
-                        *auto_delete,
-                        *internal,
-                        arguments.clone(),
-                    )),
-                );
+                let x = Exchange::new(name, kind, true, *auto_delete, *internal, arguments.clone());
+                self.exchanges.insert(name.clone(), Arc::new(x));
             }
         }
         for d in definitions {
@@ -63,6 +57,7 @@ impl VHost {
                 let recovered_counts = delivery_counts.remove(&key).unwrap_or_default();
                 restored += recovered.len();
                 let args = QueueArgs::read(arguments);
+                let target = super::policies::queue_target(&args);
                 let handle = queue::spawn(
                     QueueInit {
                         name: name.as_str().into(),
@@ -76,12 +71,19 @@ impl VHost {
                         recovered_counts,
                         ram_limit: self.queue_ram_limit,
                         metrics: self.metrics.clone(),
+                        policy: policies.applied(name, target),
+                        policy_version: policies.version(),
                     },
                     self.me.clone(),
                 );
                 self.queues.insert(name.clone(), handle);
             }
         }
+        // the predeclared exchanges too
+        for x in self.exchanges.iter().filter(|x| !x.name.is_empty()) {
+            x.set_policy(policies.applied(&x.name, Target::Exchange));
+        }
+        drop(policies);
         for d in definitions {
             if let Definition::Binding {
                 vhost,

@@ -59,7 +59,7 @@ pub(super) async fn queue_declare(
         // the "last declared queue" shortcut is not applied to queue.declare itself:
         // a passive declare of "" asks for the queue named "", as in RabbitMQ
         let q = s.vhost.queue_for(requested, s.connection_id)?;
-        if q.args.expires.is_some() {
+        if q.expires() {
             // as RabbitMQ: a passive declare renews an x-expires lease too
             q.send(QueueCmd::Touch).await;
         }
