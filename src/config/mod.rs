@@ -40,6 +40,9 @@ pub struct Config {
     pub max_message_size: u64,
     /// Milliseconds a new socket has to complete the AMQP handshake.
     pub handshake_timeout: u64,
+    /// Milliseconds a delivery may stay unacknowledged before its channel is closed with
+    /// 406, as RabbitMQ's `consumer_timeout` (default 30 minutes); 0 turns it off.
+    pub consumer_timeout: u64,
     /// The `product` and `version` server properties. Clients (kombu, amqplib) read them
     /// to pick RabbitMQ-specific behaviour, so the defaults name RabbitMQ's.
     pub product: String,
@@ -127,6 +130,7 @@ impl Default for Config {
             heartbeat: 60,
             max_message_size: 134_217_728,
             handshake_timeout: 10_000,
+            consumer_timeout: 1_800_000,
             product: "RabbitMQ".into(),
             product_version: "3.13.7".into(),
             cluster_name: "warren".into(),
@@ -185,6 +189,7 @@ pub const KEYS: &[&str] = &[
     "heartbeat",
     "max_message_size",
     "handshake_timeout",
+    "consumer_timeout",
     "product",
     "product_version",
     "cluster_name",
@@ -357,6 +362,7 @@ impl Config {
                 self.max_message_size = n;
             }
             "handshake_timeout" => self.handshake_timeout = num(value).map_err(bad)?,
+            "consumer_timeout" => self.consumer_timeout = num(value).map_err(bad)?,
             "product" => self.product = value.to_owned(),
             "product_version" => self.product_version = value.to_owned(),
             "cluster_name" => self.cluster_name = value.to_owned(),

@@ -244,7 +244,7 @@ fn apply_settings(config: &mut Config, settings: Vec<Setting>) -> Result<Vec<Str
                 }
             },
             "default_user" | "default_pass" | "default_vhost" | "heartbeat" | "frame_max"
-            | "max_message_size" | "handshake_timeout" | "cluster_name" => {
+            | "max_message_size" | "handshake_timeout" | "consumer_timeout" | "cluster_name" => {
                 set(config, s, key, v)?
             }
             "channel_max" => {

@@ -84,6 +84,8 @@ pub struct Unacked {
     pub message_id: u64,
     /// The consumer's prefetch credit (None for basic.get).
     pub consumer_credit: Option<Arc<Credit>>,
+    /// When it went out, for `consumer_timeout`.
+    pub delivered_at: tokio::time::Instant,
 }
 
 #[derive(Debug)]

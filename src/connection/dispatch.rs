@@ -375,6 +375,7 @@ impl Connection {
                             queue,
                             message_id: message.id,
                             consumer_credit: Some(credit),
+                            delivered_at: tokio::time::Instant::now(),
                         },
                     );
                 }

@@ -278,6 +278,13 @@ impl Connection {
             Duration::from_millis(hb as u64 * 500)
         };
         let mut ticker = tokio::time::interval_at(Instant::now() + tick_every, tick_every);
+        // RabbitMQ looks for timed-out deliveries on each channel's tick (a minute); a
+        // shorter timeout is looked at twice as often as it is long
+        let consumer_timeout = Duration::from_millis(self.session.broker.config.consumer_timeout);
+        let look_every =
+            (consumer_timeout / 2).clamp(Duration::from_millis(5), Duration::from_secs(60));
+        let mut timeout_check = tokio::time::interval_at(Instant::now() + look_every, look_every);
+        timeout_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut last_recv = Instant::now();
         let mut last_sent = Instant::now();
         let mut reader_open = true;
@@ -334,6 +341,9 @@ impl Connection {
                             self.session.out.heartbeat();
                         }
                     }
+                }
+                _ = timeout_check.tick(), if !consumer_timeout.is_zero() => {
+                    self.expire_deliveries(consumer_timeout).await;
                 }
                 Ok(()) = alarm.changed() => {
                     let raised = *alarm.borrow_and_update();
@@ -498,6 +508,35 @@ impl Connection {
             .collect();
         out.sort_by_key(|c| c.number);
         out
+    }
+
+    /// RabbitMQ's `consumer_timeout`: a channel whose oldest unacknowledged delivery (the
+    /// lowest delivery tag) is older than `timeout` is closed with 406, which requeues
+    /// its unacknowledged messages.
+    async fn expire_deliveries(&mut self, timeout: Duration) {
+        let now = Instant::now();
+        let late: Vec<u16> = self
+            .channels
+            .iter()
+            .filter(|(_, ch)| ch.phase == channel::Phase::Open)
+            .filter(|(_, ch)| {
+                ch.unacked
+                    .first_key_value()
+                    .is_some_and(|(_, u)| now.duration_since(u.delivered_at) > timeout)
+            })
+            .map(|(n, _)| *n)
+            .collect();
+        for ch in late {
+            let ms = timeout.as_millis();
+            tracing::warn!(
+                channel = ch,
+                "delivery acknowledgement timed out after {ms} ms"
+            );
+            let e = AmqpError::precondition_failed(format!(
+                "delivery acknowledgement on channel {ch} timed out. Timeout value used: {ms} ms. This timeout value can be configured, see consumers doc guide to learn more"
+            ));
+            self.fail(ch, e).await;
+        }
     }
 
     async fn teardown(&mut self) {

@@ -169,6 +169,7 @@ pub(super) async fn basic_get(
                         queue: q,
                         message_id: m.id,
                         consumer_credit: None,
+                        delivered_at: tokio::time::Instant::now(),
                     },
                 );
             }
