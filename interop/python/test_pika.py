@@ -136,3 +136,34 @@ def test_channel_errors_carry_rabbitmq_codes(channel):
         channel.queue_declare("missing-" + uuid.uuid4().hex, passive=True)
     assert e.value.reply_code == 404
     assert e.value.reply_text.startswith("NOT_FOUND - no queue")
+
+
+def test_rpc_over_direct_reply_to(channel):
+    # The RPC pattern of RabbitMQ's direct reply-to guide: the client consumes the
+    # pseudo-queue without acks, the server answers to whatever reply_to it was given.
+    server_conn = pika.BlockingConnection(pika.URLParameters(URL))
+    server = server_conn.channel()
+    requests = fresh(server)
+
+    def on_request(ch, method, props, body):
+        ch.basic_publish("", props.reply_to, b"price of " + body,
+                         pika.BasicProperties(correlation_id=props.correlation_id))
+        ch.basic_ack(method.delivery_tag)
+
+    server.basic_consume(requests, on_request)
+    replies = []
+    channel.basic_consume("amq.rabbitmq.reply-to",
+                          lambda ch, m, p, body: replies.append((p.correlation_id, body)),
+                          auto_ack=True)
+    for n in range(3):
+        channel.basic_publish("", requests, f"sku-{n}".encode(),
+                              pika.BasicProperties(reply_to="amq.rabbitmq.reply-to",
+                                                   correlation_id=str(n)))
+    deadline = 100
+    while len(replies) < 3 and deadline:
+        server_conn.process_data_events(0.05)
+        channel.connection.process_data_events(0.05)
+        deadline -= 1
+    server_conn.close()
+    assert sorted(replies) == [("0", b"price of sku-0"), ("1", b"price of sku-1"),
+                               ("2", b"price of sku-2")]

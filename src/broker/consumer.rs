@@ -100,6 +100,12 @@ pub enum ConnEvent {
         epoch: u64,
         consumer_tag: Arc<str>,
     },
+    /// A reply for the channel's direct reply-to consumer (`broker::direct_reply`).
+    Reply {
+        channel_id: u16,
+        epoch: u64,
+        message: Arc<crate::model::message::Message>,
+    },
 }
 
 /// A connection's event channel as the store sees it: confirms arrive as `Confirmed` events.

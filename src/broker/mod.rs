@@ -9,6 +9,7 @@ pub mod auth;
 pub mod connections;
 pub mod consumer;
 pub mod deadletter;
+pub mod direct_reply;
 pub mod exchange;
 pub mod metrics;
 pub mod permissions;
@@ -43,6 +44,8 @@ pub struct BrokerState {
     /// Bumped when a user is deleted; connections check whether theirs still exists.
     pub users_deleted: watch::Sender<u64>,
     pub store: Option<Store>,
+    /// Channels consuming from `amq.rabbitmq.reply-to`, by their generated names.
+    pub direct_reply: direct_reply::DirectReply,
     /// The first start's default user and vhost, to be stored before serving.
     initial_definitions: std::sync::Mutex<Vec<Definition>>,
     /// Memory and disk alarms: publishers are blocked while either is raised.
@@ -214,6 +217,7 @@ impl BrokerState {
             connection_registry: Default::default(),
             started: std::time::Instant::now(),
             store,
+            direct_reply: Default::default(),
             global_parameters: std::sync::RwLock::new(global_parameters),
         });
         (state, report)

@@ -120,6 +120,8 @@ pub struct ChannelState {
     pub unacked: BTreeMap<u64, Unacked>,
     pub next_delivery_tag: u64,
     pub consumers: HashMap<Arc<str>, ConsumerEntry>,
+    /// The direct reply-to consumer: its tag and registered name (dropped, it is gone).
+    pub reply_consumer: Option<(Arc<str>, crate::broker::direct_reply::Registration)>,
     /// basic.qos(global=false) prefetch for consumers started after it.
     pub consumer_prefetch: u16,
     /// The last queue declared on this channel, for RabbitMQ's empty-name shorthand.
@@ -144,6 +146,7 @@ impl ChannelState {
             confirms: None,
             tx: None,
             unacked: BTreeMap::new(),
+            reply_consumer: None,
             next_delivery_tag: 1,
             consumers: HashMap::new(),
             consumer_prefetch: 0,

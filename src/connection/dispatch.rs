@@ -380,6 +380,30 @@ impl Connection {
                     );
                 }
             }
+            ConnEvent::Reply {
+                channel_id,
+                epoch,
+                message,
+            } => {
+                let live = self
+                    .channels
+                    .get_mut(&channel_id)
+                    .filter(|c| c.link.epoch == epoch && c.phase == Phase::Open);
+                // a reply for a consumer that has gone is dropped, as in RabbitMQ
+                let Some(ch) = live else {
+                    return;
+                };
+                let Some((tag, _)) = &ch.reply_consumer else {
+                    return;
+                };
+                // RabbitMQ 3.10 sends the channel's next tag without taking it: nothing is
+                // acknowledged on a no-ack reply consumer
+                let delivery_tag = ch.next_delivery_tag;
+                self.session
+                    .out
+                    .deliver(channel_id, tag, delivery_tag, false, &message);
+                ch.stats.deliver_no_ack += 1;
+            }
             ConnEvent::Confirmed {
                 channel_id,
                 epoch,

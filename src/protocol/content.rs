@@ -54,6 +54,8 @@ pub struct PropertyPeek {
     pub expiration: Option<Range<usize>>,
     /// RabbitMQ validates it against the authenticated user.
     pub user_id: Option<Range<usize>>,
+    /// Direct reply-to rewrites it.
+    pub reply_to: Option<Range<usize>>,
 }
 
 impl PropertyPeek {
@@ -94,7 +96,8 @@ pub fn peek_properties(props: &[u8]) -> Result<PropertyPeek, AmqpError> {
         }
         match bit {
             4 => peek.user_id = Some(short_str(&mut at)?),
-            15 | 14 | 10 | 9 | 7 | 5 | 3 | 2 => {
+            9 => peek.reply_to = Some(short_str(&mut at)?),
+            15 | 14 | 10 | 7 | 5 | 3 | 2 => {
                 short_str(&mut at)?;
             }
             8 => peek.expiration = Some(short_str(&mut at)?),
@@ -187,6 +190,29 @@ pub fn rewrite_properties(
                     out.extend_from_slice(&props[r.clone()]);
                 }
             }
+        }
+    }
+    out[0..2].copy_from_slice(&flags.to_be_bytes());
+    Ok(out.freeze())
+}
+
+/// The same property list with `reply_to` set to `reply_to` (direct reply-to's generated
+/// name); every other property keeps its bytes.
+pub fn with_reply_to(props: &[u8], reply_to: &str) -> Result<Bytes, AmqpError> {
+    let ranges = property_ranges(props)?;
+    let mut flags = u16::from_be_bytes([props[0], props[1]]) | 1 << 9;
+    let mut out = BytesMut::with_capacity(props.len() + reply_to.len() + 1);
+    out.put_u16(0);
+    for bit in (2..=15).rev() {
+        if bit == 9 {
+            let Ok(len) = u8::try_from(reply_to.len()) else {
+                flags &= !(1 << 9);
+                continue;
+            };
+            out.put_u8(len);
+            out.extend_from_slice(reply_to.as_bytes());
+        } else if let Some(r) = &ranges[bit] {
+            out.extend_from_slice(&props[r.clone()]);
         }
     }
     out[0..2].copy_from_slice(&flags.to_be_bytes());

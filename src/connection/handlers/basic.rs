@@ -45,6 +45,9 @@ pub(super) async fn basic_consume(
     ch: &mut ChannelState,
     d: basic::Consume,
 ) -> Result<(), AmqpError> {
+    if d.queue.as_str() == crate::broker::direct_reply::REPLY_QUEUE {
+        return super::direct_reply::consume(s, ch, d);
+    }
     let name = ch.queue_name(d.queue.as_str())?;
     // as RabbitMQ: a reused tag is refused before the queue is even looked up
     if ch.consumers.contains_key(d.consumer_tag.as_str()) {
@@ -114,6 +117,9 @@ pub(super) async fn basic_cancel(
     ch: &mut ChannelState,
     d: basic::Cancel,
 ) -> Result<(), AmqpError> {
+    if super::direct_reply::cancel(s, ch, d.consumer_tag.as_str(), d.nowait) {
+        return Ok(());
+    }
     let epoch = ch.link.epoch;
     if let Some(entry) = ch.consumers.remove(d.consumer_tag.as_str()) {
         entry

@@ -6,6 +6,7 @@
 mod basic;
 mod channel;
 mod confirm_tx;
+mod direct_reply;
 mod exchange;
 mod publish;
 mod queue;

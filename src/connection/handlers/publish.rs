@@ -4,6 +4,7 @@
 //! messages come back as basic.return; in confirm mode each publish is then confirmed, and in
 //! tx mode it waits in the transaction buffer for tx.commit.
 
+use crate::broker::direct_reply::REPLY_PREFIX;
 use crate::broker::exchange::ExchangeKind;
 use crate::broker::permissions::Access;
 use std::sync::Arc;
@@ -217,7 +218,14 @@ async fn complete_publish(s: &mut Session, ch: &mut ChannelState) -> Result<(), 
         }
     };
     let persistent = peek.persistent();
-    let (properties, body) = compact(header.properties, p.body.into_bytes());
+    let properties =
+        match super::direct_reply::rewrite_reply_to(ch, &header.properties, peek.reply_to)
+            .map_err(err)?
+        {
+            Some(rewritten) => rewritten,
+            None => header.properties,
+        };
+    let (properties, body) = compact(properties, p.body.into_bytes());
     let message = Arc::new(Message {
         accounted: crate::model::message::Accounted::new(&properties, &body),
         persistent,
@@ -280,6 +288,13 @@ pub(super) async fn route_and_enqueue(
     confirm: Option<Arc<ConfirmToken>>,
     confirm_via_queues: bool,
 ) {
+    if message.exchange.is_empty() && message.routing_key.starts_with(REPLY_PREFIX) {
+        // As RabbitMQ: the reply goes straight to its channel and counts as routed to no
+        // queue, so a mandatory reply also comes back as NO_ROUTE.
+        s.broker
+            .direct_reply
+            .deliver(&message.routing_key, &message);
+    }
     let targets = s.vhost.targets(&message);
     let metrics = &s.broker.metrics;
     if targets.is_empty() {

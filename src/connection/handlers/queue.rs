@@ -54,6 +54,9 @@ pub(super) async fn queue_declare(
     ch: &mut ChannelState,
     d: queue::Declare,
 ) -> Result<(), AmqpError> {
+    if let Some(answered) = super::direct_reply::declare(s, ch, &d) {
+        return answered;
+    }
     let requested = d.queue.as_str();
     let (handle, created) = if d.passive {
         // the "last declared queue" shortcut is not applied to queue.declare itself:
