@@ -1,63 +1,135 @@
-//! Topic routing-key matching with RabbitMQ's rules: words split on '.', `*` matches
-//! exactly one word, `#` matches zero or more words. Empty words are words ("a..b").
+//! Topic routing with RabbitMQ's rules: words split on '.', `*` matches exactly one word,
+//! `#` matches zero or more words; empty words are words ("a..b"). Binding keys live in a
+//! trie of words, so a routing key is matched against every binding at once: the cost
+//! follows the key's length and the trie nodes it reaches, not the number of bindings,
+//! and binding or unbinding one key touches only its own path.
 
-/// A binding key split into words once, when the binding is made.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct TopicPattern {
-    words: Vec<String>,
+use std::collections::HashMap;
+
+#[derive(Debug, Default)]
+struct Node {
+    children: HashMap<Box<str>, Node>,
+    star: Option<Box<Node>>,
+    hash: Option<Box<Node>>,
+    /// Reached through a `#`: it may swallow any number of further words itself.
+    is_hash: bool,
+    /// Bindings whose key ends here, by the exchange's binding ids.
+    bindings: Vec<u64>,
 }
 
-impl TopicPattern {
-    pub fn new(binding_key: &str) -> Self {
-        Self {
-            words: binding_key.split('.').map(str::to_owned).collect(),
+impl Node {
+    fn is_empty(&self) -> bool {
+        self.bindings.is_empty()
+            && self.children.is_empty()
+            && self.star.is_none()
+            && self.hash.is_none()
+    }
+
+    fn child_mut(&mut self, word: &str) -> &mut Node {
+        match word {
+            "*" => self.star.get_or_insert_with(Default::default),
+            "#" => self.hash.get_or_insert_with(|| {
+                Box::new(Node {
+                    is_hash: true,
+                    ..Default::default()
+                })
+            }),
+            w => self.children.entry(w.into()).or_default(),
         }
     }
 
-    pub fn matches(&self, routing_key: &str) -> bool {
-        let key: Vec<&str> = routing_key.split('.').collect();
-        let pat: Vec<&str> = self.words.iter().map(String::as_str).collect();
-        matches_words(&pat, &key)
-    }
-}
-
-/// Iterative match with backtracking to the last `#` (linear in practice, no recursion
-/// depth a hostile key could blow up).
-fn matches_words(pat: &[&str], key: &[&str]) -> bool {
-    // dp over pattern positions reachable after consuming i words of the key
-    let mut reach = vec![false; pat.len() + 1];
-    reach[0] = true;
-    // `#` may match zero words: close over them before consuming anything
-    close_hashes(pat, &mut reach);
-    for word in key {
-        let mut next = vec![false; pat.len() + 1];
-        for (p, ok) in reach.iter().enumerate() {
-            if !*ok || p == pat.len() {
-                continue;
-            }
-            match pat[p] {
-                "#" => {
-                    next[p] = true; // # consumes this word and stays
-                    next[p + 1] = true; // # consumes this word and ends
+    /// Remove `id` under the path `words`; true when this node is left empty.
+    fn remove(&mut self, words: &[&str], id: u64) -> bool {
+        match words.split_first() {
+            None => self.bindings.retain(|b| *b != id),
+            Some((word, rest)) => {
+                let emptied = match *word {
+                    "*" => self.star.as_mut().is_some_and(|n| n.remove(rest, id)),
+                    "#" => self.hash.as_mut().is_some_and(|n| n.remove(rest, id)),
+                    w => self.children.get_mut(w).is_some_and(|n| n.remove(rest, id)),
+                };
+                if emptied {
+                    match *word {
+                        "*" => self.star = None,
+                        "#" => self.hash = None,
+                        w => {
+                            self.children.remove(w);
+                        }
+                    }
                 }
-                "*" => next[p + 1] = true,
-                w if w == *word => next[p + 1] = true,
-                _ => {}
             }
         }
-        close_hashes(pat, &mut next);
-        if !next.iter().any(|b| *b) {
-            return false;
-        }
-        reach = next;
+        self.is_empty()
     }
-    reach[pat.len()]
 }
 
-fn close_hashes(pat: &[&str], reach: &mut [bool]) {
-    for p in 0..pat.len() {
-        if reach[p] && pat[p] == "#" {
-            reach[p + 1] = true;
+/// Every topic binding key of one exchange.
+#[derive(Debug, Default)]
+pub struct Trie {
+    root: Node,
+}
+
+fn push_unique<'a>(states: &mut Vec<&'a Node>, n: &'a Node) {
+    if !states.iter().any(|s| std::ptr::eq(*s, n)) {
+        states.push(n);
+    }
+}
+
+/// Add the `#` nodes reachable without consuming a word (a `#` may match none).
+fn close_hashes(states: &mut Vec<&Node>) {
+    let mut i = 0;
+    while i < states.len() {
+        if let Some(h) = states[i].hash.as_deref() {
+            push_unique(states, h);
+        }
+        i += 1;
+    }
+}
+
+impl Trie {
+    pub fn insert(&mut self, binding_key: &str, id: u64) {
+        let mut node = &mut self.root;
+        for word in binding_key.split('.') {
+            node = node.child_mut(word);
+        }
+        node.bindings.push(id);
+    }
+
+    pub fn remove(&mut self, binding_key: &str, id: u64) {
+        let words: Vec<&str> = binding_key.split('.').collect();
+        self.root.remove(&words, id);
+    }
+
+    /// Call `found` with the id of every binding whose key matches `routing_key`, once.
+    /// The set of live nodes never holds one node twice, so keys full of `#` cost no more
+    /// than the trie's size per word.
+    pub fn route(&self, routing_key: &str, mut found: impl FnMut(u64)) {
+        let mut states: Vec<&Node> = vec![&self.root];
+        close_hashes(&mut states);
+        let mut next: Vec<&Node> = Vec::new();
+        for word in routing_key.split('.') {
+            next.clear();
+            for s in &states {
+                if let Some(c) = s.children.get(word) {
+                    push_unique(&mut next, c);
+                }
+                if let Some(c) = s.star.as_deref() {
+                    push_unique(&mut next, c);
+                }
+                if s.is_hash {
+                    push_unique(&mut next, s);
+                }
+            }
+            close_hashes(&mut next);
+            if next.is_empty() {
+                return;
+            }
+            std::mem::swap(&mut states, &mut next);
+        }
+        for s in states {
+            for id in &s.bindings {
+                found(*id);
+            }
         }
     }
 }
@@ -67,7 +139,11 @@ mod tests {
     use super::*;
 
     fn m(pattern: &str, key: &str) -> bool {
-        TopicPattern::new(pattern).matches(key)
+        let mut t = Trie::default();
+        t.insert(pattern, 1);
+        let mut hit = false;
+        t.route(key, |_| hit = true);
+        hit
     }
 
     /// The cases from RabbitMQ's own topic exchange tests (rabbit_exchange_type_topic),
@@ -125,6 +201,31 @@ mod tests {
         for (pattern, key, expected) in cases {
             assert_eq!(m(pattern, key), expected, "{pattern:?} vs {key:?}");
         }
+    }
+
+    #[test]
+    fn bindings_share_paths_and_leave_without_disturbing_the_rest() {
+        let mut t = Trie::default();
+        t.insert("order.*.created", 1);
+        t.insert("order.#", 2);
+        t.insert("order.eu.created", 3);
+        t.insert("#", 4);
+        let ids = |t: &Trie, key: &str| {
+            let mut v = Vec::new();
+            t.route(key, |id| v.push(id));
+            v.sort();
+            v.dedup();
+            v
+        };
+        assert_eq!(ids(&t, "order.eu.created"), [1, 2, 3, 4]);
+        assert_eq!(ids(&t, "stock.low"), [4]);
+        t.remove("order.#", 2);
+        t.remove("#", 4);
+        assert_eq!(ids(&t, "order.eu.created"), [1, 3]);
+        assert_eq!(ids(&t, "order.eu"), Vec::<u64>::new());
+        t.remove("order.*.created", 1);
+        t.remove("order.eu.created", 3);
+        assert!(t.root.is_empty(), "emptied paths are pruned");
     }
 
     #[test]
