@@ -9,7 +9,14 @@ use amq_protocol::types::FieldTable;
 use warren::broker::exchange::{Destination, Exchange, ExchangeKind};
 
 fn exchange(bindings: usize) -> Exchange {
-    let x = Exchange::new("orders", ExchangeKind::Topic, true, false, false, FieldTable::default());
+    let x = Exchange::new(
+        "orders",
+        ExchangeKind::Topic,
+        true,
+        false,
+        false,
+        FieldTable::default(),
+    );
     let kinds = ["created", "paid", "shipped", "cancelled", "refunded"];
     for i in 0..bindings {
         let key = match i % 4 {
@@ -18,10 +25,22 @@ fn exchange(bindings: usize) -> Exchange {
             2 => format!("*.store{i}.#"),
             _ => format!("order.#.store{i}"),
         };
-        x.bind(Destination::Queue(format!("q{i}").into()), &key, FieldTable::default());
+        x.bind(
+            Destination::Queue(format!("q{i}").into()),
+            &key,
+            FieldTable::default(),
+        );
     }
-    x.bind(Destination::Queue("audit".into()), "#", FieldTable::default());
-    x.bind(Destination::Queue("created".into()), "order.*.created", FieldTable::default());
+    x.bind(
+        Destination::Queue("audit".into()),
+        "#",
+        FieldTable::default(),
+    );
+    x.bind(
+        Destination::Queue("created".into()),
+        "order.*.created",
+        FieldTable::default(),
+    );
     x
 }
 
@@ -36,7 +55,11 @@ fn main() {
         let bind_start = Instant::now();
         let extra = Destination::Queue("extra".into());
         for i in 0..1000 {
-            x.bind(extra.clone(), &format!("bench.{i}.#"), FieldTable::default());
+            x.bind(
+                extra.clone(),
+                &format!("bench.{i}.#"),
+                FieldTable::default(),
+            );
         }
         for i in 0..1000 {
             x.unbind(&extra, &format!("bench.{i}.#"), &FieldTable::default());

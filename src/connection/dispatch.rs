@@ -4,6 +4,8 @@
 //! Events from queues (deliveries, cancellations) are applied here too.
 
 use amq_protocol::protocol::{basic, channel, connection, AMQPClass};
+use std::collections::HashMap;
+
 use bytes::Bytes;
 
 use super::channel::{ChannelState, Phase, Unacked};
@@ -341,10 +343,7 @@ impl Connection {
                 message,
                 no_ack,
             } => {
-                let live = self
-                    .channels
-                    .get_mut(&channel_id)
-                    .filter(|c| c.link.epoch == epoch && c.phase == Phase::Open);
+                let live = live_channel(&mut self.channels, channel_id, epoch);
                 let Some(ch) = live else {
                     queue.send(QueueCmd::Reinsert(vec![message])).await;
                     return;
@@ -385,10 +384,7 @@ impl Connection {
                 epoch,
                 message,
             } => {
-                let live = self
-                    .channels
-                    .get_mut(&channel_id)
-                    .filter(|c| c.link.epoch == epoch && c.phase == Phase::Open);
+                let live = live_channel(&mut self.channels, channel_id, epoch);
                 // a reply for a consumer that has gone is dropped, as in RabbitMQ
                 let Some(ch) = live else {
                     return;
@@ -443,4 +439,15 @@ impl Connection {
             }
         }
     }
+}
+
+/// The channel an event is for, if it is still the same opening of it and open.
+fn live_channel(
+    channels: &mut HashMap<u16, Box<ChannelState>>,
+    channel_id: u16,
+    epoch: u64,
+) -> Option<&mut Box<ChannelState>> {
+    channels
+        .get_mut(&channel_id)
+        .filter(|c| c.link.epoch == epoch && c.phase == Phase::Open)
 }

@@ -2,28 +2,32 @@
 //! operator-policy twins, with rabbitmqctl's arguments, messages and columns. The broker
 //! checks the policy; a refusal is printed with RabbitMQ's reason.
 
-use clap::Subcommand;
+use clap::{Args, Subcommand};
 use serde_json::{json, Value};
 
 use crate::http::{Api, ApiFailure};
 use crate::Out;
 
+/// What set_policy and set_operator_policy take, as rabbitmqctl.
+#[derive(Args, Debug)]
+pub struct PolicySpec {
+    #[arg(short = 'p', long = "vhost", default_value = "/")]
+    vhost: String,
+    #[arg(long, default_value = "0")]
+    priority: String,
+    /// queues, exchanges or all
+    #[arg(long = "apply-to", default_value = "all")]
+    apply_to: String,
+    name: String,
+    pattern: String,
+    definition: String,
+}
+
 #[derive(Subcommand, Debug)]
 #[command(rename_all = "snake_case")]
 pub enum PolicyCommand {
     /// e.g. set_policy --apply-to queues order-cap '^orders\.' '{"max-length": 1000}'
-    SetPolicy {
-        #[arg(short = 'p', long = "vhost", default_value = "/")]
-        vhost: String,
-        #[arg(long, default_value = "0")]
-        priority: String,
-        /// queues, exchanges or all
-        #[arg(long = "apply-to", default_value = "all")]
-        apply_to: String,
-        name: String,
-        pattern: String,
-        definition: String,
-    },
+    SetPolicy(PolicySpec),
     ClearPolicy {
         #[arg(short = 'p', long = "vhost", default_value = "/")]
         vhost: String,
@@ -34,17 +38,7 @@ pub enum PolicyCommand {
         vhost: String,
     },
     /// An operator policy caps what policies and arguments may set.
-    SetOperatorPolicy {
-        #[arg(short = 'p', long = "vhost", default_value = "/")]
-        vhost: String,
-        #[arg(long, default_value = "0")]
-        priority: String,
-        #[arg(long = "apply-to", default_value = "all")]
-        apply_to: String,
-        name: String,
-        pattern: String,
-        definition: String,
-    },
+    SetOperatorPolicy(PolicySpec),
     ClearOperatorPolicy {
         #[arg(short = 'p', long = "vhost", default_value = "/")]
         vhost: String,
@@ -73,26 +67,24 @@ fn unescape(reason: String) -> String {
         .replace("&amp;", "&")
 }
 
-fn set(
-    api: &Api,
-    path: &str,
-    (vhost, name, pattern, definition, priority, apply_to): (&str, &str, &str, &str, &str, &str),
-) -> Result<(), ApiFailure> {
-    let definition: Value = serde_json::from_str(definition)
+fn set(api: &Api, path: &str, p: &PolicySpec) -> Result<(), ApiFailure> {
+    let definition: Value = serde_json::from_str(&p.definition)
         .map_err(|e| ApiFailure::Refused(format!("JSON decoding error. Reason: {e}")))?;
-    let priority: Value = serde_json::from_str(priority)
+    let priority: Value = serde_json::from_str(&p.priority)
         .ok()
         .filter(Value::is_number)
         .ok_or_else(|| {
             ApiFailure::Usage(format!(
-                "Invalid options for this command:\n--priority : {priority}"
+                "Invalid options for this command:\n--priority : {}",
+                p.priority
             ))
         })?;
-    let body = json!({"pattern": pattern, "definition": definition, "priority": priority, "apply-to": apply_to});
-    api.put(&[path, vhost, name], body).map_err(|e| match e {
-        ApiFailure::Data(reason) => ApiFailure::Refused(unescape(reason)),
-        other => other,
-    })
+    let body = json!({"pattern": p.pattern, "definition": definition, "priority": priority, "apply-to": p.apply_to});
+    api.put(&[path, &p.vhost, &p.name], body)
+        .map_err(|e| match e {
+            ApiFailure::Data(reason) => ApiFailure::Refused(unescape(reason)),
+            other => other,
+        })
 }
 
 fn list(api: &Api, out: &Out, path: &str, vhost: &str) -> Result<(), ApiFailure> {
@@ -106,39 +98,19 @@ fn list(api: &Api, out: &Out, path: &str, vhost: &str) -> Result<(), ApiFailure>
 
 pub fn run(api: &Api, out: &Out, command: PolicyCommand) -> Result<(), ApiFailure> {
     match command {
-        PolicyCommand::SetPolicy {
-            vhost,
-            priority,
-            apply_to,
-            name,
-            pattern,
-            definition,
-        } => {
+        PolicyCommand::SetPolicy(p) => {
             out.info(format!(
-                "Setting policy \"{name}\" for pattern \"{pattern}\" to \"{definition}\" with priority \"{priority}\" for vhost \"{vhost}\" ..."
+                "Setting policy \"{}\" for pattern \"{}\" to \"{}\" with priority \"{}\" for vhost \"{}\" ...",
+                p.name, p.pattern, p.definition, p.priority, p.vhost
             ));
-            set(
-                api,
-                "policies",
-                (&vhost, &name, &pattern, &definition, &priority, &apply_to),
-            )?;
+            set(api, "policies", &p)?;
         }
-        PolicyCommand::SetOperatorPolicy {
-            vhost,
-            priority,
-            apply_to,
-            name,
-            pattern,
-            definition,
-        } => {
+        PolicyCommand::SetOperatorPolicy(p) => {
             out.info(format!(
-                "Setting operator policy override \"{name}\" for pattern \"{pattern}\" to \"{definition}\" with priority \"{priority}\" for vhost \"{vhost}\" ..."
+                "Setting operator policy override \"{}\" for pattern \"{}\" to \"{}\" with priority \"{}\" for vhost \"{}\" ...",
+                p.name, p.pattern, p.definition, p.priority, p.vhost
             ));
-            set(
-                api,
-                "operator-policies",
-                (&vhost, &name, &pattern, &definition, &priority, &apply_to),
-            )?;
+            set(api, "operator-policies", &p)?;
         }
         PolicyCommand::ClearPolicy { vhost, name } => {
             out.info(format!(

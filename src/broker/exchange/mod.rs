@@ -67,7 +67,12 @@ struct Bindings {
 }
 
 impl Bindings {
-    fn find(&self, destination: &Destination, routing_key: &str, arguments: &FieldTable) -> Option<u64> {
+    fn find(
+        &self,
+        destination: &Destination,
+        routing_key: &str,
+        arguments: &FieldTable,
+    ) -> Option<u64> {
         // a borrowed lookup would need the key split; bindings are looked up rarely
         let ids = self
             .by_end
@@ -98,7 +103,11 @@ impl Bindings {
 
     fn remove(&mut self, kind: ExchangeKind, id: u64) -> Option<Binding> {
         let b = self.all.remove(&id)?;
-        forget(&mut self.by_end, (b.destination.clone(), b.routing_key.clone()), id);
+        forget(
+            &mut self.by_end,
+            (b.destination.clone(), b.routing_key.clone()),
+            id,
+        );
         match kind {
             ExchangeKind::Direct => forget(&mut self.by_key, b.routing_key.clone(), id),
             ExchangeKind::Topic => self.trie.remove(&b.routing_key, id),
@@ -267,7 +276,11 @@ impl Exchange {
         match self.kind {
             ExchangeKind::Direct => {
                 if let Some(ids) = b.by_key.get(routing_key) {
-                    out.extend(ids.iter().filter_map(|id| b.all.get(id)).map(|x| x.destination.clone()));
+                    out.extend(
+                        ids.iter()
+                            .filter_map(|id| b.all.get(id))
+                            .map(|x| x.destination.clone()),
+                    );
                 }
             }
             ExchangeKind::Fanout => out.extend(b.all.values().map(|x| x.destination.clone())),

@@ -47,7 +47,7 @@ pub struct QueueActor {
     pub(super) policy: Applied,
     pub(super) policy_version: u64,
     vhost: Weak<VHost>,
-    pub(super) ready: ReadyList,
+    ready: ReadyList,
     unacked: HashMap<u64, QueuedMessage>,
     consumers: ConsumerSet,
     next_id: u64,
@@ -259,7 +259,7 @@ impl QueueActor {
 
     /// `discard` for a ready entry, loading it first if it is paged and must be
     /// dead-lettered.
-    pub(super) fn discard_entry(&mut self, e: ReadyEntry, reason: Reason) {
+    fn discard_entry(&mut self, e: ReadyEntry, reason: Reason) {
         let (id, store_id) = (e.id, e.store_id());
         let message = match e.payload {
             Payload::Loaded(m) => Some(m),
@@ -608,15 +608,21 @@ impl QueueActor {
             if !self.consumers.is_empty() {
                 self.dispatch();
             }
-            while self
-                .limits
-                .drops_head(self.ready.len(), self.ready.body_bytes())
-            {
-                let Some(e) = self.ready.pop() else {
-                    break;
-                };
-                self.discard_entry(e, Reason::Maxlen);
-            }
+            self.drop_head_over_limits();
+        }
+    }
+
+    /// Under drop-head, the oldest ready messages go (dead-lettered as `maxlen`) until the
+    /// queue is within its limits.
+    pub(super) fn drop_head_over_limits(&mut self) {
+        while self
+            .limits
+            .drops_head(self.ready.len(), self.ready.body_bytes())
+        {
+            let Some(e) = self.ready.pop() else {
+                break;
+            };
+            self.discard_entry(e, Reason::Maxlen);
         }
     }
 

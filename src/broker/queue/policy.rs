@@ -5,7 +5,6 @@
 
 use super::actor::QueueActor;
 use super::limits::Limits;
-use crate::broker::deadletter::Reason;
 use crate::broker::policy::Applied;
 
 impl QueueActor {
@@ -34,14 +33,6 @@ impl QueueActor {
             self.unused_until = None;
             self.touch();
         }
-        while self
-            .limits
-            .drops_head(self.ready.len(), self.ready.body_bytes())
-        {
-            let Some(e) = self.ready.pop() else {
-                break;
-            };
-            self.discard_entry(e, Reason::Maxlen);
-        }
+        self.drop_head_over_limits();
     }
 }
