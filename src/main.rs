@@ -54,6 +54,10 @@ struct Cli {
     /// With --tls-verify-peer: refuse clients that present no certificate.
     #[arg(long = "tls-fail-if-no-peer-cert")]
     tls_fail_if_no_peer_cert: bool,
+    /// For test suites: TTLs, queue expiry and the consumer timeout follow a clock that
+    /// stands still until POST /api/clock/advance moves it.
+    #[arg(long = "manual-clock")]
+    manual_clock: bool,
     /// Management HTTP API listener (repeatable; default 0.0.0.0:15672 and [::]:15672;
     /// "none" turns it off).
     #[arg(long = "management-listen", value_name = "ADDR")]
@@ -105,6 +109,9 @@ fn load(cli: &Cli) -> Result<(Config, Vec<String>), warren::config::ConfigError>
     }
     if cli.tls_verify_peer {
         config.set("tls_verify_peer", "true", "--tls-verify-peer")?;
+    }
+    if cli.manual_clock {
+        config.set("manual_clock", "true", "--manual-clock")?;
     }
     if cli.tls_fail_if_no_peer_cert {
         config.set(

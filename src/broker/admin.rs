@@ -253,6 +253,7 @@ impl BrokerState {
                     self.config.queue_ram_limit as usize,
                     self.config.vhost_max_queues as usize,
                     self.metrics.clone(),
+                    self.clock.clone(),
                 );
                 (
                     self.vhosts.entry(name.to_owned()).or_insert(v).clone(),

@@ -6,6 +6,7 @@
 pub mod admin;
 pub mod alarm;
 pub mod auth;
+pub mod clock;
 pub mod connections;
 pub mod consumer;
 pub mod deadletter;
@@ -44,6 +45,8 @@ pub struct BrokerState {
     /// Bumped when a user is deleted; connections check whether theirs still exists.
     pub users_deleted: watch::Sender<u64>,
     pub store: Option<Store>,
+    /// What TTLs, queue expiry and the consumer timeout are measured on.
+    pub clock: clock::Clock,
     /// Channels consuming from `amq.rabbitmq.reply-to`, by their generated names.
     pub direct_reply: direct_reply::DirectReply,
     /// The first start's default user and vhost, to be stored before serving.
@@ -152,6 +155,7 @@ impl BrokerState {
         let mut report = RecoveryReport::default();
         let vhosts = DashMap::new();
         let metrics = Arc::new(metrics::GlobalMetrics::default());
+        let clock = clock::Clock::new(config.manual_clock);
         for name in names {
             let v = VHost::new(
                 &name,
@@ -159,6 +163,7 @@ impl BrokerState {
                 config.queue_ram_limit as usize,
                 config.vhost_max_queues as usize,
                 metrics.clone(),
+                clock.clone(),
             );
             report.messages +=
                 v.restore(&recovered.definitions, &mut positions, &mut delivery_counts);
@@ -217,6 +222,7 @@ impl BrokerState {
             connection_registry: Default::default(),
             started: std::time::Instant::now(),
             store,
+            clock,
             direct_reply: Default::default(),
             global_parameters: std::sync::RwLock::new(global_parameters),
         });

@@ -43,6 +43,9 @@ pub struct Config {
     /// Milliseconds a delivery may stay unacknowledged before its channel is closed with
     /// 406, as RabbitMQ's `consumer_timeout` (default 30 minutes); 0 turns it off.
     pub consumer_timeout: u64,
+    /// For test suites: TTLs, queue expiry and the consumer timeout follow a clock that
+    /// stands still until advanced (`Broker::advance_clock`, `POST /api/clock/advance`).
+    pub manual_clock: bool,
     /// The `product` and `version` server properties. Clients (kombu, amqplib) read them
     /// to pick RabbitMQ-specific behaviour, so the defaults name RabbitMQ's.
     pub product: String,
@@ -131,6 +134,7 @@ impl Default for Config {
             max_message_size: 134_217_728,
             handshake_timeout: 10_000,
             consumer_timeout: 1_800_000,
+            manual_clock: false,
             product: "RabbitMQ".into(),
             product_version: "3.13.7".into(),
             cluster_name: "warren".into(),
@@ -190,6 +194,7 @@ pub const KEYS: &[&str] = &[
     "max_message_size",
     "handshake_timeout",
     "consumer_timeout",
+    "manual_clock",
     "product",
     "product_version",
     "cluster_name",
@@ -363,6 +368,7 @@ impl Config {
             }
             "handshake_timeout" => self.handshake_timeout = num(value).map_err(bad)?,
             "consumer_timeout" => self.consumer_timeout = num(value).map_err(bad)?,
+            "manual_clock" => self.manual_clock = flag(value)?,
             "product" => self.product = value.to_owned(),
             "product_version" => self.product_version = value.to_owned(),
             "cluster_name" => self.cluster_name = value.to_owned(),
@@ -604,7 +610,7 @@ mod tests {
                 | "default_permissions_read" => "x",
                 "vm_memory_high_watermark" | "disk_free_limit_relative" => "0.5",
                 "tls_cert" | "tls_key" | "tls_ca" | "load_definitions" => "/tmp/x.pem",
-                "tls_verify_peer" | "tls_fail_if_no_peer_cert" => "true",
+                "tls_verify_peer" | "tls_fail_if_no_peer_cert" | "manual_clock" => "true",
                 "tls_versions" => "tlsv1.3",
                 "ssl_cert_login_from" => "common_name",
                 "amqps_listen" | "management_listen" | "prometheus_listen" => "127.0.0.1:1",

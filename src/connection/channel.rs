@@ -84,7 +84,7 @@ pub struct Unacked {
     pub message_id: u64,
     /// The consumer's prefetch credit (None for basic.get).
     pub consumer_credit: Option<Arc<Credit>>,
-    /// When it went out, for `consumer_timeout`.
+    /// When it went out (on the broker's clock), for `consumer_timeout`.
     pub delivered_at: tokio::time::Instant,
 }
 

@@ -374,7 +374,7 @@ impl Connection {
                             queue,
                             message_id: message.id,
                             consumer_credit: Some(credit),
-                            delivered_at: tokio::time::Instant::now(),
+                            delivered_at: self.session.broker.clock.now(),
                         },
                     );
                 }

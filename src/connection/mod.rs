@@ -50,6 +50,14 @@ async fn next_event(rx: &mut Option<mpsc::UnboundedReceiver<ConnEvent>>) -> Opti
     }
 }
 
+/// The next move of a manual clock; never, on the real clock.
+async fn moved(rx: &mut Option<tokio::sync::watch::Receiver<u64>>) -> Option<()> {
+    match rx {
+        Some(rx) => rx.changed().await.ok(),
+        None => std::future::pending().await,
+    }
+}
+
 /// Read once into `buf`, making room for at least `hint` bytes first.
 async fn read_some<R: AsyncRead + Unpin>(
     reader: &mut R,
@@ -285,6 +293,8 @@ impl Connection {
             (consumer_timeout / 2).clamp(Duration::from_millis(5), Duration::from_secs(60));
         let mut timeout_check = tokio::time::interval_at(Instant::now() + look_every, look_every);
         timeout_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // a manual clock is looked at whenever it moves
+        let mut clock_moved = self.session.broker.clock.advanced();
         let mut last_recv = Instant::now();
         let mut last_sent = Instant::now();
         let mut reader_open = true;
@@ -343,6 +353,9 @@ impl Connection {
                     }
                 }
                 _ = timeout_check.tick(), if !consumer_timeout.is_zero() => {
+                    self.expire_deliveries(consumer_timeout).await;
+                }
+                Some(()) = moved(&mut clock_moved), if !consumer_timeout.is_zero() => {
                     self.expire_deliveries(consumer_timeout).await;
                 }
                 Ok(()) = alarm.changed() => {
@@ -514,7 +527,7 @@ impl Connection {
     /// lowest delivery tag) is older than `timeout` is closed with 406, which requeues
     /// its unacknowledged messages.
     async fn expire_deliveries(&mut self, timeout: Duration) {
-        let now = Instant::now();
+        let now = self.session.broker.clock.now();
         let late: Vec<u16> = self
             .channels
             .iter()

@@ -2,7 +2,8 @@
 //! cluster name, global parameters, runtime parameters (Warren's one component is
 //! `vhost-limits`), user limits (max-connections, max-channels), feature flags, the auth settings the UI reads, bulk user
 //! deletion and the queue actions of mirrored queues. Whatever RabbitMQ would act on and
-//! Warren does not is refused with a 400 that names it, never stored and ignored.
+//! Warren does not is refused with a 400 that names it, never stored and ignored. Also
+//! Warren's one endpoint of its own: moving a test broker's manual clock.
 
 use std::sync::Arc;
 
@@ -58,6 +59,24 @@ pub fn routes() -> Router<Arc<BrokerState>> {
         .route("/api/users/bulk-delete", post(bulk_delete_users))
         .route("/api/queues/{vhost}/{name}/actions", post(queue_action))
         .route("/api/rebalance/queues", post(rebalance_queues))
+        .route("/api/clock/advance", post(advance_clock))
+}
+
+/// `POST /api/clock/advance {"milliseconds": N}`: TTLs, queue expiry and the consumer
+/// timeout see N more milliseconds pass. Only for a broker started with `manual_clock`.
+async fn advance_clock(State(state): St, _: Admin, bytes: Bytes) -> ApiResult {
+    let body = body_json(&bytes)?;
+    let ms = body
+        .get("milliseconds")
+        .ok_or_else(|| key_missing("milliseconds"))?
+        .as_u64()
+        .ok_or_else(|| ApiError::bad_request("milliseconds must be a non-negative integer"))?;
+    if !state.clock.advance(std::time::Duration::from_millis(ms)) {
+        return Err(ApiError::bad_request(
+            "this broker runs on the real clock; start it with manual_clock = true to advance it",
+        ));
+    }
+    no_content()
 }
 
 /// RabbitMQ's text for a body without a key it needs.

@@ -345,6 +345,12 @@ impl Broker {
         &self.state
     }
 
+    /// With `manual_clock`: let `by` pass for TTLs, queue expiry and the consumer timeout
+    /// (they act at once, as if the time had passed). False on the real clock.
+    pub fn advance_clock(&self, by: Duration) -> bool {
+        self.state.clock.advance(by)
+    }
+
     /// Open client connections right now.
     pub fn connection_count(&self) -> usize {
         self.state.connections.load(Ordering::Relaxed)

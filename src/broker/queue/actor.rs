@@ -23,6 +23,7 @@ use super::limits::Limits;
 use super::ready::{Payload, ReadyEntry, ReadyList};
 use super::stats::{ConsumerDetail, MessageCounters, QueueInfo, RateSampler, Sampler};
 use super::{QueueCmd, QueueHandle, QueueInit, QueueStats};
+use crate::broker::clock::Clock;
 use crate::broker::consumer::{ConnEvent, ConsumerLink};
 use crate::broker::deadletter::{DeadLetter, Reason};
 use crate::broker::metrics::GlobalMetrics;
@@ -66,6 +67,8 @@ pub struct QueueActor {
     rates: RateSampler,
     depth_rates: Sampler<3>,
     metrics: Arc<GlobalMetrics>,
+    /// What TTLs and expiry are measured on.
+    clock: Clock,
 }
 
 enum Deferred {
@@ -90,7 +93,7 @@ impl QueueActor {
         let mut ready = ReadyList::new(args.max_priority);
         let journal = Journal::new(init.store, args.is_quorum());
         let next_id = init.recovered.last().map_or(1, |(seq, _, _)| seq + 1);
-        let now = Instant::now();
+        let now = init.clock.now();
         let queue_ttl = args.message_ttl.map(|ms| now + Duration::from_millis(ms));
         if let Some((last, _, _)) = init.recovered.last() {
             // TTLs of recovered messages run again from the restart.
@@ -142,6 +145,7 @@ impl QueueActor {
             rates: RateSampler::default(),
             depth_rates: Sampler::default(),
             metrics: init.metrics,
+            clock: init.clock,
         }
     }
 
@@ -149,6 +153,8 @@ impl QueueActor {
         // a recovered head's expiry is only known once it is loaded
         self.load_head();
         let mut stopped = false;
+        let mut advanced = self.clock.advanced();
+        let clock = self.clock.clone();
         while !stopped {
             let wake = self.next_wake();
             let cmd = tokio::select! {
@@ -156,7 +162,7 @@ impl QueueActor {
                     Some(cmd) => Some(cmd),
                     None => break,
                 },
-                _ = sleep_until(wake), if wake.is_some() => None,
+                _ = clock.sleep_until(wake, &mut advanced), if wake.is_some() || advanced.is_some() => None,
             };
             if let Some(cmd) = cmd {
                 stopped = matches!(self.handle_cmd(cmd), Next::Stop);
@@ -173,7 +179,7 @@ impl QueueActor {
                 }
             }
             if !stopped {
-                let now = Instant::now();
+                let now = self.clock.now();
                 self.expire(now);
                 self.dispatch();
                 self.ready.shrink_if_empty();
@@ -216,7 +222,7 @@ impl QueueActor {
     /// The queue was used: its `x-expires` period starts again.
     pub(super) fn touch(&mut self) {
         if let Some(ms) = self.args.expires {
-            self.unused_until = Some(Instant::now() + Duration::from_millis(ms));
+            self.unused_until = Some(self.clock.now() + Duration::from_millis(ms));
         }
     }
 
@@ -368,7 +374,7 @@ impl QueueActor {
             }
             QueueCmd::Get { no_ack, reply } => {
                 self.touch();
-                self.expire(Instant::now());
+                self.expire(self.clock.now());
                 let got = self.next_ready().map(|m| {
                     self.count_redelivered(m.redelivered);
                     if no_ack {
@@ -429,12 +435,12 @@ impl QueueActor {
             }
             QueueCmd::Stats { reply } => {
                 // as RabbitMQ counts: what a waiting consumer can take is not ready
-                self.expire(Instant::now());
+                self.expire(self.clock.now());
                 self.dispatch();
                 let _ = reply.send(self.stats());
             }
             QueueCmd::Info { reply } => {
-                self.expire(Instant::now());
+                self.expire(self.clock.now());
                 self.dispatch();
                 let _ = reply.send(self.info());
             }
@@ -569,13 +575,12 @@ impl QueueActor {
         self.counters.publish += 1;
         let id = self.next_id;
         self.next_id += 1;
+        let now = self.clock.now();
         let expires_at = earliest(
-            message
-                .expiration
-                .map(|ms| Instant::now() + Duration::from_millis(ms)),
+            message.expiration.map(|ms| now + Duration::from_millis(ms)),
             self.args
                 .message_ttl
-                .map(|ms| Instant::now() + Duration::from_millis(ms)),
+                .map(|ms| now + Duration::from_millis(ms)),
         );
         let stored = self.journal.stores(message.persistent);
         // Past the memory budget a stored message is kept by its store id only; until the
@@ -726,11 +731,4 @@ fn with_delivery_count(m: &Arc<Message>, count: u32) -> Arc<Message> {
         return m.clone();
     };
     Arc::new(m.with_properties(properties))
-}
-
-async fn sleep_until(at: Option<Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
-    }
 }

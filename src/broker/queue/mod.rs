@@ -191,6 +191,8 @@ pub struct QueueInit {
     /// The policies in force when it starts, and their version.
     pub policy: Applied,
     pub policy_version: u64,
+    /// The broker's clock, for TTLs and expiry.
+    pub clock: crate::broker::clock::Clock,
 }
 
 /// Start a queue's actor and return its handle.

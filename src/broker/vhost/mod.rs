@@ -69,6 +69,8 @@ pub struct VHost {
     max_queues: usize,
     /// The broker's counters, handed to every queue this vhost starts.
     pub(crate) metrics: Arc<GlobalMetrics>,
+    /// The broker's clock, likewise.
+    pub(crate) clock: super::clock::Clock,
     /// Open connections to this vhost (counted by the handshake, released by the connection).
     pub connections: std::sync::atomic::AtomicUsize,
     /// Description and tags, as the management API shows them.
@@ -109,12 +111,14 @@ impl VHost {
         queue_ram_limit: usize,
         max_queues: usize,
         metrics: Arc<GlobalMetrics>,
+        clock: super::clock::Clock,
     ) -> Arc<Self> {
         let vhost = Arc::new_cyclic(|me| VHost {
             name: name.to_owned(),
             queue_ram_limit,
             max_queues,
             metrics,
+            clock,
             connections: std::sync::atomic::AtomicUsize::new(0),
             meta: Default::default(),
             deleted: tokio::sync::watch::channel(false).0,

@@ -99,6 +99,7 @@ impl VHost {
                         metrics: self.metrics.clone(),
                         policy: policies.applied(&spec.name, target),
                         policy_version: policies.version(),
+                        clock: self.clock.clone(),
                     },
                     self.me.clone(),
                 )

@@ -73,6 +73,7 @@ impl VHost {
                         metrics: self.metrics.clone(),
                         policy: policies.applied(name, target),
                         policy_version: policies.version(),
+                        clock: self.clock.clone(),
                     },
                     self.me.clone(),
                 );

@@ -175,7 +175,7 @@ pub(super) async fn basic_get(
                         queue: q,
                         message_id: m.id,
                         consumer_credit: None,
-                        delivered_at: tokio::time::Instant::now(),
+                        delivered_at: s.broker.clock.now(),
                     },
                 );
             }
