@@ -4,10 +4,10 @@
 
 mod common;
 
-use common::amqp::{declare, publish, wait_for_message};
+use common::amqp::{declare, publish, stuck_consumer, wait_for_message};
 use common::{reply_code, reply_text, start_with, within};
 use futures_lite::StreamExt;
-use lapin::options::{BasicConsumeOptions, BasicGetOptions};
+use lapin::options::BasicGetOptions;
 use lapin::types::FieldTable;
 use lapin::BasicProperties;
 use warren::Config;
@@ -29,17 +29,7 @@ async fn a_consumer_that_never_acks_loses_its_channel_and_the_order_is_requeued(
         .unwrap();
     publish(&ch, "", "payments", b"order-7", BasicProperties::default()).await;
 
-    let stuck = conn.create_channel().await.unwrap();
-    let mut consumer = stuck
-        .basic_consume(
-            "payments".into(),
-            "stuck".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    let delivery = within(consumer.next()).await.unwrap().unwrap();
+    let (mut consumer, delivery) = stuck_consumer(&conn, "payments").await;
     assert_eq!(delivery.data, b"order-7");
     // no ack: the channel is closed once the delivery is older than the timeout
     let err = within(async {

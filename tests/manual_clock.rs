@@ -7,12 +7,11 @@ mod common;
 use std::time::Duration;
 
 use common::amqp::{
-    args, as_text, deaths, declare, depth, publish, text, wait_for_message, wait_until,
+    args, as_text, deaths, declare, depth, publish, stuck_consumer, text, wait_for_message,
+    wait_until,
 };
 use common::http::Api;
-use common::{start_with, start_with_management, within};
-use futures_lite::StreamExt;
-use lapin::options::BasicConsumeOptions;
+use common::{start_with, start_with_management};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::BasicProperties;
 use serde_json::json;
@@ -103,17 +102,7 @@ async fn queue_expiry_and_the_consumer_timeout_follow_the_clock() {
         .unwrap();
     publish(&ch, "", "payments", b"order-3", BasicProperties::default()).await;
     assert_eq!(depth(&ch, "payments").await, 1);
-    let stuck = conn.create_channel().await.unwrap();
-    let mut consumer = stuck
-        .basic_consume(
-            "payments".into(),
-            "stuck".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await
-        .unwrap();
-    within(consumer.next()).await.unwrap().unwrap();
+    let (_consumer, _) = stuck_consumer(&conn, "payments").await;
     assert!(broker.advance_clock(31 * MINUTE));
     let again = wait_for_message(&ch, "payments").await;
     assert!(again.delivery.redelivered);

@@ -245,3 +245,27 @@ pub async fn bind(ch: &Channel, queue: &str, exchange: &str, key: &str) {
     .await
     .expect("queue.bind");
 }
+
+/// A consumer on a channel of its own that takes one delivery from `queue` and never
+/// acknowledges it (a hung service). Keep the consumer: lapin cancels one it drops.
+pub async fn stuck_consumer(
+    conn: &lapin::Connection,
+    queue: &str,
+) -> (lapin::Consumer, lapin::message::Delivery) {
+    use futures_lite::StreamExt;
+    let ch = conn.create_channel().await.expect("channel");
+    let mut consumer = ch
+        .basic_consume(
+            queue.into(),
+            "stuck".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await
+        .expect("basic.consume");
+    let delivery = super::within(consumer.next())
+        .await
+        .expect("a delivery")
+        .expect("no error");
+    (consumer, delivery)
+}

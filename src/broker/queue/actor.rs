@@ -471,7 +471,11 @@ impl QueueActor {
                 return Next::Stop;
             }
             QueueCmd::Touch => self.touch(),
-            QueueCmd::Policy { version, applied } => self.apply_policy(version, applied),
+            QueueCmd::Policy {
+                version,
+                applied,
+                args,
+            } => self.apply_policy(version, applied, args),
             QueueCmd::Kick => {}
         }
         Next::Continue

@@ -162,10 +162,13 @@ pub enum QueueCmd {
     Kick,
     /// The queue was redeclared: its `x-expires` period starts again.
     Touch,
-    /// Its policies changed; `version` orders changes sent from different tasks.
+    /// Its policies changed, and the settings they give (worked out once, by the vhost,
+    /// which set the publish-path flags from them); `version` orders changes sent from
+    /// different tasks.
     Policy {
         version: u64,
         applied: Applied,
+        args: QueueArgs,
     },
 }
 
@@ -210,8 +213,8 @@ pub fn spawn(init: QueueInit, vhost: Weak<VHost>) -> Arc<QueueHandle> {
         rejects_publishes: AtomicBool::new(false),
         expires: AtomicBool::new(false),
     });
-    handle.set_flags(&handle.args_under(&init.policy));
     let actor = actor::QueueActor::new(Arc::downgrade(&handle), &handle, vhost, init);
+    handle.set_flags(&actor.args);
     tokio::spawn(actor.run(rx));
     handle
 }

@@ -4,11 +4,12 @@
 //! leaves the queue as it is under reject-publish; a new expiry period starts now.
 
 use super::actor::QueueActor;
+use super::args::QueueArgs;
 use super::limits::Limits;
 use crate::broker::policy::Applied;
 
 impl QueueActor {
-    pub(super) fn apply_policy(&mut self, version: u64, applied: Applied) {
+    pub(super) fn apply_policy(&mut self, version: u64, applied: Applied, args: QueueArgs) {
         // a change sent later but read first already holds the newer policies
         if version <= self.policy_version {
             return;
@@ -17,10 +18,6 @@ impl QueueActor {
         if applied == self.policy {
             return;
         }
-        let Some(handle) = self.handle.upgrade() else {
-            return;
-        };
-        let args = handle.args_under(&applied);
         self.policy = applied;
         if args.max_length_bytes.is_some() && self.args.max_length_bytes.is_none() {
             // paged messages are counted in bytes only once loaded

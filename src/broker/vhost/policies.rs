@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_json::Value;
 
 use super::VHost;
-use crate::broker::policy::{Applied, Policies, Policy, PolicyKind, Target};
+use crate::broker::policy::{Policies, Policy, PolicyKind, Target};
 use crate::broker::queue::{QueueArgs, QueueCmd, QueueHandle};
 use crate::store::codec::Definition;
 use crate::store::StoreOp;
@@ -85,7 +85,7 @@ impl VHost {
 
     /// Exchanges take their new policy here (they are data); queues are returned with
     /// theirs, their publish-path flags already set, for `tell_queues`.
-    fn rematch(&self, table: &Policies) -> Vec<(Arc<QueueHandle>, u64, Applied)> {
+    fn rematch(&self, table: &Policies) -> Vec<(Arc<QueueHandle>, QueueCmd)> {
         for x in self.exchanges.iter() {
             if !x.name.is_empty() {
                 x.set_policy(table.applied(&x.name, Target::Exchange));
@@ -95,8 +95,17 @@ impl VHost {
             .iter()
             .map(|q| {
                 let applied = table.applied(&q.name, queue_target(&q.args));
-                q.set_flags(&q.args_under(&applied));
-                (q.clone(), table.version(), applied)
+                let args = q.args_under(&applied);
+                q.set_flags(&args);
+                let version = table.version();
+                (
+                    q.clone(),
+                    QueueCmd::Policy {
+                        version,
+                        applied,
+                        args,
+                    },
+                )
             })
             .collect()
     }
@@ -151,8 +160,8 @@ fn policy_definition(kind: PolicyKind, policy: &Policy) -> Definition {
 }
 
 /// Each queue's actor hears of its policies; one that changed nothing ignores it.
-async fn tell_queues(changes: Vec<(Arc<QueueHandle>, u64, Applied)>) {
-    for (q, version, applied) in changes {
-        q.send(QueueCmd::Policy { version, applied }).await;
+async fn tell_queues(changes: Vec<(Arc<QueueHandle>, QueueCmd)>) {
+    for (q, cmd) in changes {
+        q.send(cmd).await;
     }
 }
