@@ -1,8 +1,8 @@
 //! The clock every time-based behaviour reads: message and queue TTL, `x-expires`, the
-//! consumer timeout. Normally the real monotonic clock. With `manual_clock` it stands
-//! still and moves only when told (`advance`), so a test suite can run a 30-minute order
-//! timeout in milliseconds; whoever sleeps until a clock time also watches `advanced`
-//! and looks again when it moves. Heartbeats, handshakes and rates stay on real time.
+//! consumer timeout, delayed messages. Normally the real monotonic clock. With
+//! `manual_clock` it stands still and moves only when told (`advance`), so a test suite
+//! can run a 30-minute order timeout in milliseconds; whoever sleeps until a clock time
+//! also watches `advanced` and looks again when it moves. Heartbeats, handshakes and rates stay on real time.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -19,6 +19,8 @@ pub struct Clock {
 #[derive(Debug)]
 struct Manual {
     start: Instant,
+    /// Wall-clock milliseconds when the clock was made.
+    start_wall_ms: u64,
     /// Nanoseconds advanced since `start`.
     offset: AtomicU64,
     advanced: watch::Sender<u64>,
@@ -31,6 +33,7 @@ impl Clock {
             manual: manual.then(|| {
                 Arc::new(Manual {
                     start: Instant::now(),
+                    start_wall_ms: system_ns() / 1_000_000,
                     offset: AtomicU64::new(0),
                     advanced: watch::channel(0).0,
                 })
@@ -47,6 +50,29 @@ impl Clock {
             None => Instant::now(),
             Some(m) => m.start + Duration::from_nanos(m.offset.load(Ordering::Acquire)),
         }
+    }
+
+    /// Milliseconds since the Unix epoch by this clock: what outlives a restart (delayed
+    /// messages' due times) is kept in wall-clock time. A manual clock starts at the real
+    /// time and moves with `advance`.
+    pub fn wall_ms(&self) -> u64 {
+        match &self.manual {
+            None => system_ns() / 1_000_000,
+            Some(m) => m.start_wall_ms + m.offset.load(Ordering::Acquire) / 1_000_000,
+        }
+    }
+
+    /// `wall_ms` rounded up: a time computed from it is never early.
+    pub fn wall_ms_ceil(&self) -> u64 {
+        match &self.manual {
+            None => system_ns().div_ceil(1_000_000),
+            Some(m) => m.start_wall_ms + m.offset.load(Ordering::Acquire).div_ceil(1_000_000),
+        }
+    }
+
+    /// The monotonic instant at which `wall_ms()` will read `due` (now if it has passed).
+    pub fn instant_of_wall(&self, due: u64) -> Instant {
+        self.now() + Duration::from_millis(due.saturating_sub(self.wall_ms()))
     }
 
     /// Move a manual clock forward and wake everyone waiting on it; false for the real
@@ -83,6 +109,13 @@ impl Clock {
             (None, None) => std::future::pending().await,
         }
     }
+}
+
+fn system_ns() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 #[cfg(test)]

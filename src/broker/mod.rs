@@ -10,6 +10,7 @@ pub mod clock;
 pub mod connections;
 pub mod consumer;
 pub mod deadletter;
+pub mod delayed;
 pub mod direct_reply;
 pub mod exchange;
 pub mod metrics;

@@ -59,7 +59,7 @@ fn vhost_objects(v: &VHost) -> (Vec<Value>, Vec<Value>, Vec<Value>) {
     for x in v.exchange_list() {
         if !x.name.starts_with("amq.") {
             exchanges.push(
-                json!({"name": x.name.as_ref(), "vhost": v.name, "type": x.kind.as_str(),
+                json!({"name": x.name.as_ref(), "vhost": v.name, "type": x.type_name(),
                 "durable": x.durable, "auto_delete": x.auto_delete, "internal": x.internal,
                 "arguments": table_to_json(&x.arguments)}),
             );

@@ -174,6 +174,11 @@ async fn publish(
     // counted as RabbitMQ counts the API's publishes, which go through an internal channel
     let metrics = &state.metrics;
     metrics.messages_received.inc();
+    if let Some(delay) = v.delay_for(&message) {
+        // as with the plugin, a delayed message is not routed yet
+        v.hold_back(&message, delay, None).await;
+        return Ok(Json(json!({"routed": false})).into_response());
+    }
     let targets = v.targets(&message);
     if targets.is_empty() {
         metrics.messages_unroutable_dropped.inc();

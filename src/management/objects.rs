@@ -338,7 +338,7 @@ fn exchange_json(vhost: &str, x: &Exchange) -> Value {
     let mut out = json!({
         "name": x.name.as_ref(),
         "vhost": vhost,
-        "type": x.kind.as_str(),
+        "type": x.type_name(),
         "durable": x.durable,
         "auto_delete": x.auto_delete,
         "internal": x.internal,

@@ -71,6 +71,24 @@ pub enum StoreOp {
     DeleteQueue {
         queue: Arc<str>,
     },
+    /// A message held by an `x-delayed-message` exchange of `vhost` until `due` (wall-clock
+    /// milliseconds), whatever its delivery mode: delayed messages survive a restart.
+    DelayPut {
+        vhost: Arc<str>,
+        due: u64,
+        message: Arc<Message>,
+        confirm: Option<Arc<ConfirmToken>>,
+    },
+    /// A delayed message left its exchange (routed, or its vhost went).
+    DelayRemove {
+        vhost: Arc<str>,
+        due: u64,
+        store_id: u64,
+    },
+    /// Every delayed message of a deleted vhost.
+    DeleteDelayed {
+        vhost: Arc<str>,
+    },
     /// Answered once everything sent before it is committed.
     Sync(oneshot::Sender<()>),
     /// Commit what came before, close the database (releasing its lock) and answer.
@@ -93,6 +111,9 @@ pub struct Recovered {
 pub trait MessageReader: Send + Sync + std::fmt::Debug {
     /// The records for `ids`, in order; None where a message is not (or no longer) stored.
     fn read(&self, ids: &[u64]) -> Vec<Option<MessageRecord>>;
+    /// Up to `limit` of `vhost`'s delayed messages after `after`, as (due, store id) in
+    /// due order: a delayed exchange's schedule is paged in, never held whole in memory.
+    fn delayed(&self, vhost: &str, after: Option<(u64, u64)>, limit: usize) -> Vec<(u64, u64)>;
 }
 
 /// A storage engine: applies batches atomically and reads everything back at start.
@@ -232,6 +253,11 @@ impl Store {
     /// Read stored messages back (a queue paging its backlog in).
     pub fn read(&self, ids: &[u64]) -> Vec<Option<MessageRecord>> {
         self.reader.read(ids)
+    }
+
+    /// The next page of a vhost's delayed messages (see `MessageReader::delayed`).
+    pub fn delayed(&self, vhost: &str, after: Option<(u64, u64)>, limit: usize) -> Vec<(u64, u64)> {
+        self.reader.delayed(vhost, after, limit)
     }
 
     /// Queue `ops` for the next commit (waits only for room in the writer's queue).

@@ -4,6 +4,8 @@
 //! - `refs`: store id -> how many queue positions still hold the message
 //! - `queue_index`: (queue key, seq) -> store id and a delivered flag, in queue order
 //! - `delivery_counts`: (queue key, seq) -> how often a quorum queue's message was returned
+//! - `delayed`: (vhost, due ms, store id) -> (): delayed exchanges' schedule, in due order;
+//!   the message itself is in `messages`, counted in `refs` like a queue position
 //!
 //! Every `apply` is one write transaction committed with immediate durability.
 
@@ -15,12 +17,14 @@ use redb::{Database, DatabaseError, ReadableDatabase, ReadableTable, TableDefini
 
 use super::codec::{self, definition_key, encode_definition};
 use super::{Backend, MessageReader, MessageRecord, Recovered, StoreError, StoreOp};
+use crate::model::message::Message;
 
 const DEFINITIONS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("definitions");
 const MESSAGES: TableDefinition<u64, &[u8]> = TableDefinition::new("messages");
 const REFS: TableDefinition<u64, u32> = TableDefinition::new("refs");
 const QUEUE_INDEX: TableDefinition<(&str, u64), (u64, bool)> = TableDefinition::new("queue_index");
 const DELIVERY_COUNTS: TableDefinition<(&str, u64), u32> = TableDefinition::new("delivery_counts");
+const DELAYED: TableDefinition<(&str, u64, u64), ()> = TableDefinition::new("delayed");
 
 /// The database is shared with readers; the writer takes it exclusively only to compact,
 /// and empties it when the backend is dropped, which closes the file (and its lock) even
@@ -70,6 +74,33 @@ impl MessageReader for RedbReader {
         read().unwrap_or_else(|e| {
             tracing::error!("reading messages back from the store failed: {e}");
             vec![None; ids.len()]
+        })
+    }
+
+    fn delayed(&self, vhost: &str, after: Option<(u64, u64)>, limit: usize) -> Vec<(u64, u64)> {
+        let read = || -> Result<Vec<(u64, u64)>, redb::Error> {
+            let guard = self.db.read().unwrap_or_else(|p| p.into_inner());
+            let txn = guard.as_ref().ok_or_else(closed)?.begin_read()?;
+            let table = txn.open_table(DELAYED)?;
+            let end = (vhost, u64::MAX, u64::MAX);
+            let mut out = Vec::new();
+            let range = match after {
+                None => table.range((vhost, 0, 0)..=end)?,
+                Some((due, id)) => table.range((
+                    std::ops::Bound::Excluded((vhost, due, id)),
+                    std::ops::Bound::Included(end),
+                ))?,
+            };
+            for entry in range.take(limit) {
+                let (k, _) = entry?;
+                let (_, due, id) = k.value();
+                out.push((due, id));
+            }
+            Ok(out)
+        };
+        read().unwrap_or_else(|e| {
+            tracing::error!("reading delayed messages from the store failed: {e}");
+            Vec::new()
         })
     }
 }
@@ -124,6 +155,7 @@ impl RedbBackend {
                 refs: txn.open_table(REFS)?,
                 index: txn.open_table(QUEUE_INDEX)?,
                 counts: txn.open_table(DELIVERY_COUNTS)?,
+                delayed: txn.open_table(DELAYED)?,
             };
             f(&mut t)?;
         }
@@ -138,9 +170,27 @@ struct Tables<'t> {
     refs: redb::Table<'t, u64, u32>,
     index: redb::Table<'t, (&'static str, u64), (u64, bool)>,
     counts: redb::Table<'t, (&'static str, u64), u32>,
+    delayed: redb::Table<'t, (&'static str, u64, u64), ()>,
 }
 
 impl Tables<'_> {
+    /// One more holder of `message`; the first writes its record.
+    fn hold(&mut self, message: &Message) -> Result<(), redb::Error> {
+        let id = message.store_id;
+        let n = self.refs.get(id)?.map(|v| v.value()).unwrap_or(0);
+        if n == 0 {
+            let record = codec::encode_message(
+                &message.exchange,
+                &message.routing_key,
+                &message.properties,
+                &message.body,
+            );
+            self.messages.insert(id, record.as_slice())?;
+        }
+        self.refs.insert(id, n + 1)?;
+        Ok(())
+    }
+
     fn unref(&mut self, store_id: u64) -> Result<(), redb::Error> {
         let n = self.refs.get(store_id)?.map(|v| v.value()).unwrap_or(0);
         if n <= 1 {
@@ -185,19 +235,43 @@ impl Backend for RedbBackend {
                         message,
                         ..
                     } => {
-                        let id = message.store_id;
-                        t.index.insert((queue.as_ref(), *seq), (id, false))?;
-                        let n = t.refs.get(id)?.map(|v| v.value()).unwrap_or(0);
-                        if n == 0 {
-                            let record = codec::encode_message(
-                                &message.exchange,
-                                &message.routing_key,
-                                &message.properties,
-                                &message.body,
-                            );
-                            t.messages.insert(id, record.as_slice())?;
+                        t.index
+                            .insert((queue.as_ref(), *seq), (message.store_id, false))?;
+                        t.hold(message)?;
+                    }
+                    StoreOp::DelayPut {
+                        vhost,
+                        due,
+                        message,
+                        ..
+                    } => {
+                        let key = (vhost.as_ref(), *due, message.store_id);
+                        if t.delayed.insert(key, ())?.is_none() {
+                            t.hold(message)?;
                         }
-                        t.refs.insert(id, n + 1)?;
+                    }
+                    StoreOp::DelayRemove {
+                        vhost,
+                        due,
+                        store_id,
+                    } => {
+                        if t.delayed
+                            .remove((vhost.as_ref(), *due, *store_id))?
+                            .is_some()
+                        {
+                            t.unref(*store_id)?;
+                        }
+                    }
+                    StoreOp::DeleteDelayed { vhost } => {
+                        let entries: Vec<(u64, u64)> = t
+                            .delayed
+                            .range((vhost.as_ref(), 0, 0)..=(vhost.as_ref(), u64::MAX, u64::MAX))?
+                            .map(|e| e.map(|(k, _)| (k.value().1, k.value().2)))
+                            .collect::<Result<_, _>>()?;
+                        for (due, id) in entries {
+                            t.delayed.remove((vhost.as_ref(), due, id))?;
+                            t.unref(id)?;
+                        }
                     }
                     StoreOp::MarkDelivered { queue, seq } => {
                         let found = t.index.get((queue.as_ref(), *seq))?.map(|v| v.value());
@@ -366,6 +440,49 @@ mod tests {
         .unwrap();
         let r = b.recover().unwrap();
         assert!(b.reader().read(&[7])[0].is_none() && r.queues.is_empty());
+    }
+
+    #[test]
+    fn a_delayed_message_is_paged_in_due_order_and_shares_its_record_with_its_queue() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut b = RedbBackend::open(&dir.path().join("w.redb"), 1 << 20).unwrap();
+        let put = |due, m: &Arc<Message>| StoreOp::DelayPut {
+            vhost: "/".into(),
+            due,
+            message: m.clone(),
+            confirm: None,
+        };
+        let (early, late, other) = (message(1, b"early"), message(2, b"late"), message(3, b"x"));
+        b.apply(&[put(200, &late), put(100, &early)]).unwrap();
+        b.apply(&[StoreOp::DelayPut {
+            vhost: "shop".into(),
+            due: 50,
+            message: other,
+            confirm: None,
+        }])
+        .unwrap();
+        let r = b.reader();
+        assert_eq!(r.delayed("/", None, 10), vec![(100, 1), (200, 2)]);
+        assert_eq!(r.delayed("/", Some((100, 1)), 10), vec![(200, 2)]);
+        assert_eq!(r.delayed("/", None, 1), vec![(100, 1)]);
+        // due: routed to a durable queue, then out of the schedule; the record stays
+        b.apply(&[
+            enqueue("q", 1, &early),
+            StoreOp::DelayRemove {
+                vhost: "/".into(),
+                due: 100,
+                store_id: 1,
+            },
+        ])
+        .unwrap();
+        assert_eq!(r.delayed("/", None, 10), vec![(200, 2)]);
+        assert!(r.read(&[1])[0].is_some());
+        assert_eq!(b.recover().unwrap().max_store_id, 3);
+        b.apply(&[StoreOp::DeleteDelayed { vhost: "/".into() }])
+            .unwrap();
+        assert!(r.delayed("/", None, 10).is_empty());
+        assert!(r.read(&[2])[0].is_none());
+        assert_eq!(r.delayed("shop", None, 10), vec![(50, 3)]);
     }
 
     #[test]

@@ -36,12 +36,23 @@ pub fn run(
             .map(|i| ops.remove(i));
         deleted_since_compact += ops
             .iter()
-            .filter(|op| matches!(op, StoreOp::Remove { .. } | StoreOp::DeleteQueue { .. }))
+            .filter(|op| {
+                matches!(
+                    op,
+                    StoreOp::Remove { .. }
+                        | StoreOp::DeleteQueue { .. }
+                        | StoreOp::DelayRemove { .. }
+                        | StoreOp::DeleteDelayed { .. }
+                )
+            })
             .count();
         if let Err(e) = backend.apply(&ops) {
             tracing::error!("{e}; failing the batch's publishes");
             for op in &ops {
                 if let StoreOp::Enqueue {
+                    confirm: Some(t), ..
+                }
+                | StoreOp::DelayPut {
                     confirm: Some(t), ..
                 } = op
                 {

@@ -8,6 +8,7 @@
 
 mod client;
 mod deadletter;
+mod delayed;
 mod sample;
 mod scenarios;
 mod soak;
@@ -39,6 +40,9 @@ enum Scenario {
     /// --producers and --consumers connections churning (open, publish with confirms or
     /// consume and ack, close) for --duration; checks every confirmed message is acked once
     Soak,
+    /// an x-delayed-message exchange: --messages pending delays (RSS, publish rate),
+    /// then how late 10,000 messages due in 1-2 s arrive
+    Delayed,
 }
 
 #[derive(Parser, Debug)]
@@ -145,6 +149,7 @@ fn main() -> ExitCode {
             Scenario::DeadletterTtl => deadletter::deadletter(opts, false).await,
             Scenario::DeadletterReject => deadletter::deadletter(opts, true).await,
             Scenario::Soak => soak::soak(opts).await,
+            Scenario::Delayed => delayed::delayed(opts).await,
         }
     });
     match result {

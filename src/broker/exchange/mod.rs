@@ -11,6 +11,7 @@ use std::sync::{Arc, RwLock};
 use amq_protocol::types::{AMQPValue, FieldTable};
 
 use super::policy::Applied;
+use crate::protocol::AmqpError;
 use topic::Trie;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -43,6 +44,47 @@ impl ExchangeKind {
 }
 
 pub use crate::model::Destination;
+
+/// The community plugin's exchange type that holds messages back for their `x-delay`
+/// (`broker::delayed`) and then routes them as its `x-delayed-type`.
+pub const DELAYED_TYPE: &str = "x-delayed-message";
+
+/// How an exchange declared as `type_name` with `arguments` routes, and whether it delays:
+/// the four built-in types, or `x-delayed-message` over one of them (checked as the
+/// plugin checks a new exchange, with its texts).
+pub fn declared_type(
+    type_name: &str,
+    arguments: &FieldTable,
+) -> Result<(ExchangeKind, bool), AmqpError> {
+    if let Some(kind) = ExchangeKind::parse(type_name) {
+        return Ok((kind, false));
+    }
+    if type_name != DELAYED_TYPE {
+        return Err(AmqpError::command_invalid(format!(
+            "unknown exchange type '{type_name}'"
+        )));
+    }
+    let inner = match arguments.inner().get("x-delayed-type") {
+        Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
+        Some(AMQPValue::ShortString(s)) => s.as_str().to_owned(),
+        _ => {
+            return Err(AmqpError::precondition_failed(
+                "Invalid argument, 'x-delayed-type' must be an existing exchange type",
+            ))
+        }
+    };
+    if inner == DELAYED_TYPE {
+        return Err(AmqpError::precondition_failed(
+            "Invalid argument, 'x-delayed-message' can't be used for 'x-delayed-type'",
+        ));
+    }
+    match ExchangeKind::parse(&inner) {
+        Some(kind) => Ok((kind, true)),
+        None => Err(AmqpError::command_invalid(format!(
+            "unknown exchange type '{inner}'"
+        ))),
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct Binding {
@@ -130,7 +172,10 @@ fn forget<K: std::hash::Hash + Eq>(map: &mut HashMap<K, Vec<u64>>, key: K, id: u
 #[derive(Debug)]
 pub struct Exchange {
     pub name: Arc<str>,
+    /// How it routes (for a delayed exchange, its `x-delayed-type`).
     pub kind: ExchangeKind,
+    /// An `x-delayed-message` exchange: a message with an `x-delay` waits before routing.
+    pub delayed: bool,
     pub durable: bool,
     pub auto_delete: bool,
     pub internal: bool,
@@ -160,6 +205,7 @@ impl Exchange {
         Self {
             name: name.into(),
             kind,
+            delayed: false,
             durable,
             auto_delete,
             internal,
@@ -167,6 +213,23 @@ impl Exchange {
             alternate,
             bindings: RwLock::default(),
             policy: RwLock::default(),
+        }
+    }
+
+    /// This exchange as an `x-delayed-message` one routing as its `kind`.
+    pub fn delaying(self) -> Self {
+        Self {
+            delayed: true,
+            ..self
+        }
+    }
+
+    /// The type as declared and shown: `x-delayed-message` or the routing kind.
+    pub fn type_name(&self) -> &'static str {
+        if self.delayed {
+            DELAYED_TYPE
+        } else {
+            self.kind.as_str()
         }
     }
 

@@ -5,7 +5,8 @@
 //! `remove_queue` when they go. It never talks to connections.
 //!
 //! Queue declaration and deletion live in `queues.rs`, start-up recovery in `restore.rs`;
-//! each vhost has one dead-letter task (`broker::deadletter`), started on first use.
+//! each vhost has one dead-letter task (`broker::deadletter`) and one delay task
+//! (`broker::delayed`), started on first use.
 
 mod policies;
 mod queues;
@@ -18,11 +19,12 @@ use amq_protocol::types::{AMQPValue, FieldTable};
 use dashmap::DashMap;
 
 use super::deadletter::DeadLetter;
-use super::exchange::{headers, Destination, Exchange, ExchangeKind};
+use super::delayed::{requested_delay, DelayRequest};
+use super::exchange::{declared_type, headers, Destination, Exchange, ExchangeKind, DELAYED_TYPE};
 use super::metrics::GlobalMetrics;
 use super::queue::QueueHandle;
 use crate::model::message::Message;
-use crate::protocol::content::{decode_headers, peek_properties};
+use crate::protocol::content::{decode_headers, headers_of, peek_properties};
 use crate::protocol::{erlang, AmqpError};
 use crate::store::codec::Definition;
 use crate::store::{Store, StoreOp};
@@ -81,6 +83,12 @@ pub struct VHost {
     dead_letters: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<DeadLetter>>,
     /// Dead letters handed over and not yet re-published (the task counts them down).
     pub(crate) dead_letter_backlog: std::sync::atomic::AtomicUsize,
+    /// The delay task's mailbox (`broker::delayed`), started by the first delayed publish
+    /// or at start when the store holds delayed messages for this vhost.
+    delays: std::sync::OnceLock<tokio::sync::mpsc::Sender<DelayRequest>>,
+    /// Set once any `x-delayed-message` exchange exists here: until then a publish skips
+    /// the delay check altogether.
+    any_delayed: std::sync::atomic::AtomicBool,
     /// Policies and operator policies. Taken before a queue or exchange table entry when
     /// both are needed, never the other way round.
     policies: std::sync::RwLock<super::policy::Policies>,
@@ -128,6 +136,8 @@ impl VHost {
             queues: DashMap::new(),
             store,
             policies: Default::default(),
+            delays: std::sync::OnceLock::new(),
+            any_delayed: std::sync::atomic::AtomicBool::new(false),
             me: me.clone(),
         });
         for (name, kind) in PREDECLARED {
@@ -154,6 +164,58 @@ impl VHost {
         self.dead_letter_backlog
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let _ = tx.send(dl);
+    }
+
+    /// How long a message published here is held back: its exchange is an
+    /// `x-delayed-message` one and its `x-delay` header asks for a delay.
+    pub fn delay_for(&self, message: &Message) -> Option<u64> {
+        if !self.any_delayed.load(std::sync::atomic::Ordering::Relaxed)
+            || message.exchange.is_empty()
+        {
+            return None;
+        }
+        if !self.exchanges.get(message.exchange.as_ref())?.delayed {
+            return None;
+        }
+        requested_delay(&headers_of(&message.properties))
+    }
+
+    /// Hand a message to this vhost's delay task, to be routed `delay` ms from now; the
+    /// confirm fires once it is stored. Waits only for room in the task's mailbox.
+    pub async fn hold_back(
+        &self,
+        message: &Message,
+        delay: u64,
+        confirm: Option<Arc<crate::store::ConfirmToken>>,
+    ) {
+        let request = DelayRequest {
+            message: Arc::new(super::delayed::as_released(message, delay)),
+            due: self.clock.wall_ms_ceil().saturating_add(delay),
+            confirm,
+        };
+        let _ = self.delays().send(request).await;
+    }
+
+    fn delays(&self) -> &tokio::sync::mpsc::Sender<DelayRequest> {
+        self.delays.get_or_init(|| {
+            super::delayed::spawn(
+                self.me.clone(),
+                self.name.as_str().into(),
+                self.store.clone(),
+                self.clock.clone(),
+            )
+        })
+    }
+
+    /// At start: pick up the delayed messages the store holds for this vhost.
+    fn resume_delayed(&self) {
+        if let Some(store) = &self.store {
+            if !store.delayed(&self.name, None, 1).is_empty() {
+                self.any_delayed
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+                self.delays();
+            }
+        }
     }
 
     /// A queue that keeps dead-lettering faster than the task re-publishes waits a little
@@ -240,6 +302,9 @@ impl VHost {
                 let _ = self.delete_exchange_now(&name, false, &mut ops);
             }
         }
+        ops.push(StoreOp::DeleteDelayed {
+            vhost: self.name.as_str().into(),
+        });
         self.persist(ops).await;
     }
 
@@ -301,7 +366,7 @@ impl VHost {
         Definition::Exchange {
             vhost: self.name.clone(),
             name: x.name.to_string(),
-            kind: x.kind.as_str().to_owned(),
+            kind: x.type_name().to_owned(),
             auto_delete: x.auto_delete,
             internal: x.internal,
             arguments: x.arguments.clone(),
@@ -360,13 +425,13 @@ impl VHost {
             return self.exchange(&spec.name).map(|_| ());
         }
         // RabbitMQ's order: the type, the default exchange, then (only for a new exchange)
-        // the reserved prefix; redeclaring amq.direct as it is succeeds
-        let Some(kind) = ExchangeKind::parse(&spec.kind) else {
+        // the reserved prefix and the arguments; redeclaring amq.direct as it is succeeds
+        if ExchangeKind::parse(&spec.kind).is_none() && spec.kind != DELAYED_TYPE {
             return Err(AmqpError::command_invalid(format!(
                 "unknown exchange type '{}'",
                 spec.kind
             )));
-        };
+        }
         if spec.name.is_empty() {
             return Err(Self::default_exchange_refused());
         }
@@ -376,9 +441,12 @@ impl VHost {
                 spec.name
             )));
         }
-        if !self.exchanges.contains_key(&spec.name) {
+        let new_type = if self.exchanges.contains_key(&spec.name) {
+            None
+        } else {
             alternate_exchange_argument(&spec.arguments, &spec.name, &self.name)?;
-        }
+            Some(declared_type(&spec.kind, &spec.arguments)?)
+        };
         let mut created = false;
         let policies = self.policy_table();
         let existing = self
@@ -386,7 +454,9 @@ impl VHost {
             .entry(spec.name.clone())
             .or_insert_with(|| {
                 created = true;
-                let x = Exchange::new(
+                // checked above unless another declaration raced this one in between
+                let (kind, delayed) = new_type.unwrap_or((ExchangeKind::Direct, false));
+                let mut x = Exchange::new(
                     &spec.name,
                     kind,
                     spec.durable,
@@ -394,6 +464,11 @@ impl VHost {
                     spec.internal,
                     spec.arguments.clone(),
                 );
+                if delayed {
+                    x = x.delaying();
+                    self.any_delayed
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 x.set_policy(policies.applied(&spec.name, super::policy::Target::Exchange));
                 Arc::new(x)
             })
@@ -408,8 +483,8 @@ impl VHost {
         if created && existing.durable {
             ops.push(StoreOp::PutDefinition(self.exchange_definition(&existing)));
         }
-        if existing.kind != kind {
-            return Err(inequivalent("type", kind.as_str(), existing.kind.as_str()));
+        if existing.type_name() != spec.kind {
+            return Err(inequivalent("type", &spec.kind, existing.type_name()));
         }
         if existing.durable != spec.durable {
             return Err(inequivalent(

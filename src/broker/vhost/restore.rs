@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use super::VHost;
-use crate::broker::exchange::{Exchange, ExchangeKind};
+use crate::broker::exchange::{declared_type, Exchange};
 use crate::broker::policy::Target;
 use crate::broker::queue::{self, QueueArgs, QueueInit};
 use crate::store::codec::{queue_key, Definition};
@@ -34,10 +34,19 @@ impl VHost {
                 arguments,
             } = d
             {
-                let Some(kind) = ExchangeKind::parse(kind).filter(|_| vhost == &self.name) else {
+                let Ok((kind, delayed)) = declared_type(kind, arguments) else {
                     continue;
                 };
-                let x = Exchange::new(name, kind, true, *auto_delete, *internal, arguments.clone());
+                if vhost != &self.name {
+                    continue;
+                }
+                let mut x =
+                    Exchange::new(name, kind, true, *auto_delete, *internal, arguments.clone());
+                if delayed {
+                    x = x.delaying();
+                    self.any_delayed
+                        .store(true, std::sync::atomic::Ordering::Relaxed);
+                }
                 self.exchanges.insert(name.clone(), Arc::new(x));
             }
         }
@@ -102,6 +111,7 @@ impl VHost {
                 }
             }
         }
+        self.resume_delayed();
         restored
     }
 }

@@ -2,7 +2,8 @@
 //! routed through the vhost without locks or awaits, and handed to each target queue's
 //! bounded mailbox (awaited: a full queue slows this publisher down). Unroutable mandatory
 //! messages come back as basic.return; in confirm mode each publish is then confirmed, and in
-//! tx mode it waits in the transaction buffer for tx.commit.
+//! tx mode it waits in the transaction buffer for tx.commit. A publish to an
+//! `x-delayed-message` exchange with an `x-delay` goes to the vhost's delay task instead.
 
 use crate::broker::direct_reply::REPLY_PREFIX;
 use crate::broker::exchange::ExchangeKind;
@@ -295,8 +296,21 @@ pub(super) async fn route_and_enqueue(
             .direct_reply
             .deliver(&message.routing_key, &message);
     }
-    let targets = s.vhost.targets(&message);
     let metrics = &s.broker.metrics;
+    if let Some(delay) = s.vhost.delay_for(&message) {
+        // Held back rather than routed now. Unlike the plugin, which returns every delayed
+        // mandatory message at once, a mandatory one comes back only if it has nowhere
+        // to go now.
+        if mandatory && s.vhost.targets(&message).is_empty() {
+            metrics.messages_unroutable_returned.inc();
+            s.out
+                .basic_return(ch, reply::NO_ROUTE, "NO_ROUTE", &message);
+            return;
+        }
+        s.vhost.hold_back(&message, delay, confirm).await;
+        return;
+    }
+    let targets = s.vhost.targets(&message);
     if targets.is_empty() {
         if mandatory {
             metrics.messages_unroutable_returned.inc();
