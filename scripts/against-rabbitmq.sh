@@ -5,7 +5,7 @@
 #       Run one of Warren's end-to-end test files against RabbitMQ instead of Warren, to
 #       check that the test encodes what RabbitMQ itself does (reply codes, texts, headers).
 #       Tests that look inside Warren fail there by design; each file says which those are.
-#       TEST_FILE: protocol_errors (default), deadletter, queue_limits, quorum
+#       TEST_FILE: protocol_errors (default), deadletter, queue_limits, quorum, shop
 #   scripts/against-rabbitmq.sh record [CASE.json...]
 #       Re-record the expected answers of the differential cases (default: all of
 #       tests/differential/cases) from RabbitMQ, then replay them against Warren.

@@ -81,6 +81,60 @@ test('channel error carries the RabbitMQ reply code', async () => {
   });
 });
 
+test('price lookup over direct reply-to: the RPC pattern of NestJS and amqplib users', async () => {
+  const conn = await amqp.connect(URL);
+  try {
+    // the pricing service
+    const server = await conn.createChannel();
+    const { queue } = await server.assertQueue('', { exclusive: true });
+    await server.consume(queue, (m) => {
+      const sku = m.content.toString();
+      server.sendToQueue(m.properties.replyTo, Buffer.from(`${sku}=42.00`), {
+        correlationId: m.properties.correlationId,
+      });
+      server.ack(m);
+    });
+    // the order service asks, with amqplib's documented direct reply-to recipe
+    const client = await conn.createChannel();
+    const replies = new Map();
+    await client.consume('amq.rabbitmq.reply-to', (m) => {
+      replies.get(m.properties.correlationId)(m);
+    }, { noAck: true });
+    const ask = (sku, id) => new Promise((resolve) => {
+      replies.set(id, resolve);
+      client.sendToQueue(queue, Buffer.from(sku), {
+        replyTo: 'amq.rabbitmq.reply-to', correlationId: id,
+      });
+    });
+    const answers = await Promise.all(['apple', 'pear', 'plum'].map((s, i) => ask(s, `c${i}`)));
+    assert.deepStrictEqual(answers.map((m) => m.content.toString()),
+      ['apple=42.00', 'pear=42.00', 'plum=42.00']);
+    assert.deepStrictEqual(answers.map((m) => m.properties.correlationId), ['c0', 'c1', 'c2']);
+  } finally {
+    await conn.close().catch(() => {});
+  }
+});
+
+test('a delayed exchange holds a message for its x-delay', async () => {
+  await withChannel(async (ch) => {
+    await ch.assertExchange('node.delayed', 'x-delayed-message', {
+      arguments: { 'x-delayed-type': 'direct' },
+    });
+    const { queue } = await ch.assertQueue('', { exclusive: true });
+    await ch.bindQueue(queue, 'node.delayed', 'later');
+    const sent = Date.now();
+    ch.publish('node.delayed', 'later', Buffer.from('cancel order 7'), {
+      headers: { 'x-delay': 300 },
+    });
+    await ch.waitForConfirms();
+    const m = await new Promise((resolve) => ch.consume(queue, resolve, { noAck: true }));
+    assert.ok(Date.now() - sent >= 300, `arrived after ${Date.now() - sent} ms`);
+    assert.strictEqual(m.content.toString(), 'cancel order 7');
+    assert.strictEqual(m.properties.headers['x-delay'], -300);
+    await ch.deleteExchange('node.delayed');
+  }, true);
+});
+
 test('amqps: publish and get over TLS with the CA from the test PKI', async () => {
   const fs = require('node:fs');
   const path = require('node:path');
