@@ -8,6 +8,12 @@
 #
 # Scenarios: throughput-100 throughput-16 confirms confirms-single latency fanout
 #            connections backlog deadletter-ttl deadletter-reject startup
+#            rpc rpc-8 topic-10k (not in the default set: run them by name)
+#            throughput-each, latency-each: warren-perf writing each publish on its own and
+#              acking each message on its own, as client libraries do
+#            lapin-ack1 lapin-ack100 lapin-confirm lapin-25k lapin-10k pika-ack1 pika-ack100:
+#              real client libraries (examples/client_bench.rs, bench/clients/pika_bench.py),
+#              one publish per call, acks every 1 or 100, single confirms, fixed rates
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 REPS=3; DURATION=10; OUT="$ROOT/bench/results.md"; SCEN=()
@@ -25,7 +31,13 @@ RMQ_PORT=5790; WARREN_PORT=5791
 
 . "$ROOT/scripts/rabbitmq.sh"
 install_rabbitmq
-(cd "$ROOT" && cargo build --release -q --bin warren --bin warren-perf) || exit 1
+(cd "$ROOT" && cargo build --release -q --bin warren --bin warren-perf --example client_bench) || exit 1
+VENV=${WARREN_TEST_CACHE:-$HOME/.cache/warren-tests}/venv
+if ! "$VENV/bin/python" -c "import pika" 2>/dev/null; then
+  python3 -m venv "$VENV" && "$VENV/bin/pip" install -q "pika>=1.3,<2" >&2
+fi
+LAPIN="$ROOT/target/release/examples/client_bench"
+PIKA="$VENV/bin/python $ROOT/bench/clients/pika_bench.py"
 PERF="$ROOT/target/release/warren-perf"
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
@@ -50,11 +62,31 @@ args_of() {
     backlog) echo "backlog --messages 1000000 --size 100" ;;
     deadletter-ttl) echo "deadletter-ttl --size 100 --prefetch 200" ;;
     deadletter-reject) echo "deadletter-reject --size 100 --prefetch 200" ;;
+    rpc) echo "rpc --producers 1 --size 100" ;;
+    rpc-8) echo "rpc --producers 8 --size 100" ;;
+    topic-10k) echo "topic --bindings 10000 --queues 10 --size 100 --prefetch 200" ;;
+    throughput-each) echo "throughput --size 100 --prefetch 200 --write-per-publish --ack-every 1" ;;
+    latency-each) echo "latency --rate 10000 --size 100 --write-per-publish --ack-every 1" ;;
+  esac
+}
+# scenario -> a real client library's load test (same flags and JSON as warren-perf)
+client_of() {
+  case "$1" in
+    lapin-ack1) echo "$LAPIN --ack-every 1" ;;
+    lapin-ack100) echo "$LAPIN --ack-every 100" ;;
+    lapin-confirm) echo "$LAPIN --ack-every 1 --confirm" ;;
+    lapin-25k) echo "$LAPIN --ack-every 1 --rate 25000" ;;
+    lapin-10k) echo "$LAPIN --ack-every 1 --rate 10000" ;;
+    pika-ack1) echo "$PIKA --ack-every 1" ;;
+    pika-ack100) echo "$PIKA --ack-every 100" ;;
   esac
 }
 keys_of() {
   case "$1" in
-    throughput-*|deadletter-*) echo "consumed_per_s broker_cpu_us_per_msg tool_cpu_us_per_msg" ;;
+    throughput-*|deadletter-*|topic-*) echo "consumed_per_s broker_cpu_us_per_msg tool_cpu_us_per_msg" ;;
+    lapin-*|pika-*) echo "consumed_per_s broker_cpu_us_per_msg latency_p50_us latency_p99_us" ;;
+    latency-each) echo "latency_p50_us latency_p99_us broker_cpu_us_per_msg" ;;
+    rpc*) echo "round_trips_per_s rtt_p50_us rtt_p99_us broker_cpu_us_per_msg tool_cpu_us_per_msg" ;;
     confirms*) echo "published_per_s broker_cpu_us_per_msg" ;;
     latency) echo "latency_p50_us latency_p99_us latency_p999_us broker_cpu_us_per_msg" ;;
     fanout) echo "delivered_per_s broker_cpu_us_per_msg" ;;
@@ -72,8 +104,14 @@ run_one() { # broker scenario
   if [ "$s" = startup ]; then
     json="{\"startup_ms\": $STARTUP_MS}"
   else
-    json=$("$PERF" $(args_of "$s") --duration "$DURATION" --url "amqp://guest:guest@127.0.0.1:$port/%2F" \
-      --broker-pid "$pid" --json 2>>"$WORK/perf.log" | tail -1)
+    local client; client=$(client_of "$s")
+    if [ -n "$client" ]; then
+      json=$($client --duration "$DURATION" --url "amqp://guest:guest@127.0.0.1:$port/%2F" \
+        --broker-pid "$pid" 2>>"$WORK/perf.log" | tail -1)
+    else
+      json=$("$PERF" $(args_of "$s") --duration "$DURATION" --url "amqp://guest:guest@127.0.0.1:$port/%2F" \
+        --broker-pid "$pid" --json 2>>"$WORK/perf.log" | tail -1)
+    fi
   fi
   echo -e "$b\t$s\t$json" >> "$RESULTS"
   echo "$b $s $json" >&2

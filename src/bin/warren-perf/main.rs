@@ -9,6 +9,7 @@
 mod client;
 mod deadletter;
 mod delayed;
+mod extensions;
 mod sample;
 mod scenarios;
 mod soak;
@@ -43,6 +44,10 @@ enum Scenario {
     /// an x-delayed-message exchange: --messages pending delays (RSS, publish rate),
     /// then how late 10,000 messages due in 1-2 s arrive
     Delayed,
+    /// request/reply round trips over direct reply-to (--producers clients, one server)
+    Rpc,
+    /// a topic exchange with --bindings wildcard bindings over --queues queues
+    Topic,
 }
 
 #[derive(Parser, Debug)]
@@ -82,6 +87,9 @@ struct Cli {
     /// Connections for the connections scenario.
     #[arg(long, default_value_t = 1000)]
     connections: usize,
+    /// Bindings for the topic scenario.
+    #[arg(long, default_value_t = 10_000)]
+    bindings: usize,
     /// Messages for the backlog scenario.
     #[arg(long, default_value_t = 1_000_000)]
     messages: u64,
@@ -91,6 +99,14 @@ struct Cli {
     /// backlog: only drain what is already in the queue.
     #[arg(long)]
     drain_only: bool,
+    /// Consumers acknowledge every N messages (1 = each on its own, as most applications
+    /// do; default half the prefetch, with `multiple`).
+    #[arg(long)]
+    ack_every: Option<u16>,
+    /// One socket write per publish, as client libraries write, instead of batching up
+    /// to 64 publishes per write.
+    #[arg(long)]
+    write_per_publish: bool,
     /// Broker process id: sample its CPU and RSS.
     #[arg(long)]
     broker_pid: Option<u32>,
@@ -117,6 +133,10 @@ fn main() -> ExitCode {
         duration: Duration::from_secs_f64(cli.duration),
         rate: cli.rate,
         prefetch: cli.prefetch,
+        ack_every: cli
+            .ack_every
+            .map_or((cli.prefetch / 2).max(1), |n| n.max(1)),
+        write_per_publish: cli.write_per_publish,
         confirm: cli.confirm.unwrap_or(if confirms { 100 } else { 0 }),
         persistent: cli.persistent || confirms,
         queues: cli.queues,
@@ -150,6 +170,8 @@ fn main() -> ExitCode {
             Scenario::DeadletterReject => deadletter::deadletter(opts, true).await,
             Scenario::Soak => soak::soak(opts).await,
             Scenario::Delayed => delayed::delayed(opts).await,
+            Scenario::Rpc => extensions::rpc(opts).await,
+            Scenario::Topic => extensions::topic(opts, cli.bindings).await,
         }
     });
     match result {

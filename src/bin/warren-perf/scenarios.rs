@@ -21,6 +21,10 @@ pub struct Opts {
     /// Total publish rate (msg/s); 0 = as fast as possible.
     pub rate: u64,
     pub prefetch: u16,
+    /// Consumers ack every this many messages (`multiple` when above 1).
+    pub ack_every: u16,
+    /// Flush after each publish (a client library's pattern) instead of batching writes.
+    pub write_per_publish: bool,
     /// Unconfirmed publishes allowed per producer; 0 = no confirms.
     pub confirm: usize,
     pub persistent: bool,
@@ -118,6 +122,9 @@ pub async fn producer(
                 &body,
                 frame_max,
             );
+            if opts.write_per_publish {
+                writer.flush().await?;
+            }
         }
         writer.flush().await?;
         sent += batch;
@@ -133,7 +140,7 @@ pub async fn producer(
     Ok(())
 }
 
-/// Consume with manual acks (multiple, every half prefetch) until stopped.
+/// Consume with manual acks (every `ack_every`, multiple when above 1) until stopped.
 pub async fn consumer(
     opts: Opts,
     c: Rc<Counters>,
@@ -144,7 +151,7 @@ pub async fn consumer(
     let mut conn = Conn::open(&opts.url).await?;
     conn.consume(&queue, opts.prefetch, false).await?;
     let (mut reader, mut writer, _) = conn.split();
-    let every = (opts.prefetch as u64 / 2).max(1);
+    let every = u64::from(opts.ack_every.max(1));
     let (mut last_tag, mut unacked, mut remaining, mut first_body) = (0u64, 0u64, 0u64, false);
     let mut got = 0u64;
     while !c.stop.get() && got < limit {
@@ -193,7 +200,7 @@ pub async fn consumer(
             unacked += 1;
             c.consumed.set(c.consumed.get() + 1);
             if unacked >= every {
-                writer.ack(1, last_tag, true);
+                writer.ack(1, last_tag, every > 1);
                 writer.flush().await?;
                 unacked = 0;
             }

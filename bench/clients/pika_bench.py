@@ -1,0 +1,127 @@
+#!/usr/bin/env python3
+"""A load test the way a Python application writes one with pika: a publisher process calling
+basic_publish per message (optionally with confirms, each publish waiting for its ack), a
+consumer process with a prefetch that acks every --ack-every messages (1 = each on its own).
+Two processes, as a web app that publishes and a worker that consumes would be (threads of
+one process would measure the GIL more than the broker).
+Runs against any broker; with --broker-pid it reads the broker's CPU and RSS from /proc over
+the measured window. bench/compare.sh pika-* runs it beside RabbitMQ. Prints one JSON object.
+"""
+import argparse
+import json
+import struct
+import multiprocessing as mp
+import time
+
+import pika
+
+QUEUE = "client-bench"
+
+
+def sample(pid):
+    try:
+        stat = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
+        cpu = (int(stat[11]) + int(stat[12])) / 100.0
+        rss = next(int(l.split()[1]) for l in open("/proc/%d/status" % pid) if l.startswith("VmRSS:"))
+        return cpu, rss
+    except (OSError, IndexError, ValueError, StopIteration):
+        return None
+
+
+def publisher(o, params, stop, published):
+    conn = pika.BlockingConnection(params)
+    ch = conn.channel()
+    if o.confirm:
+        ch.confirm_delivery()
+    pad = b"\0" * max(0, o.size - 8)
+    n = 0
+    while not stop.is_set():
+        ch.basic_publish("", QUEUE, struct.pack(">d", time.time()) + pad)
+        n += 1
+        if n % 100 == 0:
+            with published.get_lock():
+                published.value += 100
+        if n % 1000 == 0:
+            conn.process_data_events(0)
+    conn.close()
+
+
+def consumer(o, params, stop, measuring, consumed, results):
+    conn = pika.BlockingConnection(params)
+    ch = conn.channel()
+    ch.basic_qos(prefetch_count=o.prefetch)
+    unacked = [0]
+    latencies = []
+
+    def on_message(ch, method, properties, body):
+        if measuring.is_set() and not stop.is_set():
+            latencies.append(time.time() - struct.unpack(">d", body[:8])[0])
+        with consumed.get_lock():
+            consumed.value += 1
+        unacked[0] += 1
+        if unacked[0] >= o.ack_every:
+            ch.basic_ack(method.delivery_tag, multiple=o.ack_every > 1)
+            unacked[0] = 0
+
+    ch.basic_consume(QUEUE, on_message)
+    while not stop.is_set():
+        conn.process_data_events(time_limit=0.1)
+    results.put(latencies)
+    conn.close()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--url", default="amqp://guest:guest@127.0.0.1:5672/%2F")
+    ap.add_argument("--duration", type=float, default=10)
+    ap.add_argument("--size", type=int, default=100)
+    ap.add_argument("--ack-every", type=int, default=1)
+    ap.add_argument("--prefetch", type=int, default=200)
+    ap.add_argument("--confirm", action="store_true")
+    ap.add_argument("--broker-pid", type=int)
+    o = ap.parse_args()
+    params = pika.URLParameters(o.url)
+
+    setup = pika.BlockingConnection(params)
+    ch = setup.channel()
+    ch.queue_delete(QUEUE)
+    ch.queue_declare(QUEUE)
+    setup.close()
+
+    stop = mp.Event()
+    measuring = mp.Event()
+    published = mp.Value("q", 0)
+    consumed = mp.Value("q", 0)
+    results = mp.Queue()
+    procs = [mp.Process(target=consumer, args=(o, params, stop, measuring, consumed, results)),
+             mp.Process(target=publisher, args=(o, params, stop, published))]
+    for p in procs:
+        p.start()
+    time.sleep(0.5)
+    measuring.set()
+    p0, k0 = published.value, consumed.value
+    b0 = sample(o.broker_pid) if o.broker_pid else None
+    t0 = time.time()
+    time.sleep(o.duration)
+    secs = time.time() - t0
+    b1 = sample(o.broker_pid) if o.broker_pid else None
+    published, consumed = published.value - p0, consumed.value - k0
+    stop.set()
+    latencies = results.get(timeout=10)
+    for p in procs:
+        p.join(timeout=5)
+    lat = sorted(latencies) or [0.0]
+    pct = lambda p: lat[int(round((len(lat) - 1) * p))] * 1e6
+    out = {"scenario": "pika", "published_per_s": published / secs,
+           "consumed_per_s": consumed / secs,
+           "latency_p50_us": pct(0.5), "latency_p99_us": pct(0.99)}
+    if b0 and b1:
+        per = max(consumed, published, 1)
+        out["broker_cpu_us_per_msg"] = (b1[0] - b0[0]) * 1e6 / per
+        out["broker_cpu_percent"] = (b1[0] - b0[0]) * 100 / secs
+        out["broker_rss_mb"] = b1[1] / 1024
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()

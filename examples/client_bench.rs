@@ -1,0 +1,242 @@
+//! A load test the way an application writes one with lapin, not with warren-perf's
+//! batching: one publisher connection calling `basic_publish` per message (optionally
+//! waiting for each publisher confirm), one consumer connection with a prefetch that acks
+//! every `--ack-every` messages (1 = each on its own). Runs against any broker; with
+//! `--broker-pid` it reads the broker's CPU and RSS from /proc over the measured window.
+//! `bench/compare.sh lapin-*` runs it beside RabbitMQ.
+//!
+//! `cargo run --release --example client_bench -- --url URL [--duration 10] [--size 100]
+//!  [--rate 0] [--ack-every 1] [--prefetch 200] [--confirm] [--broker-pid PID]`
+//! prints one JSON object.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures_lite::StreamExt;
+use lapin::options::*;
+use lapin::types::FieldTable;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
+
+const QUEUE: &str = "client-bench";
+
+struct Opts {
+    url: String,
+    duration: f64,
+    size: usize,
+    rate: u64,
+    ack_every: u64,
+    prefetch: u16,
+    confirm: bool,
+    broker_pid: Option<u32>,
+}
+
+/// user + system CPU seconds and RSS in KB of a process, from /proc.
+fn sample(pid: u32) -> Option<(f64, u64)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let rss = status
+        .lines()
+        .find(|l| l.starts_with("VmRSS:"))
+        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        .unwrap_or(0);
+    Some((ticks / 100.0, rss))
+}
+
+fn now_ns() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(0)
+}
+
+#[derive(Default)]
+struct Counters {
+    published: AtomicU64,
+    consumed: AtomicU64,
+    stop: AtomicBool,
+    measuring: AtomicBool,
+    latencies_us: Mutex<Vec<u32>>,
+}
+
+async fn publisher(o: Arc<Opts>, c: Arc<Counters>) -> lapin::Result<()> {
+    let conn = Connection::connect(&o.url, ConnectionProperties::default()).await?;
+    let ch = conn.create_channel().await?;
+    if o.confirm {
+        ch.confirm_select(Default::default()).await?;
+    }
+    let mut body = vec![0u8; o.size.max(8)];
+    let start = Instant::now();
+    let mut sent = 0u64;
+    while !c.stop.load(Ordering::Relaxed) {
+        if o.rate > 0 {
+            let due = (start.elapsed().as_secs_f64() * o.rate as f64) as u64;
+            if due <= sent {
+                tokio::time::sleep(Duration::from_micros(200)).await;
+                continue;
+            }
+        }
+        body[..8].copy_from_slice(&now_ns().to_be_bytes());
+        let confirm = ch
+            .basic_publish(
+                "".into(),
+                QUEUE.into(),
+                Default::default(),
+                &body,
+                BasicProperties::default(),
+            )
+            .await?;
+        if o.confirm {
+            confirm.await?;
+        }
+        sent += 1;
+        c.published.fetch_add(1, Ordering::Relaxed);
+    }
+    let _ = conn.close(200, "OK".into()).await;
+    Ok(())
+}
+
+async fn consumer(o: Arc<Opts>, c: Arc<Counters>) -> lapin::Result<()> {
+    let conn = Connection::connect(&o.url, ConnectionProperties::default()).await?;
+    let ch = conn.create_channel().await?;
+    ch.basic_qos(o.prefetch, BasicQosOptions::default()).await?;
+    let mut deliveries = ch
+        .basic_consume(
+            QUEUE.into(),
+            "".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+    let mut unacked = 0u64;
+    while !c.stop.load(Ordering::Relaxed) {
+        let Ok(next) = tokio::time::timeout(Duration::from_millis(200), deliveries.next()).await
+        else {
+            continue;
+        };
+        let Some(d) = next else { break };
+        let d = d?;
+        if c.measuring.load(Ordering::Relaxed) && d.data.len() >= 8 {
+            let sent = u64::from_be_bytes(d.data[..8].try_into().unwrap_or([0; 8]));
+            let us = now_ns().saturating_sub(sent) / 1000;
+            c.latencies_us.lock().unwrap().push(us as u32);
+        }
+        c.consumed.fetch_add(1, Ordering::Relaxed);
+        unacked += 1;
+        if unacked >= o.ack_every {
+            d.acker
+                .ack(BasicAckOptions {
+                    multiple: o.ack_every > 1,
+                })
+                .await?;
+            unacked = 0;
+        }
+    }
+    let _ = conn.close(200, "OK".into()).await;
+    Ok(())
+}
+
+fn percentile(sorted: &[u32], p: f64) -> f64 {
+    sorted
+        .get(((sorted.len().max(1) - 1) as f64 * p).round() as usize)
+        .map_or(0.0, |v| f64::from(*v))
+}
+
+async fn run(o: Opts) -> lapin::Result<String> {
+    {
+        let conn = Connection::connect(&o.url, ConnectionProperties::default()).await?;
+        let ch = conn.create_channel().await?;
+        ch.queue_delete(QUEUE.into(), Default::default()).await?;
+        ch.queue_declare(QUEUE.into(), Default::default(), FieldTable::default())
+            .await?;
+        let _ = conn.close(200, "OK".into()).await;
+    }
+    let o = Arc::new(o);
+    let c = Arc::new(Counters::default());
+    let tasks = [
+        tokio::spawn(consumer(o.clone(), c.clone())),
+        tokio::spawn(publisher(o.clone(), c.clone())),
+    ];
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    c.measuring.store(true, Ordering::Relaxed);
+    let (p0, k0) = (
+        c.published.load(Ordering::Relaxed),
+        c.consumed.load(Ordering::Relaxed),
+    );
+    let b0 = o.broker_pid.and_then(sample);
+    let t0 = Instant::now();
+    tokio::time::sleep(Duration::from_secs_f64(o.duration)).await;
+    let secs = t0.elapsed().as_secs_f64();
+    let b1 = o.broker_pid.and_then(sample);
+    let published = c.published.load(Ordering::Relaxed) - p0;
+    let consumed = c.consumed.load(Ordering::Relaxed) - k0;
+    c.stop.store(true, Ordering::Relaxed);
+    for t in tasks {
+        if let Ok(Err(e)) = t.await {
+            eprintln!("client_bench: {e}");
+        }
+    }
+    let mut lat = c.latencies_us.lock().unwrap().clone();
+    lat.sort_unstable();
+    let mut fields = vec![
+        ("published_per_s", published as f64 / secs),
+        ("consumed_per_s", consumed as f64 / secs),
+        ("latency_p50_us", percentile(&lat, 0.5)),
+        ("latency_p99_us", percentile(&lat, 0.99)),
+    ];
+    if let (Some(b0), Some(b1)) = (b0, b1) {
+        let per = consumed.max(published).max(1) as f64;
+        fields.push(("broker_cpu_us_per_msg", (b1.0 - b0.0) * 1e6 / per));
+        fields.push(("broker_cpu_percent", (b1.0 - b0.0) * 100.0 / secs));
+        fields.push(("broker_rss_mb", b1.1 as f64 / 1024.0));
+    }
+    let body: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!("\"{k}\": {v:.3}"))
+        .collect();
+    Ok(format!("{{\"scenario\": \"lapin\", {}}}", body.join(", ")))
+}
+
+fn main() -> std::process::ExitCode {
+    let mut o = Opts {
+        url: "amqp://guest:guest@127.0.0.1:5672/%2F".into(),
+        duration: 10.0,
+        size: 100,
+        rate: 0,
+        ack_every: 1,
+        prefetch: 200,
+        confirm: false,
+        broker_pid: None,
+    };
+    let mut args = std::env::args().skip(1);
+    while let Some(a) = args.next() {
+        let mut value = || args.next().unwrap_or_default();
+        match a.as_str() {
+            "--url" => o.url = value(),
+            "--duration" => o.duration = value().parse().unwrap_or(o.duration),
+            "--size" => o.size = value().parse().unwrap_or(o.size),
+            "--rate" => o.rate = value().parse().unwrap_or(0),
+            "--ack-every" => o.ack_every = value().parse::<u64>().unwrap_or(1).max(1),
+            "--prefetch" => o.prefetch = value().parse().unwrap_or(o.prefetch),
+            "--confirm" => o.confirm = true,
+            "--broker-pid" => o.broker_pid = value().parse().ok(),
+            other => {
+                eprintln!("client_bench: unknown argument {other}");
+                return std::process::ExitCode::from(2);
+            }
+        }
+    }
+    let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
+    match runtime.block_on(run(o)) {
+        Ok(json) => {
+            println!("{json}");
+            std::process::ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("client_bench: {e}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
