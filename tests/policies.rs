@@ -435,3 +435,48 @@ async fn rabbitmqctl_policy_commands_work_through_warrenctl() {
     assert_eq!(run(&["clear_operator_policy", "op"]).await.unwrap().0, 0);
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_policy_set_through_the_api_survives_kill_9() {
+    let dir = tempfile::tempdir().unwrap();
+    let args = |dir: &std::path::Path| {
+        vec![
+            "--amqp-listen".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--data-dir".to_owned(),
+            dir.display().to_string(),
+            "--management-listen".to_owned(),
+            "127.0.0.1:0".to_owned(),
+            "--prometheus-listen".to_owned(),
+            "none".to_owned(),
+        ]
+    };
+    let start = |dir: &std::path::Path| {
+        let args = args(dir);
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let (child, addrs, _) = common::process::spawn_with(
+            &args,
+            &[],
+            &["listening for AMQP on ", "management API listening on "],
+        );
+        (common::process::KillOnDrop(child), format!("http://{}", addrs[1]))
+    };
+    let (mut broker, url) = start(dir.path());
+    let api = Api::new(&url, "guest", "guest");
+    let (status, _) = api
+        .put(
+            "/api/policies/%2f/cap-orders",
+            json!({"pattern": "^orders\\.", "apply-to": "queues", "definition": {"max-length": 10}}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    // the 201 means it is committed: kill -9 straight away
+    broker.0.kill().unwrap();
+    broker.0.wait().unwrap();
+    drop(broker);
+    let (_broker, url) = start(dir.path());
+    let api = Api::new(&url, "guest", "guest");
+    let (status, p) = api.get("/api/policies/%2f/cap-orders").await;
+    assert_eq!(status, 200);
+    assert_eq!(p["definition"], json!({"max-length": 10}));
+}
