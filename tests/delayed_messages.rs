@@ -150,6 +150,28 @@ async fn the_declaration_is_checked_as_the_plugin_checks_it() {
     assert_eq!(status, 200);
     assert_eq!(x["type"], "x-delayed-message");
     assert_eq!(x["arguments"]["x-delayed-type"], "topic");
+    // definitions carry it as RabbitMQ exports it, and it imports back
+    let (_, defs) = api.get("/api/definitions").await;
+    let exported = defs["exchanges"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|x| x["name"] == "payments.retry")
+        .cloned()
+        .unwrap();
+    assert_eq!(exported["type"], "x-delayed-message");
+    let mut renamed = exported.clone();
+    renamed["name"] = "payments.retry.copy".into();
+    let (status, _) = api
+        .post(
+            "/api/definitions",
+            serde_json::json!({"exchanges": [renamed]}),
+        )
+        .await;
+    assert!(status == 200 || status == 204, "{status}");
+    let (status, copy) = api.get("/api/exchanges/%2f/payments.retry.copy").await;
+    assert_eq!(status, 200);
+    assert_eq!(copy["type"], "x-delayed-message");
     b.stop().await;
 }
 
@@ -444,6 +466,59 @@ async fn a_delayed_topic_exchange_routes_by_pattern_and_publishes_from_the_api_w
     assert_eq!(
         wait_for_message(&ch, "payments.eu").await.delivery.data,
         b"retry-2"
+    );
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_due_message_nothing_matches_goes_to_the_alternate_exchange() {
+    let b = start_with(Config {
+        manual_clock: true,
+        ..Config::default()
+    })
+    .await;
+    let broker = b.broker.as_ref().unwrap();
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(Default::default()).await.unwrap();
+    ch.exchange_declare(
+        "unrouted".into(),
+        lapin::ExchangeKind::Fanout,
+        Default::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+    declare(&ch, "unrouted-orders", FieldTable::default())
+        .await
+        .unwrap();
+    bind(&ch, "unrouted-orders", "unrouted", "").await;
+    ch.exchange_declare(
+        "orders.later".into(),
+        lapin::ExchangeKind::Custom("x-delayed-message".into()),
+        Default::default(),
+        args(&[
+            ("x-delayed-type", text("direct")),
+            ("alternate-exchange", text("unrouted")),
+        ]),
+    )
+    .await
+    .unwrap();
+    publish_confirmed(
+        &ch,
+        "orders.later",
+        "no.binding",
+        "order-9",
+        delayed_by(60_000),
+        false,
+    )
+    .await;
+    // not routed while it waits: the alternate exchange sees it only when it is due
+    assert_eq!(depth(&ch, "unrouted-orders").await, 0);
+    assert!(broker.advance_clock(Duration::from_secs(60)));
+    assert_eq!(
+        wait_for_message(&ch, "unrouted-orders").await.delivery.data,
+        b"order-9"
     );
     b.stop().await;
 }

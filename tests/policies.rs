@@ -459,7 +459,10 @@ async fn a_policy_set_through_the_api_survives_kill_9() {
             &[],
             &["listening for AMQP on ", "management API listening on "],
         );
-        (common::process::KillOnDrop(child), format!("http://{}", addrs[1]))
+        (
+            common::process::KillOnDrop(child),
+            format!("http://{}", addrs[1]),
+        )
     };
     let (mut broker, url) = start(dir.path());
     let api = Api::new(&url, "guest", "guest");
