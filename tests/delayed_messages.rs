@@ -39,6 +39,14 @@ fn delayed_by(ms: i64) -> BasicProperties {
         .with_delivery_mode(2)
 }
 
+async fn on_a_manual_clock() -> common::TestBroker {
+    start_with(Config {
+        manual_clock: true,
+        ..Config::default()
+    })
+    .await
+}
+
 /// Publish with confirms (and `mandatory`); the confirm's outcome, with a basic.return
 /// reply code if the message came back.
 async fn publish_confirmed(
@@ -177,11 +185,7 @@ async fn the_declaration_is_checked_as_the_plugin_checks_it() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unpaid_order_is_cancelled_after_30_minutes_on_a_manual_clock() {
-    let b = start_with(Config {
-        manual_clock: true,
-        ..Config::default()
-    })
-    .await;
+    let b = on_a_manual_clock().await;
     let broker = b.broker.as_ref().unwrap();
     let conn = b.connect().await;
     let ch = conn.create_channel().await.unwrap();
@@ -334,11 +338,7 @@ async fn delayed_messages_survive_a_restart_transient_ones_too() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn ten_thousand_delays_page_through_the_store_in_due_order() {
-    let b = start_with(Config {
-        manual_clock: true,
-        ..Config::default()
-    })
-    .await;
+    let b = on_a_manual_clock().await;
     let broker = b.broker.as_ref().unwrap();
     let conn = b.connect().await;
     let ch = conn.create_channel().await.unwrap();
@@ -472,11 +472,7 @@ async fn a_delayed_topic_exchange_routes_by_pattern_and_publishes_from_the_api_w
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_due_message_nothing_matches_goes_to_the_alternate_exchange() {
-    let b = start_with(Config {
-        manual_clock: true,
-        ..Config::default()
-    })
-    .await;
+    let b = on_a_manual_clock().await;
     let broker = b.broker.as_ref().unwrap();
     let conn = b.connect().await;
     let ch = conn.create_channel().await.unwrap();

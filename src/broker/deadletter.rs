@@ -16,7 +16,7 @@ use std::sync::{Arc, Weak};
 use amq_protocol::types::{AMQPValue, FieldArray, FieldTable, LongString};
 use tokio::sync::mpsc;
 
-use super::queue::{QueueCmd, QueueHandle};
+use super::queue::QueueHandle;
 use super::vhost::VHost;
 use crate::model::message::Message;
 use crate::protocol::content::{headers_of, peek_properties, rewrite_properties};
@@ -331,18 +331,7 @@ async fn publish(vhost: &VHost, dl: DeadLetter) {
             targets.retain(|q| !is_cycle(&q.name, deaths.as_slice()));
         }
     }
-    for q in targets {
-        let confirm = if q.stores(&message) {
-            release.clone()
-        } else {
-            None
-        };
-        q.send(QueueCmd::Publish {
-            message: message.clone(),
-            confirm,
-        })
-        .await;
-    }
+    QueueHandle::publish_to(targets, &message, release.as_ref(), |q| q.stores(&message)).await;
 }
 
 #[cfg(test)]

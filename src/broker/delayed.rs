@@ -22,7 +22,7 @@ use amq_protocol::types::{AMQPValue, FieldTable};
 use tokio::sync::mpsc;
 
 use super::clock::Clock;
-use super::queue::QueueCmd;
+use super::queue::QueueHandle;
 use super::vhost::VHost;
 use crate::model::message::Message;
 use crate::protocol::content::{headers_of, peek_properties, rewrite_properties};
@@ -279,18 +279,10 @@ impl Schedule {
         } else {
             metrics.messages_routed.inc();
         }
-        for q in targets {
-            let confirm = if q.takes_confirm(&message) {
-                release.clone()
-            } else {
-                None
-            };
-            q.send(QueueCmd::Publish {
-                message: message.clone(),
-                confirm,
-            })
-            .await;
-        }
+        QueueHandle::publish_to(targets, &message, release.as_ref(), |q| {
+            q.takes_confirm(&message)
+        })
+        .await;
     }
 }
 

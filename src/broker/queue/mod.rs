@@ -90,6 +90,24 @@ impl QueueHandle {
             .store(args.expires.is_some(), Ordering::Relaxed);
     }
 
+    /// Hand `message` to each of `targets` in turn (waiting for room in each mailbox); the
+    /// queues `holds` picks carry `confirm`, so it fires only once they have let go.
+    pub async fn publish_to(
+        targets: Vec<Arc<QueueHandle>>,
+        message: &Arc<Message>,
+        confirm: Option<&Arc<ConfirmToken>>,
+        holds: impl Fn(&QueueHandle) -> bool,
+    ) {
+        for q in targets {
+            let confirm = confirm.filter(|_| holds(&q)).cloned();
+            q.send(QueueCmd::Publish {
+                message: message.clone(),
+                confirm,
+            })
+            .await;
+        }
+    }
+
     /// A command for the actor; false when the queue has gone (deleted meanwhile).
     pub async fn send(&self, cmd: QueueCmd) -> bool {
         self.tx.send(cmd).await.is_ok()

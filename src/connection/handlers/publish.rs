@@ -12,7 +12,7 @@ use std::sync::Arc;
 
 use bytes::Bytes;
 
-use crate::broker::queue::QueueCmd;
+use crate::broker::queue::QueueHandle;
 use crate::connection::channel::{BodyParts, ChannelState, PendingPublish};
 use crate::connection::session::Session;
 use crate::model::message::Message;
@@ -322,20 +322,11 @@ pub(super) async fn route_and_enqueue(
         return;
     }
     metrics.messages_routed.inc();
-    for q in targets {
-        // Only a copy that will be stored, or a queue that may refuse it, holds up
-        // the confirm.
-        let confirm = if confirm_via_queues || q.takes_confirm(&message) {
-            confirm.clone()
-        } else {
-            None
-        };
-        q.send(QueueCmd::Publish {
-            message: message.clone(),
-            confirm,
-        })
-        .await;
-    }
+    // Only a copy that will be stored, or a queue that may refuse it, holds up the confirm.
+    QueueHandle::publish_to(targets, &message, confirm.as_ref(), |q| {
+        confirm_via_queues || q.takes_confirm(&message)
+    })
+    .await;
 }
 
 #[cfg(test)]
