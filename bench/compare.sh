@@ -8,7 +8,7 @@
 #
 # Scenarios: throughput-100 throughput-16 confirms confirms-single latency fanout
 #            connections backlog deadletter-ttl deadletter-reject startup
-#            rpc rpc-8 topic-10k (not in the default set: run them by name)
+#            rpc rpc-8 topic-10k fleet-10k fleet-10k-5k (not in the default set: run them by name)
 #            throughput-each, latency-each: warren-perf writing each publish on its own and
 #              acking each message on its own, as client libraries do
 #            lapin-ack1 lapin-ack100 lapin-confirm lapin-25k lapin-10k pika-ack1 pika-ack100:
@@ -65,6 +65,8 @@ args_of() {
     rpc) echo "rpc --producers 1 --size 100" ;;
     rpc-8) echo "rpc --producers 8 --size 100" ;;
     topic-10k) echo "topic --bindings 10000 --queues 10 --size 100 --prefetch 200" ;;
+    fleet-10k) echo "fleet --connections 10000 --rate 20000 --size 100 --prefetch 10" ;;
+    fleet-10k-5k) echo "fleet --connections 10000 --rate 5000 --size 100 --prefetch 10" ;;
     throughput-each) echo "throughput --size 100 --prefetch 200 --write-per-publish --ack-every 1" ;;
     latency-each) echo "latency --rate 10000 --size 100 --write-per-publish --ack-every 1" ;;
   esac
@@ -86,6 +88,7 @@ keys_of() {
     throughput-*|deadletter-*|topic-*) echo "consumed_per_s broker_cpu_us_per_msg tool_cpu_us_per_msg" ;;
     lapin-*|pika-*) echo "consumed_per_s broker_cpu_us_per_msg latency_p50_us latency_p99_us" ;;
     latency-each) echo "latency_p50_us latency_p99_us broker_cpu_us_per_msg" ;;
+    fleet-*) echo "idle_rss_kb_per_connection busy_consumed_per_s broker_cpu_percent broker_cpu_us_per_msg" ;;
     rpc*) echo "round_trips_per_s rtt_p50_us rtt_p99_us broker_cpu_us_per_msg tool_cpu_us_per_msg" ;;
     confirms*) echo "published_per_s broker_cpu_us_per_msg" ;;
     latency) echo "latency_p50_us latency_p99_us latency_p999_us broker_cpu_us_per_msg" ;;

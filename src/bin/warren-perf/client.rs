@@ -206,12 +206,21 @@ pub struct Conn {
 
 impl Conn {
     pub async fn open(url: &Url) -> io::Result<Conn> {
-        tokio::time::timeout(std::time::Duration::from_secs(20), Self::handshake(url))
-            .await
-            .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "handshake timed out"))?
+        Self::open_buffered(url, 256 * 1024).await
     }
 
-    async fn handshake(url: &Url) -> io::Result<Conn> {
+    /// With read and write buffers that start at `buffer` bytes (they grow as needed): a
+    /// fleet of thousands of connections starts small.
+    pub async fn open_buffered(url: &Url, buffer: usize) -> io::Result<Conn> {
+        tokio::time::timeout(
+            std::time::Duration::from_secs(20),
+            Self::handshake(url, buffer),
+        )
+        .await
+        .map_err(|_| io::Error::new(io::ErrorKind::TimedOut, "handshake timed out"))?
+    }
+
+    async fn handshake(url: &Url, buffer: usize) -> io::Result<Conn> {
         let connect = TcpStream::connect((url.host.as_str(), url.port));
         let stream = tokio::time::timeout(std::time::Duration::from_secs(10), connect)
             .await
@@ -221,11 +230,11 @@ impl Conn {
         let mut c = Conn {
             reader: Reader {
                 r,
-                buf: BytesMut::with_capacity(256 * 1024),
+                buf: BytesMut::with_capacity(buffer),
             },
             writer: Writer {
                 w,
-                buf: BytesMut::with_capacity(256 * 1024),
+                buf: BytesMut::with_capacity(buffer),
             },
             frame_max: 131072,
         };

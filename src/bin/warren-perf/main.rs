@@ -10,6 +10,7 @@ mod client;
 mod deadletter;
 mod delayed;
 mod extensions;
+mod fleet;
 mod sample;
 mod scenarios;
 mod soak;
@@ -48,6 +49,9 @@ enum Scenario {
     Rpc,
     /// a topic exchange with --bindings wildcard bindings over --queues queues
     Topic,
+    /// --connections connections, each consuming its own queue: RSS per connection idle,
+    /// then CPU with each publishing (10 msg/s each, or --rate in total)
+    Fleet,
 }
 
 #[derive(Parser, Debug)]
@@ -172,6 +176,7 @@ fn main() -> ExitCode {
             Scenario::Delayed => delayed::delayed(opts).await,
             Scenario::Rpc => extensions::rpc(opts).await,
             Scenario::Topic => extensions::topic(opts, cli.bindings).await,
+            Scenario::Fleet => fleet::fleet(opts).await,
         }
     });
     match result {
