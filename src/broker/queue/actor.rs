@@ -351,7 +351,7 @@ impl QueueActor {
         match cmd {
             QueueCmd::Publish { message, confirm } => self.enqueue(message, confirm),
             QueueCmd::Consume { consumer, reply } => {
-                let result = self.add_consumer(consumer);
+                let result = self.add_consumer(*consumer);
                 let _ = reply.send(result);
             }
             QueueCmd::Cancel { epoch, tag, reply } => {
@@ -475,7 +475,7 @@ impl QueueActor {
                 version,
                 applied,
                 args,
-            } => self.apply_policy(version, applied, args),
+            } => self.apply_policy(version, *applied, *args),
             QueueCmd::Kick => {}
         }
         Next::Continue

@@ -137,8 +137,10 @@ pub enum QueueCmd {
         message: Arc<Message>,
         confirm: Option<Arc<ConfirmToken>>,
     },
+    /// Boxed, as the rare large variants are: every queue's mailbox allocates its slots
+    /// at the size of the largest variant, and an idle queue should cost little.
     Consume {
-        consumer: ConsumerLink,
+        consumer: Box<ConsumerLink>,
         reply: oneshot::Sender<Result<(), AmqpError>>,
     },
     /// Remove a consumer; the reply says it is gone (basic.cancel-ok may follow).
@@ -185,8 +187,8 @@ pub enum QueueCmd {
     /// different tasks.
     Policy {
         version: u64,
-        applied: Applied,
-        args: QueueArgs,
+        applied: Box<Applied>,
+        args: Box<QueueArgs>,
     },
 }
 
@@ -235,4 +237,13 @@ pub fn spawn(init: QueueInit, vhost: Weak<VHost>) -> Arc<QueueHandle> {
     handle.set_flags(&actor.args);
     tokio::spawn(actor.run(rx));
     handle
+}
+
+#[cfg(test)]
+mod mailbox_tests {
+    #[test]
+    fn a_queue_command_stays_small_so_an_idle_mailbox_costs_little() {
+        // tokio allocates a queue's first block of 32 mailbox slots up front
+        assert!(std::mem::size_of::<super::QueueCmd>() <= 48);
+    }
 }

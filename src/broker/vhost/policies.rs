@@ -102,8 +102,8 @@ impl VHost {
                     q.clone(),
                     QueueCmd::Policy {
                         version,
-                        applied,
-                        args,
+                        applied: Box::new(applied),
+                        args: Box::new(args),
                     },
                 )
             })

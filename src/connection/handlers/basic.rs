@@ -87,7 +87,7 @@ pub(super) async fn basic_consume(
     };
     let added = q
         .ask(|reply| QueueCmd::Consume {
-            consumer: link.clone(),
+            consumer: Box::new(link.clone()),
             reply,
         })
         .await
