@@ -447,6 +447,37 @@ pub fn confirm_of(payload: &[u8]) -> Option<(u64, bool, bool)> {
     Some((tag, payload[12] & 1 == 1, ack))
 }
 
+/// Follows basic.deliver, content header and body frames to where a delivery is complete.
+#[derive(Debug, Default)]
+pub struct Deliveries {
+    tag: u64,
+    remaining: u64,
+}
+
+impl Deliveries {
+    /// The delivery tag when `f` completes a delivery.
+    pub fn complete(&mut self, f: &RawFrame) -> Option<u64> {
+        let done = match f.kind {
+            FRAME_METHOD => {
+                if let Some(t) = deliver_tag(&f.payload) {
+                    self.tag = t;
+                }
+                false
+            }
+            frame::FRAME_HEADER => {
+                self.remaining = body_size(&f.payload);
+                self.remaining == 0
+            }
+            frame::FRAME_BODY => {
+                self.remaining = self.remaining.saturating_sub(f.payload.len() as u64);
+                self.remaining == 0
+            }
+            _ => false,
+        };
+        done.then_some(self.tag)
+    }
+}
+
 /// Body size announced by a content header payload.
 pub fn body_size(payload: &[u8]) -> u64 {
     if payload.len() < 12 {

@@ -9,12 +9,11 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::client::{body_size, deliver_tag, Conn};
+use crate::client::{Conn, Deliveries};
 use crate::scenarios::{
     consumer, cpu_results, measure, producer, report_errors, spawn_logged, stop_all, Counters,
     Opts, Results,
 };
-use warren::protocol::frame::{FRAME_BODY, FRAME_HEADER, FRAME_METHOD};
 use warren::protocol::method::{AMQPValue, FieldTable, LongString};
 
 const WORK: &str = "warren-perf-dl-work";
@@ -46,30 +45,13 @@ async fn rejecter(opts: Opts, c: Rc<Counters>) -> std::io::Result<()> {
     let mut conn = Conn::open(&opts.url).await?;
     conn.consume(WORK, opts.prefetch, false).await?;
     let (mut reader, mut writer, _) = conn.split();
-    let (mut tag, mut remaining) = (0u64, 0u64);
+    let mut deliveries = Deliveries::default();
     while !c.stop.get() {
         let f = match tokio::time::timeout(Duration::from_millis(200), reader.frame()).await {
             Ok(f) => f?,
             Err(_) => continue,
         };
-        let complete = match f.kind {
-            FRAME_METHOD => {
-                if let Some(t) = deliver_tag(&f.payload) {
-                    tag = t;
-                }
-                false
-            }
-            FRAME_HEADER => {
-                remaining = body_size(&f.payload);
-                remaining == 0
-            }
-            FRAME_BODY => {
-                remaining = remaining.saturating_sub(f.payload.len() as u64);
-                remaining == 0
-            }
-            _ => false,
-        };
-        if complete {
+        if let Some(tag) = deliveries.complete(&f) {
             writer.reject(1, tag);
             writer.flush().await?;
         }

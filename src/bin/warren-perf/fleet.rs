@@ -8,10 +8,9 @@
 use std::rc::Rc;
 use std::time::Duration;
 
-use crate::client::{body_size, deliver_tag, Conn};
+use crate::client::{Conn, Deliveries};
 use crate::scenarios::{cpu_results, measure, report_errors, spawn_logged, stop_all, Counters};
 use crate::scenarios::{Opts, Results};
-use warren::protocol::frame::{FRAME_BODY, FRAME_HEADER, FRAME_METHOD};
 use warren::protocol::method::{protocol::*, FieldTable};
 
 /// Read and write buffers each connection starts with (they grow if needed).
@@ -51,7 +50,7 @@ async fn member(
     // spread the fleet's publishes over the period instead of all at once
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     tokio::time::sleep(every.mul_f64(rand_fraction(&queue))).await;
-    let (mut tag, mut remaining) = (0u64, 0u64);
+    let mut deliveries = Deliveries::default();
     while !c.stop.get() {
         tokio::select! {
             _ = tick.tick() => {
@@ -60,25 +59,7 @@ async fn member(
                 c.published.set(c.published.get() + 1);
             }
             f = reader.frame() => {
-                let f = f?;
-                let complete = match f.kind {
-                    FRAME_METHOD => {
-                        if let Some(t) = deliver_tag(&f.payload) {
-                            tag = t;
-                        }
-                        false
-                    }
-                    FRAME_HEADER => {
-                        remaining = body_size(&f.payload);
-                        remaining == 0
-                    }
-                    FRAME_BODY => {
-                        remaining = remaining.saturating_sub(f.payload.len() as u64);
-                        remaining == 0
-                    }
-                    _ => false,
-                };
-                if complete {
+                if let Some(tag) = deliveries.complete(&f?) {
                     writer.ack(1, tag, false);
                     writer.flush().await?;
                     c.consumed.set(c.consumed.get() + 1);
