@@ -59,11 +59,7 @@ pub fn declared_type(
     if let Some(kind) = ExchangeKind::parse(type_name) {
         return Ok((kind, false));
     }
-    if type_name != DELAYED_TYPE {
-        return Err(AmqpError::command_invalid(format!(
-            "unknown exchange type '{type_name}'"
-        )));
-    }
+    check_type_name(type_name)?;
     let inner = match arguments.inner().get("x-delayed-type") {
         Some(AMQPValue::LongString(s)) => String::from_utf8_lossy(s.as_bytes()).into_owned(),
         Some(AMQPValue::ShortString(s)) => s.as_str().to_owned(),
@@ -78,12 +74,22 @@ pub fn declared_type(
             "Invalid argument, 'x-delayed-message' can't be used for 'x-delayed-type'",
         ));
     }
-    match ExchangeKind::parse(&inner) {
-        Some(kind) => Ok((kind, true)),
-        None => Err(AmqpError::command_invalid(format!(
-            "unknown exchange type '{inner}'"
-        ))),
+    ExchangeKind::parse(&inner)
+        .map(|kind| (kind, true))
+        .ok_or_else(|| unknown_type(&inner))
+}
+
+/// RabbitMQ's `check_type`: a type this broker has, else 503 with its text.
+pub fn check_type_name(type_name: &str) -> Result<(), AmqpError> {
+    if ExchangeKind::parse(type_name).is_some() || type_name == DELAYED_TYPE {
+        Ok(())
+    } else {
+        Err(unknown_type(type_name))
     }
+}
+
+fn unknown_type(type_name: &str) -> AmqpError {
+    AmqpError::command_invalid(format!("unknown exchange type '{type_name}'"))
 }
 
 #[derive(Debug, Clone)]

@@ -20,7 +20,9 @@ use dashmap::DashMap;
 
 use super::deadletter::DeadLetter;
 use super::delayed::{requested_delay, DelayRequest};
-use super::exchange::{declared_type, headers, Destination, Exchange, ExchangeKind, DELAYED_TYPE};
+use super::exchange::{
+    check_type_name, declared_type, headers, Destination, Exchange, ExchangeKind,
+};
 use super::metrics::GlobalMetrics;
 use super::queue::QueueHandle;
 use crate::model::message::Message;
@@ -426,12 +428,7 @@ impl VHost {
         }
         // RabbitMQ's order: the type, the default exchange, then (only for a new exchange)
         // the reserved prefix and the arguments; redeclaring amq.direct as it is succeeds
-        if ExchangeKind::parse(&spec.kind).is_none() && spec.kind != DELAYED_TYPE {
-            return Err(AmqpError::command_invalid(format!(
-                "unknown exchange type '{}'",
-                spec.kind
-            )));
-        }
+        check_type_name(&spec.kind)?;
         if spec.name.is_empty() {
             return Err(Self::default_exchange_refused());
         }
@@ -441,21 +438,15 @@ impl VHost {
                 spec.name
             )));
         }
-        let new_type = if self.exchanges.contains_key(&spec.name) {
-            None
-        } else {
-            alternate_exchange_argument(&spec.arguments, &spec.name, &self.name)?;
-            Some(declared_type(&spec.kind, &spec.arguments)?)
-        };
         let mut created = false;
         let policies = self.policy_table();
-        let existing = self
-            .exchanges
-            .entry(spec.name.clone())
-            .or_insert_with(|| {
-                created = true;
-                // checked above unless another declaration raced this one in between
-                let (kind, delayed) = new_type.unwrap_or((ExchangeKind::Direct, false));
+        let existing = match self.exchanges.entry(spec.name.clone()) {
+            dashmap::Entry::Occupied(e) => e.get().clone(),
+            // a new exchange's arguments are checked under its entry, so a declaration
+            // racing this one cannot slip an unchecked exchange in
+            dashmap::Entry::Vacant(v) => {
+                alternate_exchange_argument(&spec.arguments, &spec.name, &self.name)?;
+                let (kind, delayed) = declared_type(&spec.kind, &spec.arguments)?;
                 let mut x = Exchange::new(
                     &spec.name,
                     kind,
@@ -470,9 +461,10 @@ impl VHost {
                         .store(true, std::sync::atomic::Ordering::Relaxed);
                 }
                 x.set_policy(policies.applied(&spec.name, super::policy::Target::Exchange));
-                Arc::new(x)
-            })
-            .clone();
+                created = true;
+                v.insert(Arc::new(x)).clone()
+            }
+        };
         drop(policies);
         let inequivalent = |arg: &str, received: &str, current: &str| {
             AmqpError::precondition_failed(format!(
