@@ -448,3 +448,74 @@ async fn health_checks_see_the_tls_listener_and_its_certificate_expiry() {
     assert_eq!(body["status"], "ok");
     b.stop().await;
 }
+
+/// An operator looks up a service's amqps connection in the management API (and so in the
+/// web UI): the TLS version and suite as RabbitMQ names them, the client certificate's
+/// subject and issuer, and the bytes that went each way.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_tls_connection_shows_its_protocol_cipher_and_client_certificate() {
+    let pki = Pki::new("shop CA");
+    let mut config = tls_config(&pki, &pki.server("broker"));
+    config.tls_verify_peer = true;
+    let b = start_custom(config, tempfile::tempdir().unwrap(), true, true).await;
+    let api = common::http::Api::new(b.management.as_deref().unwrap(), "guest", "guest");
+    let client = pki.client("payments-service");
+    let conn = within(lapin_tls(&b, &pki, "", Some(&client)))
+        .await
+        .unwrap();
+    let ch = conn.create_channel().await.unwrap();
+    ch.queue_declare(
+        "payments".into(),
+        QueueDeclareOptions::default(),
+        FieldTable::default(),
+    )
+    .await
+    .unwrap();
+
+    let (status, list) = api.get("/api/connections").await;
+    assert_eq!(status, 200);
+    let c = &list[0];
+    assert_eq!(c["ssl"], true);
+    assert_eq!(c["ssl_protocol"], "tlsv1.3");
+    assert_eq!(c["ssl_key_exchange"], "any");
+    assert_eq!(c["ssl_hash"], "aead");
+    assert!(
+        c["ssl_cipher"].as_str().unwrap().contains("gcm")
+            || c["ssl_cipher"].as_str().unwrap().contains("poly1305"),
+        "{c}"
+    );
+    assert!(
+        c["peer_cert_subject"]
+            .as_str()
+            .unwrap()
+            .contains("CN=payments-service"),
+        "{c}"
+    );
+    assert!(
+        c["peer_cert_issuer"]
+            .as_str()
+            .unwrap()
+            .contains("CN=shop CA"),
+        "{c}"
+    );
+    assert!(c["peer_cert_validity"].as_str().unwrap().contains("4096"));
+    // the handshake, tune, open and declare went each way
+    assert!(c["recv_oct"].as_u64().unwrap() > 0, "{c}");
+    assert!(c["send_oct"].as_u64().unwrap() > 0, "{c}");
+    assert!(c["recv_cnt"].as_u64().unwrap() >= 2, "{c}");
+    assert!(c["recv_oct_details"]["rate"].is_number());
+
+    // a plain connection says so, with no TLS fields filled in
+    let plain = b.connect().await;
+    let (_, list) = api.get("/api/connections").await;
+    let p = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["ssl"] == false)
+        .expect("the plain connection");
+    assert!(p["ssl_protocol"].is_null(), "{p}");
+    assert!(p["peer_cert_subject"].is_null(), "{p}");
+    drop(plain);
+    b.stop().await;
+}

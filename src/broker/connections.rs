@@ -6,13 +6,13 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use amq_protocol::types::FieldTable;
 use tokio::sync::{mpsc, oneshot};
 
-use super::queue::stats::MessageCounters;
+use super::queue::stats::{MessageCounters, Sampler};
 
 /// What the management API may ask of a connection's task.
 #[derive(Debug)]
@@ -44,6 +44,53 @@ pub struct ChannelSnapshot {
     pub confirmed: u64,
 }
 
+/// What a connection's socket carried: bytes and reads counted by its task, bytes and
+/// writes by its writer. Relaxed counters, one add per read or write batch.
+#[derive(Debug, Default)]
+pub struct Traffic {
+    pub recv_oct: AtomicU64,
+    pub recv_cnt: AtomicU64,
+    pub send_oct: AtomicU64,
+    pub send_cnt: AtomicU64,
+}
+
+impl Traffic {
+    pub fn received(&self, bytes: usize) {
+        self.recv_oct.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.recv_cnt.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn sent(&self, bytes: usize) {
+        self.send_oct.fetch_add(bytes as u64, Ordering::Relaxed);
+        self.send_cnt.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Bytes received and sent so far.
+    pub fn octets(&self) -> [u64; 2] {
+        [
+            self.recv_oct.load(Ordering::Relaxed),
+            self.send_oct.load(Ordering::Relaxed),
+        ]
+    }
+}
+
+/// A TLS session in RabbitMQ's terms (`ssl_protocol`, `ssl_cipher`, ...), taken once the
+/// handshake is done.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TlsDetails {
+    /// `tlsv1.3`, `tlsv1.2`
+    pub protocol: String,
+    /// `aes_256_gcm`, `chacha20_poly1305`
+    pub cipher: String,
+    /// `any` under TLS 1.3 (the suite does not fix it), `ecdhe_rsa` and the like before
+    pub key_exchange: String,
+    /// `aead` for the AEAD suites, as Erlang's ssl names their MAC
+    pub hash: String,
+    pub peer_cert_subject: Option<String>,
+    pub peer_cert_issuer: Option<String>,
+    pub peer_cert_validity: Option<String>,
+}
+
 #[derive(Debug)]
 pub struct ConnectionInfo {
     pub id: u64,
@@ -53,7 +100,11 @@ pub struct ConnectionInfo {
     pub local: SocketAddr,
     pub user: String,
     pub vhost: String,
-    pub tls: bool,
+    /// Set for a TLS connection.
+    pub tls: Option<TlsDetails>,
+    pub traffic: Arc<Traffic>,
+    /// Byte rates, sampled when the management API asks.
+    octet_rates: Mutex<Sampler<2>>,
     pub client_properties: FieldTable,
     pub frame_max: u32,
     pub channel_max: u16,
@@ -74,7 +125,8 @@ impl ConnectionInfo {
         local: SocketAddr,
         user: String,
         vhost: String,
-        tls: bool,
+        tls: Option<TlsDetails>,
+        traffic: Arc<Traffic>,
         client_properties: FieldTable,
         (frame_max, channel_max, heartbeat): (u32, u16, u16),
     ) -> (Arc<Self>, mpsc::UnboundedReceiver<ConnectionRequest>) {
@@ -90,6 +142,8 @@ impl ConnectionInfo {
             user,
             vhost,
             tls,
+            traffic,
+            octet_rates: Mutex::new(Sampler::default()),
             client_properties,
             frame_max,
             channel_max,
@@ -99,6 +153,15 @@ impl ConnectionInfo {
             requests,
         };
         (Arc::new(info), receiver)
+    }
+
+    /// Bytes per second received and sent, over RabbitMQ's statistics interval.
+    pub fn octet_rates(&self) -> [f64; 2] {
+        let octets = self.traffic.octets();
+        self.octet_rates
+            .lock()
+            .map(|mut s| s.rates(tokio::time::Instant::now(), octets))
+            .unwrap_or([0.0; 2])
     }
 
     pub fn channel_count(&self) -> u32 {

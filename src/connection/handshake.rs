@@ -313,6 +313,8 @@ pub async fn handshake<R: AsyncRead + Unpin>(
 pub struct TlsPeer {
     /// The user name taken from the verified client certificate (CN or SAN).
     pub cert_user: Option<String>,
+    /// The session as the management API shows it.
+    pub details: crate::broker::connections::TlsDetails,
 }
 
 /// The mechanisms offered: EXTERNAL only when a verified client certificate named a user.

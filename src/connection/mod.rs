@@ -27,7 +27,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument;
 
-use crate::broker::connections::{ChannelSnapshot, ConnectionInfo, ConnectionRequest};
+use crate::broker::connections::{ChannelSnapshot, ConnectionInfo, ConnectionRequest, Traffic};
 use crate::broker::consumer::{ConnEvent, Credit};
 use crate::broker::queue::QueueCmd;
 use crate::broker::BrokerState;
@@ -126,7 +126,8 @@ pub async fn serve<S>(
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         broker.metrics.connections_opened.inc();
         let (mut reader, write_half) = tokio::io::split(stream);
-        let (writer, writer_task) = writer::spawn(write_half);
+        let traffic = Arc::new(Traffic::default());
+        let (writer, writer_task) = writer::spawn(write_half, traffic.clone());
         // Small to start: an idle connection should cost little; it grows with the frames.
         let mut rbuf = BytesMut::with_capacity(MIN_READ);
         let timeout = Duration::from_millis(broker.config.handshake_timeout);
@@ -156,7 +157,8 @@ pub async fn serve<S>(
                     local,
                     n.user.clone(),
                     n.vhost.name.clone(),
-                    tls.is_some(),
+                    tls.as_ref().map(|t| t.details.clone()),
+                    traffic,
                     std::mem::take(&mut n.client_properties),
                     (n.frame_max, n.channel_max, n.heartbeat),
                 );
@@ -314,6 +316,7 @@ impl Connection {
                     match read {
                         Ok(0) | Err(_) => { reader_open = false; self.done = true; }
                         Ok(n) => {
+                            self.info.traffic.received(n);
                             if n >= read_hint && read_hint < MAX_READ {
                                 read_hint *= 2;
                             }

@@ -15,6 +15,7 @@ use tokio::io::{AsyncWrite, AsyncWriteExt};
 use tokio::sync::Notify;
 use tokio::task::JoinHandle;
 
+use crate::broker::connections::Traffic;
 use crate::broker::consumer::Credit;
 
 #[derive(Debug)]
@@ -70,13 +71,16 @@ impl Drop for WriterTx {
     }
 }
 
-pub fn spawn<W: AsyncWrite + Unpin + Send + 'static>(w: W) -> (WriterTx, JoinHandle<()>) {
+pub fn spawn<W: AsyncWrite + Unpin + Send + 'static>(
+    w: W,
+    traffic: Arc<Traffic>,
+) -> (WriterTx, JoinHandle<()>) {
     let shared = Arc::new(Shared::default());
-    let task = tokio::spawn(run(w, shared.clone()));
+    let task = tokio::spawn(run(w, shared.clone(), traffic));
     (WriterTx { shared }, task)
 }
 
-async fn run<W: AsyncWrite + Unpin>(mut w: W, shared: Arc<Shared>) {
+async fn run<W: AsyncWrite + Unpin>(mut w: W, shared: Arc<Shared>, traffic: Arc<Traffic>) {
     let mut batch: VecDeque<Out> = VecDeque::new();
     let mut releases: Vec<(Arc<Credit>, u32)> = Vec::new();
     loop {
@@ -101,9 +105,13 @@ async fn run<W: AsyncWrite + Unpin>(mut w: W, shared: Arc<Shared>) {
             continue;
         }
         let mut failed = false;
+        let mut written = 0;
         for out in batch.drain(..) {
             match out {
-                Out::Data(bytes) if !failed => failed = w.write_all(&bytes).await.is_err(),
+                Out::Data(bytes) if !failed => {
+                    written += bytes.len();
+                    failed = w.write_all(&bytes).await.is_err();
+                }
                 Out::Data(_) => {}
                 Out::Release(credit, n) => releases.push((credit, n)),
             }
@@ -114,6 +122,7 @@ async fn run<W: AsyncWrite + Unpin>(mut w: W, shared: Arc<Shared>) {
                 .store(true, std::sync::atomic::Ordering::Release);
             break;
         }
+        traffic.sent(written);
         for (credit, n) in releases.drain(..) {
             credit.release(n);
         }

@@ -3,6 +3,7 @@
 //! RabbitMQ's default reason). Administrators and monitoring users see every connection,
 //! other users their own. The connection's own task does the closing.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use axum::extract::{Path, Query, State};
@@ -36,6 +37,8 @@ pub fn routes() -> Router<Arc<BrokerState>> {
 }
 
 fn connection_json(node: &str, c: &ConnectionInfo) -> Value {
+    let [recv_oct, send_oct] = c.traffic.octets();
+    let rates = c.octet_rates();
     json!({
         "name": c.name,
         "node": node,
@@ -49,7 +52,20 @@ fn connection_json(node: &str, c: &ConnectionInfo) -> Value {
         "port": c.local.port(),
         "peer_host": c.peer.ip().to_string(),
         "peer_port": c.peer.port(),
-        "ssl": c.tls,
+        "ssl": c.tls.is_some(),
+        "ssl_protocol": c.tls.as_ref().map(|t| t.protocol.clone()),
+        "ssl_cipher": c.tls.as_ref().map(|t| t.cipher.clone()),
+        "ssl_key_exchange": c.tls.as_ref().map(|t| t.key_exchange.clone()),
+        "ssl_hash": c.tls.as_ref().map(|t| t.hash.clone()),
+        "peer_cert_subject": c.tls.as_ref().and_then(|t| t.peer_cert_subject.clone()),
+        "peer_cert_issuer": c.tls.as_ref().and_then(|t| t.peer_cert_issuer.clone()),
+        "peer_cert_validity": c.tls.as_ref().and_then(|t| t.peer_cert_validity.clone()),
+        "recv_oct": recv_oct,
+        "recv_cnt": c.traffic.recv_cnt.load(Ordering::Relaxed),
+        "send_oct": send_oct,
+        "send_cnt": c.traffic.send_cnt.load(Ordering::Relaxed),
+        "recv_oct_details": {"rate": rates[0]},
+        "send_oct_details": {"rate": rates[1]},
         "channels": c.channel_count(),
         "frame_max": c.frame_max,
         "channel_max": c.channel_max,

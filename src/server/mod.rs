@@ -283,13 +283,13 @@ async fn serve_tls(
             return;
         }
     };
-    let cert_user = stream
-        .get_ref()
-        .1
-        .peer_certificates()
-        .and_then(|chain| chain.first())
-        .and_then(|leaf| tls::cert_user(leaf, tls.cert_login));
-    let peer_info = crate::connection::handshake::TlsPeer { cert_user };
+    let session = stream.get_ref().1;
+    let leaf = session.peer_certificates().and_then(|chain| chain.first());
+    let cert_user = leaf.and_then(|leaf| tls::cert_user(leaf, tls.cert_login));
+    let peer_info = crate::connection::handshake::TlsPeer {
+        cert_user,
+        details: tls::details(session, leaf),
+    };
     connection::serve(stream, peer, local, state, Some(peer_info)).await;
 }
 

@@ -13,6 +13,7 @@ use rustls::{RootCertStore, ServerConfig, SupportedProtocolVersion};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 
+use crate::broker::connections::TlsDetails;
 use crate::config::Config;
 
 #[derive(Debug, thiserror::Error)]
@@ -260,9 +261,83 @@ pub fn cert_user(der: &[u8], from: CertLogin) -> Option<String> {
     }
 }
 
+/// The session's protocol and suite and the client's certificate, named as RabbitMQ's
+/// management API names them (`tlsv1.3`, `aes_256_gcm`, `aead`).
+pub fn details(session: &rustls::ServerConnection, leaf: Option<&CertificateDer>) -> TlsDetails {
+    let protocol = match session.protocol_version() {
+        Some(rustls::ProtocolVersion::TLSv1_3) => "tlsv1.3".to_owned(),
+        Some(rustls::ProtocolVersion::TLSv1_2) => "tlsv1.2".to_owned(),
+        Some(other) => format!("{other:?}").to_lowercase(),
+        None => String::new(),
+    };
+    let suite = session
+        .negotiated_cipher_suite()
+        .and_then(|s| s.suite().as_str())
+        .unwrap_or("");
+    let (key_exchange, cipher, hash) = suite_parts(suite);
+    let cert = leaf.and_then(|der| {
+        x509_parser::parse_x509_certificate(der)
+            .ok()
+            .map(|(_, c)| c)
+    });
+    TlsDetails {
+        protocol,
+        cipher,
+        key_exchange,
+        hash,
+        peer_cert_subject: cert.as_ref().map(|c| c.subject().to_string()),
+        peer_cert_issuer: cert.as_ref().map(|c| c.issuer().to_string()),
+        peer_cert_validity: cert.as_ref().map(|c| {
+            let v = c.validity();
+            format!("{} - {}", v.not_before, v.not_after)
+        }),
+    }
+}
+
+/// (key exchange, cipher, hash) of an IANA suite name: `TLS13_AES_256_GCM_SHA384` is
+/// (any, aes_256_gcm, aead), `TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256` (ecdhe_rsa,
+/// aes_128_gcm, aead).
+fn suite_parts(suite: &str) -> (String, String, String) {
+    let (key_exchange, rest) = match suite.strip_prefix("TLS13_") {
+        Some(rest) => ("any".to_owned(), rest),
+        None => match suite
+            .strip_prefix("TLS_")
+            .and_then(|s| s.split_once("_WITH_"))
+        {
+            Some((kx, rest)) => (kx.to_lowercase(), rest),
+            None => (String::new(), suite),
+        },
+    };
+    let (cipher, mac) = rest.rsplit_once('_').unwrap_or((rest, ""));
+    let aead = cipher.contains("GCM") || cipher.contains("POLY1305") || cipher.contains("CCM");
+    let hash = if aead {
+        "aead".to_owned()
+    } else {
+        mac.to_lowercase()
+    };
+    (key_exchange, cipher.to_lowercase(), hash)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn suites_are_named_as_erlangs_ssl_names_them() {
+        let parts = |s: &str| suite_parts(s);
+        assert_eq!(
+            parts("TLS13_AES_256_GCM_SHA384"),
+            ("any".into(), "aes_256_gcm".into(), "aead".into())
+        );
+        assert_eq!(
+            parts("TLS13_CHACHA20_POLY1305_SHA256"),
+            ("any".into(), "chacha20_poly1305".into(), "aead".into())
+        );
+        assert_eq!(
+            parts("TLS_ECDHE_RSA_WITH_AES_128_GCM_SHA256"),
+            ("ecdhe_rsa".into(), "aes_128_gcm".into(), "aead".into())
+        );
+    }
 
     #[test]
     fn openssl_and_iana_cipher_names_both_select_a_suite() {
