@@ -1,7 +1,7 @@
 //! The management HTTP API on RabbitMQ's paths and JSON shapes (what `warrenctl`,
 //! `rabbitmqadmin` and RabbitMQ's own tooling call): users, vhosts and permissions in `api`;
 //! queues and exchanges in `objects`, bindings in `bindings`, messages in `messages`, health
-//! checks in `health`. It authenticates every request with HTTP basic auth against the
+//! checks in `health`; the web UI's built-in pages in `ui`. It authenticates every request with HTTP basic auth against the
 //! broker's users. Users and vhosts change through `BrokerState`'s admin operations (the
 //! administrator tag required); queues, exchanges and bindings through the vhost, under
 //! the user's AMQP permissions. It never holds a queue's state: it asks the queue's actor.
@@ -21,6 +21,7 @@ mod objects;
 mod parameters;
 mod policies;
 mod prometheus;
+mod ui;
 
 pub use definitions::import_file as import_definitions;
 pub use prometheus::serve as serve_prometheus;
@@ -41,7 +42,9 @@ use crate::broker::BrokerState;
 
 /// Serve the API on one listener until the broker stops.
 pub async fn serve(listener: TcpListener, state: Arc<BrokerState>) {
-    let app = api::router(state);
+    let app = api::router(state)
+        .merge(ui::routes())
+        .layer(axum::middleware::from_fn(ui::no_browser_challenge));
     let service = app.into_make_service_with_connect_info::<SocketAddr>();
     if let Err(e) = axum::serve(listener, service).await {
         tracing::error!("management listener stopped: {e}");
