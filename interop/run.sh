@@ -2,7 +2,8 @@
 # Real third-party clients against a built Warren: pika (Python), amqplib (Node) and
 # rabbitmq-c's amqp-tools (C), over plain AMQP and over TLS, plus openssl s_client for
 # the TLS versions, Prometheus' Python client parsing the metrics, and RabbitMQ's own
-# rabbitmqadmin driving the management API. Installs the clients from their registries on first use.
+# rabbitmqadmin driving the management API, and the management web UI in headless
+# Chromium (playwright-core; the UI test starts its own broker). Installs the clients from their registries on first use.
 # Usage: interop/run.sh [path/to/warren]    (default: target/release/warren)
 # Last line: N passed, N failed
 set -u
@@ -27,7 +28,7 @@ VENV="$CACHE/venv"
 if ! "$VENV/bin/python" -c "import pika, pytest, prometheus_client" 2>/dev/null; then
   python3 -m venv "$VENV" && "$VENV/bin/pip" install -q "pika>=1.3,<2" "pytest>=8" "prometheus-client>=0.20" >&2
 fi
-if [ ! -d "$ROOT/interop/node/node_modules/amqplib" ]; then
+if [ ! -d "$ROOT/interop/node/node_modules/amqplib" ] || [ ! -d "$ROOT/interop/node/node_modules/playwright-core" ]; then
   (cd "$ROOT/interop/node" && npm install -q --no-audit --no-fund >&2)
 fi
 
@@ -71,6 +72,15 @@ fi
 
 "$ROOT/interop/tls/openssl_checks.sh" > "$LOG/tls.log" 2>&1
 rc=$?; cat "$LOG/tls.log" >&2; count "$LOG/tls.log" $rc openssl
+
+# The web UI test starts its own broker (it needs an empty one to count objects and its
+# own TLS listener), so it runs with the binary rather than the shared broker.
+ABS_BIN=$(cd "$(dirname "$BIN")" && pwd)/$(basename "$BIN")
+(cd "$ROOT/interop/node" && WARREN_BIN="$ABS_BIN" UI_SCREENSHOTS="${UI_SCREENSHOTS:-$ROOT/target/ui-screenshots}" \
+  node --test --test-reporter=spec ui.test.js) > "$LOG/ui.log" 2>&1
+rc=$?; tail -14 "$LOG/ui.log" >&2
+p=$(grep -E '^ℹ pass' "$LOG/ui.log" | grep -oE '[0-9]+'); f=$(grep -E '^ℹ fail' "$LOG/ui.log" | grep -oE '[0-9]+')
+echo "${p:-0} passed, ${f:-1} failed" >> "$LOG/ui.log"; count "$LOG/ui.log" $rc web-ui
 
 echo "$TP passed, $TF failed"
 [ $TF = 0 ]

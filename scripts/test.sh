@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a clean checkout: installs what the tests need (Debian's
-# amqp-tools, pika and pytest from PyPI, amqplib from npm), builds once in release mode,
+# amqp-tools and chromium, pika and pytest from PyPI, amqplib and playwright-core from npm), builds once in release mode,
 # runs the Rust unit and end-to-end tests, the interop clients and the conformance suites.
 # .ci/run calls exactly this. Last line: N passed, N failed
 set -u
@@ -8,13 +8,16 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 cd "$ROOT"
 LOGDIR=$(mktemp -d)
 
-if ! command -v amqp-publish >/dev/null; then
+apt_install() { # Debian packages the tests drive: as root directly, else through sudo
   if [ "$(id -u)" = 0 ]; then
-    (apt-get update -qq && apt-get install -y -qq amqp-tools) >/dev/null 2>&1
+    (apt-get update -qq && apt-get install -y -qq "$@") >/dev/null 2>&1
   else
-    sudo apt-get update -qq && sudo apt-get install -y -qq amqp-tools >/dev/null
+    sudo apt-get update -qq && sudo apt-get install -y -qq "$@" >/dev/null
   fi
-fi
+}
+command -v amqp-publish >/dev/null || apt_install amqp-tools
+# The management web UI's browser tests drive Debian's headless Chromium.
+command -v chromium >/dev/null || apt_install chromium
 
 # rabbitmqadmin, RabbitMQ's management CLI, comes with Debian's rabbitmq-server; the
 # package's own broker is stopped at once (scripts/rabbitmq.sh).
@@ -34,7 +37,7 @@ RF=$(grep -oE '[0-9]+ failed;' "$LOGDIR/cargo.log" | awk '{s+=$1} END {print s+0
 RP=${RP:-0}; RF=${RF:-0}
 [ "$cargo_rc" != 0 ] && [ "$RF" = 0 ] && RF=1
 
-echo "== interop: pika, amqplib, amqp-tools"
+echo "== interop: pika, amqplib, amqp-tools, rabbitmqadmin, openssl, web UI in Chromium"
 interop/run.sh target/release/warren 2>"$LOGDIR/interop.err" | tee "$LOGDIR/interop.log"
 interop_rc=${PIPESTATUS[0]}
 [ "$interop_rc" != 0 ] && cat "$LOGDIR/interop.err"
