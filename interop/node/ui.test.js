@@ -71,10 +71,21 @@ before(async () => {
     '--tls-ca', path.join(certs, 'ca.pem'),
     '--management-listen', `127.0.0.1:${httpPort}`, '--prometheus-listen', 'none',
     '--data-dir', path.join(dir, 'data'),
-  ], { stdio: ['ignore', 'ignore', fs.openSync(path.join(dir, 'warren.log'), 'w')] });
+  ], {
+    // Warren reads WARREN_* variables as configuration and refuses unknown ones, so the
+    // test's own WARREN_BIN stays out of the broker's environment
+    env: Object.fromEntries(Object.entries(process.env).filter(([k]) => k !== 'WARREN_BIN')),
+    stdio: ['ignore', 'ignore', fs.openSync(path.join(dir, 'warren.log'), 'w')],
+  });
   base = `http://127.0.0.1:${httpPort}`;
   amqpUrl = `amqp://guest:guest@127.0.0.1:${amqpPort}/%2F`;
-  await until(() => fetch(`${base}/`).then((r) => r.ok, () => false), 'the management listener');
+  try {
+    await until(() => fetch(`${base}/`).then((r) => r.ok, () => false), 'the management listener');
+  } catch (e) {
+    // say why the broker never came up rather than only that it did not
+    const log = fs.readFileSync(path.join(dir, 'warren.log'), 'utf8');
+    throw new Error(`${e.message}; broker exit ${broker.exitCode}, its log:\n${log}`);
+  }
   fs.mkdirSync(SHOTS, { recursive: true });
   browser = await chromium.launch({
     executablePath: CHROMIUM,
