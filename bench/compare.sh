@@ -4,7 +4,11 @@
 # every warren-perf scenario against each broker alternately REPS times, and writes a
 # markdown table of medians and Warren/RabbitMQ ratios (bench/results.md by default).
 #
-#   bench/compare.sh [--reps 3] [--duration 10] [--out bench/results.md] [scenario...]
+#   bench/compare.sh [--reps 3] [--duration 10] [--out bench/results.md]
+#                    [--baseline path/to/older/warren] [scenario...]
+#
+# --baseline runs a second Warren binary (an earlier build) in the same interleaved
+# rounds, so a change's effect is measured A/B beside RabbitMQ rather than across runs.
 #
 # Scenarios: throughput-100 throughput-16 confirms confirms-single latency fanout
 #            connections backlog deadletter-ttl deadletter-reject startup
@@ -16,12 +20,13 @@
 #              one publish per call, acks every 1 or 100, single confirms, fixed rates
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
-REPS=3; DURATION=10; OUT="$ROOT/bench/results.md"; SCEN=()
+REPS=3; DURATION=10; OUT="$ROOT/bench/results.md"; SCEN=(); BASELINE=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --reps) REPS=$2; shift 2 ;;
     --duration) DURATION=$2; shift 2 ;;
     --out) OUT=$2; shift 2 ;;
+    --baseline) BASELINE=$(cd "$(dirname "$2")" && pwd)/$(basename "$2"); shift 2 ;;
     *) SCEN+=("$1"); shift ;;
   esac
 done
@@ -41,9 +46,9 @@ PIKA="$VENV/bin/python $ROOT/bench/clients/pika_bench.py"
 PERF="$ROOT/target/release/warren-perf"
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
-start_warren() {
+start_warren() { # [binary]
   rm -rf "$WORK/warren"
-  "$ROOT/target/release/warren" --amqp-listen 127.0.0.1:$WARREN_PORT --data-dir "$WORK/warren" --management-listen none --prometheus-listen none > "$WORK/warren.log" 2>&1 &
+  "${1:-$ROOT/target/release/warren}" --amqp-listen 127.0.0.1:$WARREN_PORT --data-dir "$WORK/warren" --management-listen none --prometheus-listen none > "$WORK/warren.log" 2>&1 &
   WARREN_PID=$!
   for _ in $(seq 1 100); do grep -q listening "$WORK/warren.log" && break; sleep 0.02; done
 }
@@ -103,6 +108,7 @@ RESULTS="$WORK/results.tsv"; : > "$RESULTS"
 run_one() { # broker scenario
   local b=$1 s=$2 port pid json
   if [ "$b" = warren ]; then start_warren; port=$WARREN_PORT; pid=$WARREN_PID
+  elif [ "$b" = baseline ]; then start_warren "$BASELINE"; port=$WARREN_PORT; pid=$WARREN_PID
   else start_rabbitmq; port=$RMQ_PORT; pid=$RMQ_PID; fi
   if [ "$s" = startup ]; then
     json="{\"startup_ms\": $STARTUP_MS}"
@@ -118,7 +124,7 @@ run_one() { # broker scenario
   fi
   echo -e "$b\t$s\t$json" >> "$RESULTS"
   echo "$b $s $json" >&2
-  if [ "$b" = warren ]; then stop_warren; else stop_rabbitmq; fi
+  if [ "$b" = rabbitmq ]; then stop_rabbitmq; else stop_warren; fi
 }
 measure_startup() { # time from exec to accepting connections, empty data dir
   local b=$1 t0 t1
@@ -136,7 +142,8 @@ measure_startup() { # time from exec to accepting connections, empty data dir
 
 for rep in $(seq 1 "$REPS"); do
   for s in "${SCEN[@]}"; do
-    for b in warren rabbitmq; do
+    for b in warren ${BASELINE:+baseline} rabbitmq; do
+      if [ "$s" = startup ] && [ "$b" = baseline ]; then continue; fi
       if [ "$s" = startup ]; then measure_startup "$b"; echo -e "$b\tstartup\t{\"startup_ms\": $STARTUP_MS}" >> "$RESULTS"; echo "$b startup $STARTUP_MS ms" >&2
       else run_one "$b" "$s"; fi
     done
@@ -157,15 +164,25 @@ for line in open(path):
     for k, v in d.items():
         if isinstance(v, (int, float)):
             data.setdefault((s, k, b), []).append(v)
-rows = ["| scenario | figure | Warren | RabbitMQ | Warren / RabbitMQ |", "|---|---|---:|---:|---:|"]
+ab = any(b == "baseline" for (_, _, b) in data)
+if ab:
+    rows = ["| scenario | figure | Warren | baseline Warren | RabbitMQ | Warren / baseline | Warren / RabbitMQ |",
+            "|---|---|---:|---:|---:|---:|---:|"]
+else:
+    rows = ["| scenario | figure | Warren | RabbitMQ | Warren / RabbitMQ |", "|---|---|---:|---:|---:|"]
+ratio = lambda a, b: f"{a / b:.2f}x" if b else "n/a"
 for s, ks in keys.items():
     for k in ks:
         w, r = data.get((s, k, "warren")), data.get((s, k, "rabbitmq"))
         if not w or not r:
             continue
         mw, mr = statistics.median(w), statistics.median(r)
-        ratio = f"{mw / mr:.2f}x" if mr else "n/a"
-        rows.append(f"| {s} | {k} | {mw:,.2f} | {mr:,.2f} | {ratio} |")
+        if ab:
+            base = data.get((s, k, "baseline"))
+            mb = statistics.median(base) if base else float("nan")
+            rows.append(f"| {s} | {k} | {mw:,.2f} | {mb:,.2f} | {mr:,.2f} | {ratio(mw, mb) if base else 'n/a'} | {ratio(mw, mr)} |")
+        else:
+            rows.append(f"| {s} | {k} | {mw:,.2f} | {mr:,.2f} | {ratio(mw, mr)} |")
 hdr = (f"Medians of {reps} alternating runs of {duration} s each, "
        f"{datetime.date.today()}, this machine (2 cores), both brokers on 127.0.0.1.\n\n")
 open(out, "w").write(hdr + "\n".join(rows) + "\n")
