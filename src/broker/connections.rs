@@ -10,8 +10,9 @@ use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use amq_protocol::types::FieldTable;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::oneshot;
 
+use super::inbox;
 use super::queue::stats::{MessageCounters, Sampler};
 
 /// What the management API may ask of a connection's task.
@@ -113,7 +114,7 @@ pub struct ConnectionInfo {
     pub connected_at: u64,
     pub channels: AtomicU32,
     /// Requests to the connection's task: close it, describe its channels.
-    requests: mpsc::UnboundedSender<ConnectionRequest>,
+    requests: inbox::Sender<ConnectionRequest>,
 }
 
 impl ConnectionInfo {
@@ -129,8 +130,8 @@ impl ConnectionInfo {
         traffic: Arc<Traffic>,
         client_properties: FieldTable,
         (frame_max, channel_max, heartbeat): (u32, u16, u16),
-    ) -> (Arc<Self>, mpsc::UnboundedReceiver<ConnectionRequest>) {
-        let (requests, receiver) = mpsc::unbounded_channel();
+    ) -> (Arc<Self>, inbox::Receiver<ConnectionRequest>) {
+        let (requests, receiver) = inbox::unbounded();
         let connected_at = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_millis() as u64);

@@ -1,7 +1,7 @@
 //! The links between a queue actor and the channels that consume from it.
 //!
 //! A queue never awaits a connection (design rule 1): it hands a delivery over with an
-//! unbounded send only when the consumer has credit. `Credit` is that permission: prefetch
+//! unbounded send (`inbox`) only when the consumer has credit. `Credit` is that permission: prefetch
 //! for acknowledging consumers (per consumer and per channel, RabbitMQ's `global` flag), and
 //! an in-flight window for no-ack consumers that the connection's writer gives back once the
 //! bytes are on the socket, so a client that stops reading cannot make the broker buffer
@@ -12,6 +12,7 @@ use std::sync::Arc;
 
 use tokio::sync::mpsc;
 
+use super::inbox;
 use super::queue::{QueueCmd, QueueHandle};
 use crate::model::message::QueuedMessage;
 
@@ -110,7 +111,7 @@ pub enum ConnEvent {
 
 /// A connection's event channel as the store sees it: confirms arrive as `Confirmed` events.
 #[derive(Debug)]
-pub struct EventSink(pub mpsc::UnboundedSender<ConnEvent>);
+pub struct EventSink(pub inbox::Sender<ConnEvent>);
 
 impl crate::store::ConfirmSink for EventSink {
     fn confirmed(&self, channel_id: u16, epoch: u64, seq: u64, ack: bool) {
@@ -131,7 +132,7 @@ pub struct ChannelLink {
     pub epoch: u64,
     pub connection_id: u64,
     /// Set when the channel first consumes: until then nothing needs to reach it.
-    pub events: std::sync::OnceLock<mpsc::UnboundedSender<ConnEvent>>,
+    pub events: std::sync::OnceLock<inbox::Sender<ConnEvent>>,
     /// basic.qos(global=true) prefetch, shared by all the channel's consumers.
     pub prefetch: Credit,
     /// False once the channel is torn down: queues stop delivering to it at once.
@@ -142,7 +143,7 @@ impl ChannelLink {
     /// Hand an event to the channel's connection; gives it back when the connection is gone.
     pub fn send(&self, event: ConnEvent) -> Result<(), ConnEvent> {
         match self.events.get() {
-            Some(tx) => tx.send(event).map_err(|e| e.0),
+            Some(tx) => tx.send(event),
             None => Err(event),
         }
     }

@@ -13,6 +13,7 @@ pub mod deadletter;
 pub mod delayed;
 pub mod direct_reply;
 pub mod exchange;
+pub mod inbox;
 pub mod metrics;
 pub mod permissions;
 pub mod policy;

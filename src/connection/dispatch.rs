@@ -11,9 +11,11 @@ use bytes::Bytes;
 use super::channel::{ChannelState, Phase, Unacked};
 use super::{handlers, Connection};
 use crate::broker::consumer::ConnEvent;
-use crate::broker::queue::QueueCmd;
+use crate::broker::queue::{QueueCmd, QueueHandle};
+use crate::model::message::QueuedMessage;
 use crate::protocol::frame::{RawFrame, FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD};
 use crate::protocol::{method, AmqpError, Scope};
+use std::sync::Arc;
 
 impl Connection {
     pub(super) async fn handle_frame(&mut self, f: RawFrame) {
@@ -333,7 +335,10 @@ impl Connection {
         self.channels.insert(ch, closing);
     }
 
-    pub(super) async fn handle_event(&mut self, ev: ConnEvent) {
+    /// Act on one event from a queue or the store. Never awaits, so the connection's
+    /// task does not carry an awaiting handler's state for its whole life: a delivery that
+    /// has to go back to its queue is returned for the caller to send.
+    pub(super) fn handle_event(&mut self, ev: ConnEvent) -> Option<GoesBack> {
         match ev {
             ConnEvent::Deliver {
                 channel_id,
@@ -345,16 +350,14 @@ impl Connection {
             } => {
                 let live = live_channel(&mut self.channels, channel_id, epoch);
                 let Some(ch) = live else {
-                    queue.send(QueueCmd::Reinsert(vec![message])).await;
-                    return;
+                    return Some(GoesBack(queue, message));
                 };
                 let Some(consumer) = ch.consumers.get(&consumer_tag) else {
                     // Cancelled while this delivery was on its way: it goes back.
                     if !no_ack {
                         ch.link.prefetch.release(1);
                     }
-                    queue.send(QueueCmd::Reinsert(vec![message])).await;
-                    return;
+                    return Some(GoesBack(queue, message));
                 };
                 let credit = consumer.link.credit.clone();
                 let tag = ch.take_delivery_tag();
@@ -384,13 +387,10 @@ impl Connection {
                 epoch,
                 message,
             } => {
-                let live = live_channel(&mut self.channels, channel_id, epoch);
                 // a reply for a consumer that has gone is dropped, as in RabbitMQ
-                let Some(ch) = live else {
-                    return;
-                };
+                let ch = live_channel(&mut self.channels, channel_id, epoch)?;
                 let Some((tag, _)) = &ch.reply_consumer else {
-                    return;
+                    return None;
                 };
                 // RabbitMQ 3.10 sends the channel's next tag without taking it: nothing is
                 // acknowledged on a no-ack reply consumer
@@ -420,13 +420,7 @@ impl Connection {
                 consumer_tag,
             } => {
                 let notify = self.consumer_cancel_notify;
-                let Some(ch) = self
-                    .channels
-                    .get_mut(&channel_id)
-                    .filter(|c| c.link.epoch == epoch && c.phase == Phase::Open)
-                else {
-                    return;
-                };
+                let ch = live_channel(&mut self.channels, channel_id, epoch)?;
                 if ch.consumers.remove(&consumer_tag).is_some() && notify {
                     self.send_method(
                         channel_id,
@@ -438,6 +432,16 @@ impl Connection {
                 }
             }
         }
+        None
+    }
+}
+
+/// A delivery that found its channel or consumer gone: it returns to its queue.
+pub(super) struct GoesBack(pub Arc<QueueHandle>, pub QueuedMessage);
+
+impl GoesBack {
+    pub(super) async fn send(self) {
+        self.0.send(QueueCmd::Reinsert(vec![self.1])).await;
     }
 }
 

@@ -20,10 +20,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::broker::inbox;
 use amq_protocol::protocol::{connection, AMQPClass};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
-use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -43,7 +43,7 @@ const MIN_READ: usize = 512;
 const MAX_READ: usize = 256 * 1024;
 
 /// The next event, or never when no event channel exists yet.
-async fn next_event(rx: &mut Option<mpsc::UnboundedReceiver<ConnEvent>>) -> Option<ConnEvent> {
+async fn next_event(rx: &mut Option<inbox::Receiver<ConnEvent>>) -> Option<ConnEvent> {
     match rx {
         Some(rx) => rx.recv().await,
         None => std::future::pending().await,
@@ -163,7 +163,9 @@ pub async fn serve<S>(
                     (n.frame_max, n.channel_max, n.heartbeat),
                 );
                 broker.connection_registry.add(info.clone());
-                Connection::new(id, broker.clone(), n, writer, info)
+                // boxed: `run` holds the connection across its awaits, and a boxed self
+                // is kept once rather than copied into the task's state
+                Box::new(Connection::new(id, broker.clone(), n, writer, info))
                     .run(reader, rbuf, close_requests)
                     .await;
                 broker.connection_registry.remove(id);
@@ -271,12 +273,12 @@ impl Connection {
     }
 
     async fn run<R: AsyncRead + Unpin>(
-        mut self,
+        mut self: Box<Self>,
         mut reader: R,
         mut rbuf: BytesMut,
-        mut requests: mpsc::UnboundedReceiver<ConnectionRequest>,
+        mut requests: inbox::Receiver<ConnectionRequest>,
     ) {
-        let mut events_rx: Option<mpsc::UnboundedReceiver<ConnEvent>> = None;
+        let mut events_rx: Option<inbox::Receiver<ConnEvent>> = None;
         let mut shutdown = self.session.broker.shutdown.subscribe();
         let mut vhost_deleted = self.session.vhost.deleted.subscribe();
         let mut users_deleted = self.session.broker.users_deleted.subscribe();
@@ -332,12 +334,17 @@ impl Connection {
                     }
                 }
                 Some(ev) = next_event(&mut events_rx) => {
-                    self.handle_event(ev).await;
+                    let mut goes_back = Vec::new();
+                    goes_back.extend(self.handle_event(ev));
                     for _ in 0..255 {
                         match events_rx.as_mut().map(|rx| rx.try_recv()) {
-                            Some(Ok(ev)) => self.handle_event(ev).await,
+                            Some(Ok(ev)) => goes_back.extend(self.handle_event(ev)),
                             _ => break,
                         }
+                    }
+                    // rare (a channel or consumer gone), so boxed: see `handle_event`
+                    for delivery in goes_back {
+                        Box::pin(delivery.send()).await;
                     }
                 }
                 _ = ticker.tick() => {
@@ -356,10 +363,10 @@ impl Connection {
                     }
                 }
                 _ = timeout_check.tick(), if !consumer_timeout.is_zero() => {
-                    self.expire_deliveries(consumer_timeout).await;
+                    Box::pin(self.expire_deliveries(consumer_timeout)).await;
                 }
                 Some(()) = moved(&mut clock_moved), if !consumer_timeout.is_zero() => {
-                    self.expire_deliveries(consumer_timeout).await;
+                    Box::pin(self.expire_deliveries(consumer_timeout)).await;
                 }
                 Ok(()) = alarm.changed() => {
                     let raised = *alarm.borrow_and_update();

@@ -11,8 +11,8 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
+use crate::broker::inbox;
 use amq_protocol::protocol::AMQPClass;
-use tokio::sync::mpsc;
 
 use super::channel::ChannelState;
 use super::outbound::Outbound;
@@ -48,11 +48,11 @@ pub struct Session {
     write_cache: AccessCache,
     /// Where queues and the store reach this connection. Created on first use (a consumer
     /// or a confirm), so an idle connection does not pay for a channel's first block.
-    events_tx: Option<mpsc::UnboundedSender<ConnEvent>>,
+    events_tx: Option<inbox::Sender<ConnEvent>>,
     /// `events_tx` as the store's confirm sink, made once and shared by every confirm.
     confirm_sink: Option<Arc<dyn ConfirmSink>>,
     /// A receiver created since the connection's loop last looked; the loop takes it over.
-    pub new_events_rx: Option<mpsc::UnboundedReceiver<ConnEvent>>,
+    pub new_events_rx: Option<inbox::Receiver<ConnEvent>>,
     /// Channels with publisher confirms to send at the end of this wake-up.
     pub confirm_dirty: Vec<u16>,
     /// Exclusive queues this connection declared: deleted when it closes.
@@ -161,11 +161,11 @@ impl Session {
     }
 
     /// The sender queues and the store use to reach this connection.
-    pub fn events(&mut self) -> mpsc::UnboundedSender<ConnEvent> {
+    pub fn events(&mut self) -> inbox::Sender<ConnEvent> {
         if let Some(tx) = &self.events_tx {
             return tx.clone();
         }
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = inbox::unbounded();
         self.events_tx = Some(tx.clone());
         self.new_events_rx = Some(rx);
         tx

@@ -149,7 +149,7 @@ impl QueueActor {
         }
     }
 
-    pub async fn run(mut self, mut rx: mpsc::Receiver<QueueCmd>) {
+    pub async fn run(mut self: Box<Self>, mut rx: mpsc::Receiver<QueueCmd>) {
         // a recovered head's expiry is only known once it is loaded
         self.load_head();
         let mut stopped = false;
