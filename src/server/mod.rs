@@ -290,7 +290,7 @@ async fn serve_tls(
         cert_user,
         details: tls::details(session, leaf),
     };
-    connection::serve(stream, peer, local, state, Some(peer_info)).await;
+    connection::serve(stream, peer, local, state, Some(Box::new(peer_info))).await;
 }
 
 impl Broker {
