@@ -441,7 +441,7 @@ pub(super) struct GoesBack(pub Arc<QueueHandle>, pub QueuedMessage);
 
 impl GoesBack {
     pub(super) async fn send(self) {
-        self.0.send(QueueCmd::Reinsert(vec![self.1])).await;
+        self.0.send(QueueCmd::Reinsert(Box::new([self.1]))).await;
     }
 }
 

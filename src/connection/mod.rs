@@ -429,7 +429,7 @@ impl Connection {
             // a send racing with the close has been seen (try_recv can say Empty first)
             while let Some(ev) = rx.recv().await {
                 if let ConnEvent::Deliver { queue, message, .. } = ev {
-                    queue.send(QueueCmd::Reinsert(vec![message])).await;
+                    queue.send(QueueCmd::Reinsert(Box::new([message]))).await;
                 }
             }
         }

@@ -262,7 +262,7 @@ async fn get_messages(
     }
     // settled together at the end, so a requeued message is not taken twice
     if !taken.is_empty() {
-        q.send(settle(taken)).await;
+        q.send(settle(taken.into())).await;
     }
     Ok(Json(out).into_response())
 }

@@ -22,7 +22,7 @@ use super::journal::Journal;
 use super::limits::Limits;
 use super::ready::{Payload, ReadyEntry, ReadyList};
 use super::stats::{ConsumerDetail, MessageCounters, QueueInfo, RateSampler, Sampler};
-use super::{QueueCmd, QueueHandle, QueueInit, QueueStats};
+use super::{CancelConsumer, PolicyChange, QueueCmd, QueueHandle, QueueInit, QueueStats};
 use crate::broker::clock::Clock;
 use crate::broker::consumer::{ConnEvent, ConsumerLink};
 use crate::broker::deadletter::{DeadLetter, Reason};
@@ -354,7 +354,8 @@ impl QueueActor {
                 let result = self.add_consumer(*consumer);
                 let _ = reply.send(result);
             }
-            QueueCmd::Cancel { epoch, tag, reply } => {
+            QueueCmd::Cancel(cancel) => {
+                let CancelConsumer { epoch, tag, reply } = *cancel;
                 self.consumers.cancel(epoch, &tag);
                 if self.consumers.is_empty() {
                     self.touch();
@@ -471,11 +472,14 @@ impl QueueActor {
                 return Next::Stop;
             }
             QueueCmd::Touch => self.touch(),
-            QueueCmd::Policy {
-                version,
-                applied,
-                args,
-            } => self.apply_policy(version, *applied, *args),
+            QueueCmd::Policy(change) => {
+                let PolicyChange {
+                    version,
+                    applied,
+                    args,
+                } = *change;
+                self.apply_policy(version, applied, args)
+            }
             QueueCmd::Kick => {}
         }
         Next::Continue

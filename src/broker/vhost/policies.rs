@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use super::VHost;
 use crate::broker::policy::{Policies, Policy, PolicyKind, Target};
-use crate::broker::queue::{QueueArgs, QueueCmd, QueueHandle};
+use crate::broker::queue::{PolicyChange, QueueArgs, QueueCmd, QueueHandle};
 use crate::store::codec::Definition;
 use crate::store::StoreOp;
 
@@ -100,11 +100,11 @@ impl VHost {
                 let version = table.version();
                 (
                     q.clone(),
-                    QueueCmd::Policy {
+                    QueueCmd::Policy(Box::new(PolicyChange {
                         version,
-                        applied: Box::new(applied),
-                        args: Box::new(args),
-                    },
+                        applied,
+                        args,
+                    })),
                 )
             })
             .collect()

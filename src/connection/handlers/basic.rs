@@ -8,7 +8,7 @@ use std::sync::Arc;
 use amq_protocol::protocol::basic;
 
 use crate::broker::consumer::{ConsumerLink, Credit, NO_ACK_WINDOW};
-use crate::broker::queue::{args, QueueCmd};
+use crate::broker::queue::{args, CancelConsumer, QueueCmd};
 use crate::connection::channel::ChannelState;
 use crate::connection::channel::{group_by_queue, ConsumerEntry, Settle, Unacked};
 use crate::connection::session::Session;
@@ -124,10 +124,12 @@ pub(super) async fn basic_cancel(
     if let Some(entry) = ch.consumers.remove(d.consumer_tag.as_str()) {
         entry
             .queue
-            .ask(|reply| QueueCmd::Cancel {
-                epoch,
-                tag: entry.link.tag.clone(),
-                reply: Some(reply),
+            .ask(|reply| {
+                QueueCmd::Cancel(Box::new(CancelConsumer {
+                    epoch,
+                    tag: entry.link.tag.clone(),
+                    reply: Some(reply),
+                }))
             })
             .await;
     }
@@ -251,9 +253,9 @@ pub(super) async fn apply_settle(
     };
     for (q, ids) in group_by_queue(entries) {
         let cmd = match how {
-            Settle::Requeue => QueueCmd::Requeue(ids),
-            Settle::Ack => QueueCmd::Ack(ids),
-            Settle::Discard => QueueCmd::Reject(ids),
+            Settle::Requeue => QueueCmd::Requeue(ids.into()),
+            Settle::Ack => QueueCmd::Ack(ids.into()),
+            Settle::Discard => QueueCmd::Reject(ids.into()),
         };
         q.send(cmd).await;
     }

@@ -5,7 +5,7 @@ use std::sync::atomic::Ordering;
 
 use amq_protocol::protocol::{channel, AMQPClass};
 
-use crate::broker::queue::QueueCmd;
+use crate::broker::queue::{CancelConsumer, QueueCmd};
 use crate::connection::channel::{group_by_queue, ChannelState};
 use crate::connection::session::Session;
 use crate::protocol::AmqpError;
@@ -33,14 +33,14 @@ pub async fn teardown_channel(ch: Box<ChannelState>) {
     ch.link.delivering.store(false, Ordering::Release);
     for (tag, c) in ch.consumers {
         c.queue
-            .send(QueueCmd::Cancel {
+            .send(QueueCmd::Cancel(Box::new(CancelConsumer {
                 epoch: ch.link.epoch,
                 tag,
                 reply: None,
-            })
+            })))
             .await;
     }
     for (q, ids) in group_by_queue(ch.unacked.into_values()) {
-        q.send(QueueCmd::Requeue(ids)).await;
+        q.send(QueueCmd::Requeue(ids.into())).await;
     }
 }
