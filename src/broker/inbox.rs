@@ -109,31 +109,24 @@ impl<T> Sender<T> {
 impl<T> Receiver<T> {
     /// The next item, waiting for one; None once closed and drained.
     pub async fn recv(&mut self) -> Option<T> {
-        poll_fn(|cx| loop {
-            match self.try_recv() {
-                Ok(item) => return Poll::Ready(Some(item)),
-                Err(Empty::Closed) => return Poll::Ready(None),
-                Err(Empty::Open) => {}
-            }
-            let mut state = self.shared.state();
-            if !state.items.is_empty() || state.closed {
-                continue; // something came between the look and the lock
-            }
-            // registered under the lock a sender takes: no send can slip between finding
-            // the inbox empty and being woken for it
-            match &mut state.waiting {
-                Some(w) if w.will_wake(cx.waker()) => {}
-                slot => *slot = Some(cx.waker().clone()),
-            }
-            return Poll::Pending;
+        poll_fn(|cx| match self.take(Some(cx.waker())) {
+            Ok(item) => Poll::Ready(Some(item)),
+            Err(Empty::Closed) => Poll::Ready(None),
+            Err(Empty::Open) => Poll::Pending,
         })
         .await
     }
 
-    /// The next item if one is waiting. Takes everything sent so far in one go, so a busy
-    /// receiver locks once per batch rather than once per item, and its senders seldom
-    /// find the lock held.
+    /// The next item if one is waiting.
     pub fn try_recv(&mut self) -> Result<T, Empty> {
+        self.take(None)
+    }
+
+    /// The next item. Takes everything sent so far in one go, so a busy receiver locks
+    /// once per batch rather than once per item, and its senders seldom find the lock
+    /// held. Finding nothing, it leaves `waker` to be woken by the next send: registered
+    /// under the lock a sender takes, so no send can slip in between.
+    fn take(&mut self, waker: Option<&Waker>) -> Result<T, Empty> {
         if let Some(item) = self.taken.pop_front() {
             if self.taken.is_empty() && self.taken.capacity() > KEEP_CAPACITY {
                 self.taken = VecDeque::new();
@@ -142,11 +135,16 @@ impl<T> Receiver<T> {
         }
         let mut state = self.shared.state();
         if state.items.is_empty() {
-            return Err(if state.closed {
-                Empty::Closed
-            } else {
-                Empty::Open
-            });
+            if state.closed {
+                return Err(Empty::Closed);
+            }
+            if let Some(waker) = waker {
+                match &mut state.waiting {
+                    Some(w) if w.will_wake(waker) => {}
+                    slot => *slot = Some(waker.clone()),
+                }
+            }
+            return Err(Empty::Open);
         }
         std::mem::swap(&mut state.items, &mut self.taken);
         // the emptied buffer left with the senders keeps its room for the next burst,

@@ -5,6 +5,7 @@
 
 use amq_protocol::protocol::{basic, channel, connection, AMQPClass};
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use bytes::Bytes;
 
@@ -15,7 +16,6 @@ use crate::broker::queue::{QueueCmd, QueueHandle};
 use crate::model::message::QueuedMessage;
 use crate::protocol::frame::{RawFrame, FRAME_BODY, FRAME_HEADER, FRAME_HEARTBEAT, FRAME_METHOD};
 use crate::protocol::{method, AmqpError, Scope};
-use std::sync::Arc;
 
 impl Connection {
     pub(super) async fn handle_frame(&mut self, f: RawFrame) {

@@ -20,7 +20,6 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::broker::inbox;
 use amq_protocol::protocol::{connection, AMQPClass};
 use bytes::BytesMut;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
@@ -29,7 +28,7 @@ use tracing::Instrument;
 
 use crate::broker::connections::{ChannelSnapshot, ConnectionInfo, ConnectionRequest, Traffic};
 use crate::broker::consumer::{ConnEvent, Credit};
-use crate::broker::queue::QueueCmd;
+use crate::broker::inbox;
 use crate::broker::BrokerState;
 use crate::protocol::{frame, method, reply, AmqpError};
 use channel::ChannelState;
@@ -425,11 +424,10 @@ impl Connection {
             .or_else(|| self.session.new_events_rx.take())
         {
             rx.close();
-            // recv, not try_recv: after close() only recv() returning None guarantees that
-            // a send racing with the close has been seen (try_recv can say Empty first)
-            while let Some(ev) = rx.recv().await {
+            // close() takes the lock every send takes, so what follows is all there is
+            while let Ok(ev) = rx.try_recv() {
                 if let ConnEvent::Deliver { queue, message, .. } = ev {
-                    queue.send(QueueCmd::Reinsert(Box::new([message]))).await;
+                    dispatch::GoesBack(queue, message).send().await;
                 }
             }
         }

@@ -11,13 +11,13 @@
 use std::collections::HashSet;
 use std::sync::Arc;
 
-use crate::broker::inbox;
 use amq_protocol::protocol::AMQPClass;
 
 use super::channel::ChannelState;
 use super::outbound::Outbound;
 use crate::broker::consumer::{ConnEvent, EventSink};
 use crate::broker::exchange::ExchangeKind;
+use crate::broker::inbox;
 use crate::broker::permissions::{Access, ResourceKind};
 use crate::broker::queue::QueueHandle;
 use crate::broker::vhost::VHost;
