@@ -13,6 +13,7 @@ mod handlers;
 pub mod handshake;
 mod outbound;
 mod session;
+pub mod socket;
 mod writer;
 
 use std::collections::HashMap;
@@ -22,7 +23,7 @@ use std::time::Duration;
 
 use amq_protocol::protocol::{connection, AMQPClass};
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite};
+use tokio::io::{AsyncRead, AsyncReadExt};
 use tokio::time::Instant;
 use tracing::Instrument;
 
@@ -35,6 +36,7 @@ use channel::ChannelState;
 use handshake::{HandshakeEnd, Negotiated};
 use outbound::Outbound;
 use session::Session;
+use socket::Socket;
 use writer::{Out, WriterTx};
 
 /// Smallest and largest read size: see `read_hint` in `run`.
@@ -112,16 +114,13 @@ pub struct Connection {
 /// Not an `async fn`: that would keep the arguments in its own state beside the block's
 /// copy of them, in every connection's task for its whole life. The TLS details come
 /// boxed for the same reason: a plain connection's task then holds 8 bytes, not 192.
-pub fn serve<S>(
+pub fn serve<S: Socket>(
     stream: S,
     peer: SocketAddr,
     local: SocketAddr,
     broker: Arc<BrokerState>,
     tls: Option<Box<handshake::TlsPeer>>,
-) -> impl std::future::Future<Output = ()> + Send
-where
-    S: AsyncRead + AsyncWrite + Send + 'static,
-{
+) -> impl std::future::Future<Output = ()> + Send {
     let id = broker.next_id();
     let span = tracing::info_span!("connection", id, %peer);
     async move {
@@ -129,7 +128,7 @@ where
             .connections
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         broker.metrics.connections_opened.inc();
-        let (mut reader, write_half) = tokio::io::split(stream);
+        let (mut reader, write_half) = stream.into_halves();
         let traffic = Arc::new(Traffic::default());
         let (writer, writer_task) = writer::spawn(write_half, traffic.clone());
         // Small to start: an idle connection should cost little; it grows with the frames.
