@@ -15,6 +15,8 @@
 #            rpc rpc-8 topic-10k fleet-10k fleet-10k-5k (not in the default set: run them by name)
 #            throughput-each, latency-each: warren-perf writing each publish on its own and
 #              acking each message on its own, as client libraries do
+#            throughput-channels, confirms-channels: the same habits on several channels of
+#              each connection (PerfTest's channels per connection)
 #            lapin-ack1 lapin-ack100 lapin-confirm lapin-25k lapin-10k pika-ack1 pika-ack100:
 #              real client libraries (examples/client_bench.rs, bench/clients/pika_bench.py),
 #              one publish per call, acks every 1 or 100, single confirms, fixed rates
@@ -74,6 +76,8 @@ args_of() {
     fleet-10k-5k) echo "fleet --connections 10000 --rate 5000 --size 100 --prefetch 10" ;;
     throughput-each) echo "throughput --size 100 --prefetch 200 --write-per-publish --ack-every 1" ;;
     latency-each) echo "latency --rate 10000 --size 100 --write-per-publish --ack-every 1" ;;
+    throughput-channels) echo "throughput --size 100 --prefetch 200 --producers 2 --consumers 2 --channels 4 --write-per-publish --ack-every 1" ;;
+    confirms-channels) echo "confirms --size 1024 --producers 1 --channels 8 --confirm 1" ;;
   esac
 }
 # scenario -> a real client library's load test (same flags and JSON as warren-perf)

@@ -375,9 +375,23 @@ impl Conn {
         .map(|_| ())
     }
 
-    pub async fn confirm_select(&mut self) -> io::Result<()> {
+    /// Channel 1 is open from the handshake; more as PerfTest's channels per connection.
+    pub async fn open_channel(&mut self, channel: u16) -> io::Result<()> {
         self.rpc(
-            1,
+            channel,
+            AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+        )
+        .await
+        .map(|_| ())
+    }
+
+    pub async fn confirm_select(&mut self) -> io::Result<()> {
+        self.confirm_select_on(1).await
+    }
+
+    pub async fn confirm_select_on(&mut self, channel: u16) -> io::Result<()> {
+        self.rpc(
+            channel,
             AMQPClass::Confirm(confirm::AMQPMethod::Select(confirm::Select {
                 nowait: false,
             })),
@@ -411,6 +425,33 @@ impl Conn {
         )
         .await
         .map(|_| ())
+    }
+
+    /// basic.qos and basic.consume written without waiting for their -oks: with several
+    /// consuming channels on one connection, deliveries on one may arrive before another's
+    /// consume-ok, so the caller's frame loop skips the -oks instead. Call `flush` after.
+    pub fn consume_pipelined(&mut self, channel: u16, queue: &str, prefetch: u16) {
+        if prefetch > 0 {
+            self.writer.method(
+                channel,
+                &AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos {
+                    prefetch_count: prefetch,
+                    global: false,
+                })),
+            );
+        }
+        self.writer.method(
+            channel,
+            &AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+                queue: queue.into(),
+                consumer_tag: "".into(),
+                no_local: false,
+                no_ack: false,
+                exclusive: false,
+                nowait: false,
+                arguments: FieldTable::default(),
+            })),
+        );
     }
 
     pub fn split(self) -> (Reader, Writer, u32) {

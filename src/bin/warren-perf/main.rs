@@ -79,9 +79,14 @@ struct Cli {
     rate: u64,
     #[arg(long, default_value_t = 200)]
     prefetch: u16,
-    /// Unconfirmed publishes per producer (0 = no confirms; confirms defaults to 100).
+    /// Unconfirmed publishes per producer channel (0 = no confirms; confirms defaults to 100).
     #[arg(long)]
     confirm: Option<usize>,
+    /// Channels per producer and per consumer connection: each channel publishes in turn
+    /// (with its own confirm window), or consumes with its own prefetch, as PerfTest's
+    /// channels per connection.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..=2047))]
+    channels: u16,
     /// delivery_mode 2 and a durable queue (confirms implies it).
     #[arg(long)]
     persistent: bool,
@@ -142,6 +147,7 @@ fn main() -> ExitCode {
             .map_or((cli.prefetch / 2).max(1), |n| n.max(1)),
         write_per_publish: cli.write_per_publish,
         confirm: cli.confirm.unwrap_or(if confirms { 100 } else { 0 }),
+        channels: cli.channels,
         persistent: cli.persistent || confirms,
         queues: cli.queues,
         connections: cli.connections,

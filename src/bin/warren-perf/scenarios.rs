@@ -25,8 +25,10 @@ pub struct Opts {
     pub ack_every: u16,
     /// Flush after each publish (a client library's pattern) instead of batching writes.
     pub write_per_publish: bool,
-    /// Unconfirmed publishes allowed per producer; 0 = no confirms.
+    /// Unconfirmed publishes allowed per producer channel; 0 = no confirms.
     pub confirm: usize,
+    /// Channels per producer and consumer connection, each a producer or a consumer.
+    pub channels: u16,
     pub persistent: bool,
     pub queues: usize,
     pub connections: usize,
@@ -58,6 +60,8 @@ fn props(persistent: bool) -> &'static [u8] {
 }
 
 /// Publish until told to stop (or `limit` messages), honouring rate and confirm window.
+/// With `opts.channels` above 1 the connection publishes on that many channels in turn,
+/// each with its own confirm window (PerfTest's channels per connection).
 pub async fn producer(
     opts: Opts,
     c: Rc<Counters>,
@@ -68,20 +72,28 @@ pub async fn producer(
     limit: u64,
 ) -> std::io::Result<()> {
     let mut conn = Conn::open(&opts.url).await?;
+    let channels = opts.channels.max(1);
+    for ch in 2..=channels {
+        conn.open_channel(ch).await?;
+    }
     if opts.confirm > 0 {
-        conn.confirm_select().await?;
+        for ch in 1..=channels {
+            conn.confirm_select_on(ch).await?;
+        }
     }
     let (mut reader, mut writer, frame_max) = conn.split();
-    let acked = Rc::new(Cell::new(0u64));
+    // highest delivery tag confirmed on each channel (tags count per channel)
+    let acked: Rc<Vec<Cell<u64>>> = Rc::new((0..channels).map(|_| Cell::new(0)).collect());
     let wake = Rc::new(Notify::new());
     if opts.confirm > 0 {
         let (acked, wake, c) = (acked.clone(), wake.clone(), c.clone());
         tokio::task::spawn_local(async move {
             while let Ok(f) = reader.frame().await {
                 if f.kind == FRAME_METHOD {
-                    if let Some((tag, _multiple, _ack)) = confirm_of(&f.payload) {
-                        let newly = tag.saturating_sub(acked.get());
-                        acked.set(acked.get().max(tag));
+                    let on = acked.get(usize::from(f.channel).wrapping_sub(1));
+                    if let (Some((tag, _multiple, _ack)), Some(on)) = (confirm_of(&f.payload), on) {
+                        let newly = tag.saturating_sub(on.get());
+                        on.set(on.get().max(tag));
                         c.confirmed.set(c.confirmed.get() + newly);
                         wake.notify_one();
                     }
@@ -89,6 +101,8 @@ pub async fn producer(
             }
         });
     }
+    let confirmed = || acked.iter().map(Cell::get).sum::<u64>();
+    let window = opts.confirm as u64 * u64::from(channels);
     let mut body = vec![0u8; opts.size.max(if stamp.is_some() { 8 } else { 0 })];
     let started = Instant::now();
     let mut sent = 0u64;
@@ -103,19 +117,20 @@ pub async fn producer(
             batch = batch.min(due - sent);
         }
         if opts.confirm > 0 {
-            let in_flight = sent - acked.get();
-            if in_flight >= opts.confirm as u64 {
+            let in_flight = sent - confirmed();
+            if in_flight >= window {
                 wake.notified().await;
                 continue;
             }
-            batch = batch.min(opts.confirm as u64 - in_flight);
+            batch = batch.min(window - in_flight);
         }
-        for _ in 0..batch {
+        for i in 0..batch {
             if let Some(t0) = stamp {
                 body[..8].copy_from_slice(&(t0.elapsed().as_nanos() as u64).to_be_bytes());
             }
+            let ch = ((sent + i) % u64::from(channels)) as u16 + 1;
             writer.publish(
-                1,
+                ch,
                 &exchange,
                 &routing_key,
                 props(opts.persistent),
@@ -132,7 +147,7 @@ pub async fn producer(
     }
     if opts.confirm > 0 {
         let deadline = Instant::now() + Duration::from_secs(30);
-        while acked.get() < sent && Instant::now() < deadline {
+        while confirmed() < sent && Instant::now() < deadline {
             let _ = tokio::time::timeout(Duration::from_millis(100), wake.notified()).await;
         }
     }
@@ -140,7 +155,22 @@ pub async fn producer(
     Ok(())
 }
 
-/// Consume with manual acks (every `ack_every`, multiple when above 1) until stopped.
+/// channel.close or connection.close, which a consumer's frame loop must not skip.
+fn is_close(payload: &[u8]) -> bool {
+    payload.starts_with(&[0, 20, 0, 40]) || payload.starts_with(&[0, 10, 0, 50])
+}
+
+/// Where one channel's consumer stands: the delivery it is reading and what it holds.
+#[derive(Default, Clone, Copy)]
+struct ConsumerChannel {
+    last_tag: u64,
+    unacked: u64,
+    remaining: u64,
+    first_body: bool,
+}
+
+/// Consume with manual acks (every `ack_every`, multiple when above 1) until stopped, on
+/// `opts.channels` channels of one connection, each its own consumer with its own prefetch.
 pub async fn consumer(
     opts: Opts,
     c: Rc<Counters>,
@@ -149,38 +179,61 @@ pub async fn consumer(
     limit: u64,
 ) -> std::io::Result<()> {
     let mut conn = Conn::open(&opts.url).await?;
-    conn.consume(&queue, opts.prefetch, false).await?;
+    let channels = opts.channels.max(1);
+    if channels == 1 {
+        conn.consume(&queue, opts.prefetch, false).await?;
+    } else {
+        for ch in 2..=channels {
+            conn.open_channel(ch).await?;
+        }
+        // the frame loop below skips the -oks (see `consume_pipelined`)
+        for ch in 1..=channels {
+            conn.consume_pipelined(ch, &queue, opts.prefetch);
+        }
+        conn.writer.flush().await?;
+    }
     let (mut reader, mut writer, _) = conn.split();
     let every = u64::from(opts.ack_every.max(1));
-    let (mut last_tag, mut unacked, mut remaining, mut first_body) = (0u64, 0u64, 0u64, false);
+    let mut state = vec![ConsumerChannel::default(); usize::from(channels)];
     let mut got = 0u64;
     while !c.stop.get() && got < limit {
         let f = match tokio::time::timeout(Duration::from_millis(200), reader.frame()).await {
             Ok(f) => f?,
             Err(_) => {
                 // idle: settle what we hold so the broker can send more
-                if unacked > 0 {
-                    writer.ack(1, last_tag, true);
-                    writer.flush().await?;
-                    unacked = 0;
+                for (i, s) in state.iter_mut().enumerate() {
+                    if s.unacked > 0 {
+                        writer.ack(i as u16 + 1, s.last_tag, true);
+                        s.unacked = 0;
+                    }
                 }
+                writer.flush().await?;
                 continue;
             }
+        };
+        let Some(s) = state.get_mut(usize::from(f.channel).wrapping_sub(1)) else {
+            continue;
         };
         let mut complete = false;
         match f.kind {
             FRAME_METHOD => {
                 if let Some(tag) = deliver_tag(&f.payload) {
-                    last_tag = tag;
-                    first_body = true;
+                    s.last_tag = tag;
+                    s.first_body = true;
+                } else if is_close(&f.payload) {
+                    // a measurement that lost a channel is not a measurement
+                    return Err(std::io::Error::other(format!(
+                        "closed by the broker: {:?}",
+                        warren::protocol::method::decode(&f.payload)
+                    )));
                 }
             }
             FRAME_HEADER => {
-                remaining = body_size(&f.payload);
-                complete = remaining == 0;
+                s.remaining = body_size(&f.payload);
+                complete = s.remaining == 0;
             }
             FRAME_BODY => {
-                if first_body && f.payload.len() >= 8 {
+                if s.first_body && f.payload.len() >= 8 {
                     if let Some(t0) = stamp {
                         let sent = u64::from_be_bytes(f.payload[..8].try_into().unwrap_or([0; 8]));
                         let now = t0.elapsed().as_nanos() as u64;
@@ -189,25 +242,27 @@ pub async fn consumer(
                             .push((now.saturating_sub(sent) / 1000) as u32);
                     }
                 }
-                first_body = false;
-                remaining = remaining.saturating_sub(f.payload.len() as u64);
-                complete = remaining == 0;
+                s.first_body = false;
+                s.remaining = s.remaining.saturating_sub(f.payload.len() as u64);
+                complete = s.remaining == 0;
             }
             _ => {}
         }
         if complete {
             got += 1;
-            unacked += 1;
+            s.unacked += 1;
             c.consumed.set(c.consumed.get() + 1);
-            if unacked >= every {
-                writer.ack(1, last_tag, every > 1);
+            if s.unacked >= every {
+                writer.ack(f.channel, s.last_tag, every > 1);
                 writer.flush().await?;
-                unacked = 0;
+                s.unacked = 0;
             }
         }
     }
-    if unacked > 0 {
-        writer.ack(1, last_tag, true);
+    for (i, s) in state.iter().enumerate() {
+        if s.unacked > 0 {
+            writer.ack(i as u16 + 1, s.last_tag, true);
+        }
     }
     writer.close().await;
     Ok(())
