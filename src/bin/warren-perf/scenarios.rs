@@ -103,6 +103,9 @@ pub async fn producer(
     }
     let confirmed = || acked.iter().map(Cell::get).sum::<u64>();
     let window = opts.confirm as u64 * u64::from(channels);
+    // publishes sent on each channel, and the channel whose turn is next
+    let mut sent_on = vec![0u64; usize::from(channels)];
+    let mut next = 0usize;
     let mut body = vec![0u8; opts.size.max(if stamp.is_some() { 8 } else { 0 })];
     let started = Instant::now();
     let mut sent = 0u64;
@@ -124,26 +127,40 @@ pub async fn producer(
             }
             batch = batch.min(window - in_flight);
         }
-        for i in 0..batch {
+        let mut published = 0;
+        for _ in 0..batch {
+            // the next channel in turn that has room in its own confirm window
+            let n = usize::from(channels);
+            let Some(k) = (0..n)
+                .map(|k| (next + k) % n)
+                .find(|&k| opts.confirm == 0 || sent_on[k] - acked[k].get() < opts.confirm as u64)
+            else {
+                break;
+            };
+            next = k + 1;
+            sent_on[k] += 1;
             if let Some(t0) = stamp {
                 body[..8].copy_from_slice(&(t0.elapsed().as_nanos() as u64).to_be_bytes());
             }
-            let ch = ((sent + i) % u64::from(channels)) as u16 + 1;
             writer.publish(
-                ch,
+                k as u16 + 1,
                 &exchange,
                 &routing_key,
                 props(opts.persistent),
                 &body,
                 frame_max,
             );
+            published += 1;
             if opts.write_per_publish {
                 writer.flush().await?;
             }
         }
         writer.flush().await?;
-        sent += batch;
-        c.published.set(c.published.get() + batch);
+        sent += published;
+        c.published.set(c.published.get() + published);
+        if published == 0 {
+            wake.notified().await;
+        }
     }
     if opts.confirm > 0 {
         let deadline = Instant::now() + Duration::from_secs(30);
