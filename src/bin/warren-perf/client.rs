@@ -402,29 +402,9 @@ impl Conn {
 
     pub async fn consume(&mut self, queue: &str, prefetch: u16, no_ack: bool) -> io::Result<()> {
         if prefetch > 0 {
-            self.rpc(
-                1,
-                AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos {
-                    prefetch_count: prefetch,
-                    global: false,
-                })),
-            )
-            .await?;
+            self.rpc(1, qos(prefetch)).await?;
         }
-        self.rpc(
-            1,
-            AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
-                queue: queue.into(),
-                consumer_tag: "".into(),
-                no_local: false,
-                no_ack,
-                exclusive: false,
-                nowait: false,
-                arguments: FieldTable::default(),
-            })),
-        )
-        .await
-        .map(|_| ())
+        self.rpc(1, consume(queue, no_ack)).await.map(|_| ())
     }
 
     /// basic.qos and basic.consume written without waiting for their -oks: with several
@@ -432,31 +412,34 @@ impl Conn {
     /// consume-ok, so the caller's frame loop skips the -oks instead. Call `flush` after.
     pub fn consume_pipelined(&mut self, channel: u16, queue: &str, prefetch: u16) {
         if prefetch > 0 {
-            self.writer.method(
-                channel,
-                &AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos {
-                    prefetch_count: prefetch,
-                    global: false,
-                })),
-            );
+            self.writer.method(channel, &qos(prefetch));
         }
-        self.writer.method(
-            channel,
-            &AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
-                queue: queue.into(),
-                consumer_tag: "".into(),
-                no_local: false,
-                no_ack: false,
-                exclusive: false,
-                nowait: false,
-                arguments: FieldTable::default(),
-            })),
-        );
+        self.writer.method(channel, &consume(queue, false));
     }
 
     pub fn split(self) -> (Reader, Writer, u32) {
         (self.reader, self.writer, self.frame_max)
     }
+}
+
+fn qos(prefetch_count: u16) -> AMQPClass {
+    AMQPClass::Basic(basic::AMQPMethod::Qos(basic::Qos {
+        prefetch_count,
+        global: false,
+    }))
+}
+
+/// basic.consume with a server-named consumer tag.
+fn consume(queue: &str, no_ack: bool) -> AMQPClass {
+    AMQPClass::Basic(basic::AMQPMethod::Consume(basic::Consume {
+        queue: queue.into(),
+        consumer_tag: "".into(),
+        no_local: false,
+        no_ack,
+        exclusive: false,
+        nowait: false,
+        arguments: FieldTable::default(),
+    }))
 }
 
 /// The delivery tag of a basic.deliver payload, read without decoding the rest.
