@@ -125,7 +125,7 @@ export function userPage(ctx, name) {
     class: 'danger', id: 'delete-user', text: 'Delete this user',
     onclick: async () => {
       if (!window.confirm(`Delete user ${name}?`)) return;
-      if (await act(() => api.del(api.path('users', name)), `User ${name} deleted.`)) ctx.go('#/users');
+      if (await ctx.leaving(() => act(() => api.del(api.path('users', name)), `User ${name} deleted.`))) ctx.go('#/users');
     },
   });
   const el = h('div', {}, h('h1', {}, 'User ', h('span', { class: 'mono', text: name })), subnav(ctx, 'users'),
@@ -210,7 +210,7 @@ export function vhostPage(ctx, name) {
     class: 'danger', id: 'delete-vhost', text: 'Delete this virtual host',
     onclick: async () => {
       if (!window.confirm(`Delete virtual host ${name} and everything in it?`)) return;
-      if (await act(() => api.del(api.path('vhosts', name)), `Virtual host ${name} deleted.`)) {
+      if (await ctx.leaving(() => act(() => api.del(api.path('vhosts', name)), `Virtual host ${name} deleted.`))) {
         await ctx.reloadVhosts();
         ctx.go('#/vhosts');
       }

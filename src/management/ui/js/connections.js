@@ -90,7 +90,10 @@ export function connectionPage(ctx, name) {
   const closeForm = form([{ name: 'reason', label: 'Reason', value: 'Closed via management plugin' }],
     'Force close', async (v) => {
       if (!window.confirm(`Close connection ${name}?`)) return;
-      await api.del(api.path('connections', name), { 'X-Reason': v.reason });
+      await ctx.leaving(async () => {
+        await api.del(api.path('connections', name), { 'X-Reason': v.reason });
+        return true;
+      });
       notify(`Connection ${name} closed.`);
       ctx.go('#/connections');
     }, { id: 'close-connection' });

@@ -81,7 +81,7 @@ export function exchangePage(ctx, vhost, name) {
     onclick: async () => {
       if (!window.confirm(`Delete exchange ${name}?`)) return;
       const q = api.query({ 'if-unused': ifUnused.checked || undefined });
-      if (await act(() => api.del(base + q), `Exchange ${name} deleted.`)) ctx.go('#/exchanges');
+      if (await ctx.leaving(() => act(() => api.del(base + q), `Exchange ${name} deleted.`))) ctx.go('#/exchanges');
     },
   });
   const el = h('div', { id: 'exchange-page' },

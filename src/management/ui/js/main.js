@@ -38,10 +38,26 @@ const ctx = {
   go: (hash) => { window.location.hash = hash; },
   refresh: () => refresh(),
   link: (hash, text) => h('a', { href: hash, text }),
+  /** Run `f`, which deletes what this page shows (true when it did): the page's refreshes
+   * stop first, and one in flight is waited for, so none asks for the object once it is
+   * gone (the browser logs every 404). The page is left by `ctx.go` afterwards. */
+  leaving: async (f) => {
+    paused = true;
+    await inflight;
+    let ok = false;
+    try {
+      ok = await f();
+    } finally {
+      if (!ok) paused = false;
+    }
+    return ok;
+  },
 };
 
 let current = null;
 let updating = false;
+let paused = false;
+let inflight = Promise.resolve();
 let timer = null;
 
 function tabsFor(tab) {
@@ -52,6 +68,7 @@ function tabsFor(tab) {
 
 function route() {
   if (!ctx.user) return;
+  paused = false;
   const hash = window.location.hash.replace(/^#/, '') || '/';
   for (const [re, tab, make] of routes) {
     const m = hash.match(re);
@@ -69,9 +86,11 @@ function route() {
 }
 
 async function refresh() {
-  if (!current || updating) return;
+  if (!current || updating || paused) return;
   updating = true;
   const page = current;
+  let settled;
+  inflight = new Promise((resolve) => { settled = resolve; });
   try {
     await Promise.all([page.update(), updateFooter()]);
   } catch (e) {
@@ -84,6 +103,7 @@ async function refresh() {
     }
   } finally {
     updating = false;
+    settled();
   }
 }
 

@@ -110,7 +110,7 @@ function dangerZone(ctx, vhost, name) {
     onclick: async () => {
       if (!window.confirm(`Delete queue ${name}?`)) return;
       const q = api.query({ 'if-empty': ifEmpty.checked || undefined, 'if-unused': ifUnused.checked || undefined });
-      if (await act(() => api.del(api.path('queues', vhost, name) + q), `Queue ${name} deleted.`)) ctx.go('#/queues');
+      if (await ctx.leaving(() => act(() => api.del(api.path('queues', vhost, name) + q), `Queue ${name} deleted.`))) ctx.go('#/queues');
     },
   });
   return h('div', {},
