@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
-# Real third-party clients against a built Warren: pika (Python), amqplib (Node) and
-# rabbitmq-c's amqp-tools (C), over plain AMQP and over TLS, plus openssl s_client for
+# Real third-party clients against a built Warren: pika (Python), amqplib (Node),
+# rabbitmq-c's amqp-tools (C) and RabbitMQ's Java client, over plain AMQP and over TLS, plus openssl s_client for
 # the TLS versions, Prometheus' Python client parsing the metrics, and RabbitMQ's own
 # rabbitmqadmin driving the management API, and the management web UI in headless
 # Chromium (playwright-core; the UI test starts its own broker). Installs the clients from their registries on first use.
@@ -61,6 +61,15 @@ if command -v amqp-publish >/dev/null; then
   rc=$?; cat "$LOG/c.log" >&2; count "$LOG/c.log" $rc amqp-tools
 else
   echo "amqp-tools not installed (apt-get install amqp-tools)" >&2; TF=$((TF+1))
+fi
+
+JAVA_CP=/usr/share/java/amqp-client.jar:/usr/share/java/slf4j-api.jar
+if command -v javac >/dev/null && [ -f /usr/share/java/amqp-client.jar ]; then
+  # plain AMQP on the shared broker, and amqps with the test CA (TLS_DIR, AMQPS_PORT)
+  timeout -k 5 120 java -cp "$JAVA_CP" "$ROOT/interop/java/JavaClient.java" > "$LOG/java.log" 2>&1
+  rc=$?; grep -v SLF4J "$LOG/java.log" >&2; count "$LOG/java.log" $rc java
+else
+  echo "the Java client is not installed (apt-get install default-jdk-headless librabbitmq-client-java)" >&2; TF=$((TF+1))
 fi
 
 if command -v rabbitmqadmin >/dev/null; then

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a clean checkout: installs what the tests need (Debian's
-# amqp-tools and chromium, pika and pytest from PyPI, amqplib and playwright-core from npm), builds once in release mode,
+# amqp-tools, chromium and RabbitMQ's Java client, pika and pytest from PyPI, amqplib and playwright-core from npm), builds once in release mode,
 # runs the Rust unit and end-to-end tests, the interop clients and the conformance suites.
 # .ci/run calls exactly this. Last line: N passed, N failed
 set -u
@@ -18,6 +18,9 @@ apt_install() { # Debian packages the tests drive: as root directly, else throug
 command -v amqp-publish >/dev/null || apt_install amqp-tools
 # The management web UI's browser tests drive Debian's headless Chromium.
 command -v chromium >/dev/null || apt_install chromium
+# RabbitMQ's Java client, run by the JDK's single-file launcher (which needs the compiler).
+{ command -v javac >/dev/null && [ -f /usr/share/java/amqp-client.jar ]; } ||
+  apt_install default-jdk-headless librabbitmq-client-java
 
 # rabbitmqadmin, RabbitMQ's management CLI, comes with Debian's rabbitmq-server; the
 # package's own broker is stopped at once (scripts/rabbitmq.sh).
@@ -37,7 +40,7 @@ RF=$(grep -oE '[0-9]+ failed;' "$LOGDIR/cargo.log" | awk '{s+=$1} END {print s+0
 RP=${RP:-0}; RF=${RF:-0}
 [ "$cargo_rc" != 0 ] && [ "$RF" = 0 ] && RF=1
 
-echo "== interop: pika, amqplib, amqp-tools, rabbitmqadmin, openssl, web UI in Chromium"
+echo "== interop: pika, amqplib, amqp-tools, the Java client, rabbitmqadmin, openssl, web UI in Chromium"
 interop/run.sh target/release/warren 2>"$LOGDIR/interop.err" | tee "$LOGDIR/interop.log"
 interop_rc=${PIPESTATUS[0]}
 [ "$interop_rc" != 0 ] && cat "$LOGDIR/interop.err"
