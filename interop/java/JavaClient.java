@@ -222,6 +222,58 @@ public class JavaClient {
             }
         });
 
+        story("deleting a consumed queue tells the consumer (handleCancel), as Spring's containers expect", () -> {
+            try (Connection c = connect()) {
+                Channel ch = c.createChannel();
+                String q = "java-cancelled-" + RUN;
+                ch.queueDeclare(q, false, false, false, null);
+                BlockingQueue<String> cancelled = new LinkedBlockingQueue<>();
+                String tag = ch.basicConsume(q, false, new DefaultConsumer(ch) {
+                    @Override
+                    public void handleCancel(String consumerTag) {
+                        cancelled.add(consumerTag);
+                    }
+                });
+                c.createChannel().queueDelete(q);
+                String got = cancelled.poll(5, TimeUnit.SECONDS);
+                check(tag.equals(got), "basic.cancel for " + tag + ", got " + got);
+                check(ch.isOpen(), "the consumer's channel stays open");
+            }
+        });
+
+        story("a full queue with x-overflow reject-publish nacks the publish", () -> {
+            try (Connection c = connect()) {
+                Channel ch = c.createChannel();
+                Map<String, Object> a = new HashMap<>();
+                a.put("x-max-length", 1);
+                a.put("x-overflow", "reject-publish");
+                String q = ch.queueDeclare("java-stock-" + RUN, false, false, true, a).getQueue();
+                ch.confirmSelect();
+                ch.basicPublish("", q, null, bytes("first"));
+                check(ch.waitForConfirms(5000), "the first is confirmed");
+                ch.basicPublish("", q, null, bytes("second"));
+                check(!ch.waitForConfirms(5000), "the second is nacked");
+                check(ch.messageCount(q) == 1, "one message queued");
+            }
+        });
+
+        story("a priority queue hands out the urgent order first", () -> {
+            try (Connection c = connect()) {
+                Channel ch = c.createChannel();
+                Map<String, Object> a = new HashMap<>();
+                a.put("x-max-priority", 10);
+                String q = ch.queueDeclare("java-priority-" + RUN, false, false, true, a).getQueue();
+                ch.confirmSelect();
+                for (int p : new int[] {1, 9, 5}) {
+                    ch.basicPublish("", q, new AMQP.BasicProperties.Builder().priority(p).build(), bytes("p" + p));
+                }
+                ch.waitForConfirmsOrDie(5000);
+                List<String> order = new ArrayList<>();
+                for (int i = 0; i < 3; i++) order.add(text(ch.basicGet(q, true).getBody()));
+                check(order.equals(Arrays.asList("p9", "p5", "p1")), "order " + order);
+            }
+        });
+
         String tlsDir = System.getenv("TLS_DIR"), amqpsPort = System.getenv("AMQPS_PORT");
         if (tlsDir != null && amqpsPort != null) {
             story("amqps with the test CA: publish and get over TLS", () -> {
