@@ -102,7 +102,6 @@ pub async fn producer(
         });
     }
     let confirmed = || acked.iter().map(Cell::get).sum::<u64>();
-    let window = opts.confirm as u64 * u64::from(channels);
     // publishes sent on each channel, and the channel whose turn is next
     let mut sent_on = vec![0u64; usize::from(channels)];
     let mut next = 0usize;
@@ -118,14 +117,6 @@ pub async fn producer(
                 continue;
             }
             batch = batch.min(due - sent);
-        }
-        if opts.confirm > 0 {
-            let in_flight = sent - confirmed();
-            if in_flight >= window {
-                wake.notified().await;
-                continue;
-            }
-            batch = batch.min(window - in_flight);
         }
         let mut published = 0;
         for _ in 0..batch {
@@ -159,6 +150,7 @@ pub async fn producer(
         sent += published;
         c.published.set(c.published.get() + published);
         if published == 0 {
+            // every channel's confirm window is full
             wake.notified().await;
         }
     }
