@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Real third-party clients against a built Warren: pika (Python), amqplib (Node),
+# Real third-party clients against a built Warren: pika and aio-pika (Python), amqplib (Node),
 # rabbitmq-c's amqp-tools (C) and RabbitMQ's Java client, over plain AMQP and over TLS, plus openssl s_client for
 # the TLS versions, Prometheus' Python client parsing the metrics, and RabbitMQ's own
 # rabbitmqadmin driving the management API, and the management web UI in headless
@@ -25,8 +25,8 @@ count() { # "N passed, N failed" from the last matching line of a log
 }
 
 VENV="$CACHE/venv"
-if ! "$VENV/bin/python" -c "import pika, pytest, prometheus_client" 2>/dev/null; then
-  python3 -m venv "$VENV" && "$VENV/bin/pip" install -q "pika>=1.3,<2" "pytest>=8" "prometheus-client>=0.20" >&2
+if ! "$VENV/bin/python" -c "import pika, aio_pika, pytest, prometheus_client" 2>/dev/null; then
+  python3 -m venv "$VENV" && "$VENV/bin/pip" install -q "pika>=1.3,<2" "aio-pika>=9,<10" "pytest>=8" "prometheus-client>=0.20" >&2
 fi
 if [ ! -d "$ROOT/interop/node/node_modules/amqplib" ] || [ ! -d "$ROOT/interop/node/node_modules/playwright-core" ]; then
   (cd "$ROOT/interop/node" && npm install -q --no-audit --no-fund >&2)
@@ -49,7 +49,7 @@ LOG="$BROKER_DIR/interop"
 mkdir -p "$LOG"
 
 "$VENV/bin/python" -m pytest -q "$ROOT/interop/python" > "$LOG/pika.log" 2>&1
-rc=$?; cat "$LOG/pika.log" | tail -15 >&2; count "$LOG/pika.log" $rc pika
+rc=$?; cat "$LOG/pika.log" | tail -15 >&2; count "$LOG/pika.log" $rc python
 
 (cd "$ROOT/interop/node" && node --test --test-reporter=spec amqplib.test.js) > "$LOG/node.log" 2>&1
 rc=$?; tail -12 "$LOG/node.log" >&2

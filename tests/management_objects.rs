@@ -9,7 +9,7 @@ use common::raw::{Raw, Tune};
 use common::start_with_management;
 use lapin::options::{BasicConsumeOptions, BasicQosOptions};
 use lapin::types::FieldTable;
-use lapin::BasicProperties;
+use lapin::{BasicProperties, Connection, ConnectionProperties};
 use serde_json::{json, Value};
 use warren::Config;
 
@@ -316,6 +316,34 @@ async fn an_operator_finds_a_stuck_connection_and_closes_it_with_a_reason() {
         .as_str()
         .unwrap()
         .ends_with(&format!(" -> {}", b.addr)));
+    assert_eq!(c["user_who_performed_action"], "guest");
+    // lapin gave no connection_name, so RabbitMQ's field is absent rather than empty
+    assert!(c.get("user_provided_name").is_none());
+
+    // a service that names its connection is found by that name, as in RabbitMQ's UI
+    let named = Connection::connect(
+        &b.url,
+        ConnectionProperties::default().with_connection_name("checkout-service".into()),
+    )
+    .await
+    .unwrap();
+    let (_, list) = api.get("/api/connections").await;
+    let by_name: Vec<_> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["user_provided_name"] == "checkout-service")
+        .collect();
+    assert_eq!(by_name.len(), 1);
+    assert_eq!(
+        by_name[0]["client_properties"]["connection_name"],
+        "checkout-service"
+    );
+    named.close(200, "bye".into()).await.unwrap();
+    wait_until(|| async {
+        api.get("/api/connections").await.1.as_array().map(Vec::len) == Some(1)
+    })
+    .await;
 
     // a second client, the stuck one: closed by name with the operator's reason
     let (mut stuck, _) = Raw::open(b.addr, Tune::default()).await;

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
-use amq_protocol::types::FieldTable;
+use amq_protocol::types::{AMQPValue, FieldTable};
 use tokio::sync::oneshot;
 
 use super::inbox;
@@ -163,6 +163,17 @@ impl ConnectionInfo {
             .lock()
             .map(|mut s| s.rates(tokio::time::Instant::now(), octets))
             .unwrap_or([0.0; 2])
+    }
+
+    /// The name the client gave this connection (`connection_name` in its client
+    /// properties, as pika, aio-pika, the Java and .NET clients send it), which RabbitMQ
+    /// reports as `user_provided_name` and operators search connections by.
+    pub fn user_provided_name(&self) -> Option<String> {
+        match self.client_properties.inner().get("connection_name")? {
+            AMQPValue::LongString(s) => Some(String::from_utf8_lossy(s.as_bytes()).into_owned()),
+            AMQPValue::ShortString(s) => Some(s.as_str().to_owned()),
+            _ => None,
+        }
     }
 
     pub fn channel_count(&self) -> u32 {

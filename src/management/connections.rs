@@ -39,7 +39,7 @@ pub fn routes() -> Router<Arc<BrokerState>> {
 fn connection_json(node: &str, c: &ConnectionInfo) -> Value {
     let [recv_oct, send_oct] = c.traffic.octets();
     let rates = c.octet_rates();
-    json!({
+    let mut json = json!({
         "name": c.name,
         "node": node,
         "type": "network",
@@ -47,6 +47,7 @@ fn connection_json(node: &str, c: &ConnectionInfo) -> Value {
         "protocol": "AMQP 0-9-1",
         "auth_mechanism": "PLAIN",
         "user": c.user,
+        "user_who_performed_action": c.user,
         "vhost": c.vhost,
         "host": c.local.ip().to_string(),
         "port": c.local.port(),
@@ -72,7 +73,12 @@ fn connection_json(node: &str, c: &ConnectionInfo) -> Value {
         "timeout": c.heartbeat,
         "connected_at": c.connected_at,
         "client_properties": table_to_json(&c.client_properties),
-    })
+    });
+    // RabbitMQ lists the field only for connections that named themselves.
+    if let Some(given) = c.user_provided_name() {
+        json["user_provided_name"] = json!(given);
+    }
+    json
 }
 
 pub(super) fn sees_all(user: &Authenticated) -> bool {
