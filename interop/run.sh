@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Real third-party clients against a built Warren: pika and aio-pika (Python), amqplib (Node),
-# rabbitmq-c's amqp-tools (C) and RabbitMQ's Java client, over plain AMQP and over TLS, plus openssl s_client for
+# rabbitmq-c's amqp-tools (C), RabbitMQ's Java and Go clients, Bunny (Ruby) and php-amqplib
+# (PHP), over plain AMQP and over TLS, plus openssl s_client for
 # the TLS versions, Prometheus' Python client parsing the metrics, and RabbitMQ's own
 # rabbitmqadmin driving the management API, and the management web UI in headless
 # Chromium (playwright-core; the UI test starts its own broker). Installs the clients from their registries on first use.
@@ -70,6 +71,28 @@ if command -v javac >/dev/null && [ -f /usr/share/java/amqp-client.jar ]; then
   rc=$?; grep -v SLF4J "$LOG/java.log" >&2; count "$LOG/java.log" $rc java
 else
   echo "the Java client is not installed (apt-get install default-jdk-headless librabbitmq-client-java)" >&2; TF=$((TF+1))
+fi
+
+# RabbitMQ's Go client, in GOPATH mode against Debian's copy of it (no module download).
+if command -v go >/dev/null && [ -d /usr/share/gocode/src/github.com/rabbitmq/amqp091-go ]; then
+  (cd "$ROOT" && GO111MODULE=off GOPATH=/usr/share/gocode GOFLAGS= timeout -k 5 180 go run interop/go/go_client.go) > "$LOG/go.log" 2>&1
+  rc=$?; cat "$LOG/go.log" >&2; count "$LOG/go.log" $rc go
+else
+  echo "the Go client is not installed (apt-get install golang-go golang-github-rabbitmq-amqp091-go-dev)" >&2; TF=$((TF+1))
+fi
+
+if ruby -e 'require "bunny"' 2>/dev/null; then
+  timeout -k 5 180 ruby "$ROOT/interop/ruby/bunny_client.rb" > "$LOG/bunny.log" 2>&1
+  rc=$?; cat "$LOG/bunny.log" >&2; count "$LOG/bunny.log" $rc bunny
+else
+  echo "Bunny is not installed (apt-get install ruby-bunny)" >&2; TF=$((TF+1))
+fi
+
+if command -v php >/dev/null && [ -f /usr/share/php/PhpAmqpLib/autoload.php ]; then
+  timeout -k 5 120 php "$ROOT/interop/php/php_amqplib_client.php" > "$LOG/php.log" 2>&1
+  rc=$?; cat "$LOG/php.log" >&2; count "$LOG/php.log" $rc php
+else
+  echo "php-amqplib is not installed (apt-get install php-cli php-amqplib)" >&2; TF=$((TF+1))
 fi
 
 if command -v rabbitmqadmin >/dev/null; then
