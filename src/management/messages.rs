@@ -176,10 +176,11 @@ async fn publish(
     metrics.messages_received.inc();
     if let Some(delay) = v.delay_for(&message) {
         // as with the plugin, a delayed message is not routed yet
+        v.count_held_back(&message);
         v.hold_back(&message, delay, None).await;
         return Ok(Json(json!({"routed": false})).into_response());
     }
-    let targets = v.targets(&message);
+    let targets = v.route_publish(&message);
     if targets.is_empty() {
         metrics.messages_unroutable_dropped.inc();
     } else {

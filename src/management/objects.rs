@@ -19,6 +19,7 @@ use super::api::created_or_updated;
 use super::json::{json_to_table, table_to_json};
 use super::listing::{paginate, ListQuery};
 use super::{ApiError, Authenticated};
+use crate::broker::exchange::stats::ExchangeStats;
 use crate::broker::exchange::Exchange;
 use crate::broker::permissions::{Access, ResourceKind};
 use crate::broker::queue::stats::QueueInfo;
@@ -334,6 +335,24 @@ async fn purge_queue(
 
 // ---- exchanges ----
 
+/// RabbitMQ's `message_stats` of an exchange: absent until something was published to
+/// it, and `publish_out` absent until something was routed on.
+fn exchange_stats_json(out: &mut Value, stats: &ExchangeStats) {
+    let c = stats.counts();
+    if c.publish_in == 0 {
+        return;
+    }
+    let mut m = json!({
+        "publish_in": c.publish_in,
+        "publish_in_details": {"rate": c.rates[0]},
+    });
+    if c.publish_out > 0 {
+        m["publish_out"] = json!(c.publish_out);
+        m["publish_out_details"] = json!({"rate": c.rates[1]});
+    }
+    out["message_stats"] = m;
+}
+
 fn exchange_json(vhost: &str, x: &Exchange) -> Value {
     let mut out = json!({
         "name": x.name.as_ref(),
@@ -349,27 +368,30 @@ fn exchange_json(vhost: &str, x: &Exchange) -> Value {
     if let Some(name) = x.policy().policy_name() {
         out["policy"] = json!(name);
     }
+    exchange_stats_json(&mut out, &x.stats);
     out
 }
 
 /// The default exchange, which routes by queue name and has no entry of its own.
-fn default_exchange_json(vhost: &str) -> Value {
-    json!({
+fn default_exchange_json(v: &VHost) -> Value {
+    let mut out = json!({
         "name": "",
-        "vhost": vhost,
+        "vhost": v.name,
         "type": "direct",
         "durable": true,
         "auto_delete": false,
         "internal": false,
         "arguments": {},
         "user_who_performed_action": "rmq-internal",
-    })
+    });
+    exchange_stats_json(&mut out, &v.default_exchange_stats);
+    out
 }
 
 fn exchanges_json(vhosts: &[Arc<VHost>]) -> Vec<Value> {
     let mut out = Vec::new();
     for v in vhosts {
-        out.push(default_exchange_json(&v.name));
+        out.push(default_exchange_json(&v));
         out.extend(v.exchange_list().iter().map(|x| exchange_json(&v.name, x)));
     }
     out
@@ -401,7 +423,7 @@ async fn get_exchange(
     let v = visible_vhost(&state, &user, &vhost)?;
     let name = exchange_name(&name);
     if name.is_empty() {
-        return Ok(Json(default_exchange_json(&v.name)).into_response());
+        return Ok(Json(default_exchange_json(&v)).into_response());
     }
     let x = v.exchange(name).map_err(from_amqp)?;
     Ok(Json(exchange_json(&v.name, &x)).into_response())

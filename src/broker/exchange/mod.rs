@@ -3,6 +3,7 @@
 //! await and no lock held beyond the call. The vhost follows exchange-to-exchange bindings.
 
 pub mod headers;
+pub mod stats;
 pub mod topic;
 
 use std::collections::{BTreeMap, HashMap};
@@ -192,6 +193,8 @@ pub struct Exchange {
     bindings: RwLock<Bindings>,
     /// The policy and operator policy in force, set by the vhost as policies change.
     policy: RwLock<Applied>,
+    /// Messages published here and copies routed on, for the management API.
+    pub stats: stats::ExchangeStats,
 }
 
 impl Exchange {
@@ -219,6 +222,7 @@ impl Exchange {
             alternate,
             bindings: RwLock::default(),
             policy: RwLock::default(),
+            stats: stats::ExchangeStats::default(),
         }
     }
 

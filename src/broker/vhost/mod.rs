@@ -11,8 +11,8 @@
 mod policies;
 mod queues;
 mod restore;
+mod routing;
 
-use std::collections::HashSet;
 use std::sync::{Arc, Weak};
 
 use amq_protocol::types::{AMQPValue, FieldTable};
@@ -26,7 +26,7 @@ use super::exchange::{
 use super::metrics::GlobalMetrics;
 use super::queue::QueueHandle;
 use crate::model::message::Message;
-use crate::protocol::content::{decode_headers, headers_of, peek_properties};
+use crate::protocol::content::headers_of;
 use crate::protocol::{erlang, AmqpError};
 use crate::store::codec::Definition;
 use crate::store::{Store, StoreOp};
@@ -73,6 +73,8 @@ pub struct VHost {
     max_queues: usize,
     /// The broker's counters, handed to every queue this vhost starts.
     pub(crate) metrics: Arc<GlobalMetrics>,
+    /// The default exchange's publish counts (it has no `Exchange` of its own).
+    pub default_exchange_stats: super::exchange::stats::ExchangeStats,
     /// The broker's clock, likewise.
     pub(crate) clock: super::clock::Clock,
     /// Open connections to this vhost (counted by the handshake, released by the connection).
@@ -128,6 +130,7 @@ impl VHost {
             queue_ram_limit,
             max_queues,
             metrics,
+            default_exchange_stats: Default::default(),
             clock,
             connections: std::sync::atomic::AtomicUsize::new(0),
             meta: Default::default(),
@@ -694,76 +697,6 @@ impl VHost {
             }
             self.maybe_auto_delete_exchange(&x, ops);
         }
-    }
-
-    /// The queues a published message goes to: by queue name from the default exchange,
-    /// else through its exchange's bindings (headers decoded only if a headers exchange
-    /// asks). None when nothing matches or the exchange has gone.
-    pub fn targets(&self, message: &Message) -> Vec<Arc<QueueHandle>> {
-        let mut targets = Vec::new();
-        if message.exchange.is_empty() {
-            targets.extend(self.route_default(&message.routing_key));
-        } else if let Ok(x) = self.exchange(&message.exchange) {
-            let props = &message.properties;
-            let mut headers = || {
-                let range = peek_properties(props).ok()?.headers?;
-                decode_headers(props, range).ok()
-            };
-            self.route(&x, &message.routing_key, &mut headers, &mut targets);
-        }
-        targets
-    }
-
-    /// Where a message published to `exchange` with `routing_key` goes, following
-    /// exchange-to-exchange bindings; each queue once. As RabbitMQ: an exchange that routes
-    /// the message nowhere hands it to its alternate exchange, if it has one; an exchange
-    /// already visited is not visited again, so chains of alternates end and cycles stop.
-    pub fn route(
-        &self,
-        exchange: &Exchange,
-        routing_key: &str,
-        headers: &mut dyn FnMut() -> Option<FieldTable>,
-        out: &mut Vec<Arc<QueueHandle>>,
-    ) {
-        let mut pending = Vec::new();
-        exchange.route(routing_key, headers, &mut pending);
-        if pending.is_empty() {
-            match exchange.alternate_exchange() {
-                Some(ae) => pending.push(Destination::Exchange(ae)),
-                None => return,
-            }
-        }
-        let mut seen_queues: HashSet<Arc<str>> = HashSet::new();
-        let mut seen_exchanges: HashSet<Arc<str>> = HashSet::from([exchange.name.clone()]);
-        while let Some(d) = pending.pop() {
-            match d {
-                Destination::Queue(name) => {
-                    if seen_queues.insert(name.clone()) {
-                        if let Some(q) = self.queues.get(name.as_ref()) {
-                            out.push(q.clone());
-                        }
-                    }
-                }
-                Destination::Exchange(name) => {
-                    if seen_exchanges.insert(name.clone()) {
-                        if let Some(x) = self.exchanges.get(name.as_ref()).map(|x| x.clone()) {
-                            let before = pending.len();
-                            x.route(routing_key, headers, &mut pending);
-                            if pending.len() == before {
-                                if let Some(ae) = x.alternate_exchange() {
-                                    pending.push(Destination::Exchange(ae));
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// The default exchange: the queue named by the routing key.
-    pub fn route_default(&self, routing_key: &str) -> Option<Arc<QueueHandle>> {
-        self.queues.get(routing_key).map(|q| q.clone())
     }
 }
 

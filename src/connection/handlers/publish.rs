@@ -307,10 +307,11 @@ pub(super) async fn route_and_enqueue(
                 .basic_return(ch, reply::NO_ROUTE, "NO_ROUTE", &message);
             return;
         }
+        s.vhost.count_held_back(&message);
         s.vhost.hold_back(&message, delay, confirm).await;
         return;
     }
-    let targets = s.vhost.targets(&message);
+    let targets = s.vhost.route_publish(&message);
     if targets.is_empty() {
         if mandatory {
             metrics.messages_unroutable_returned.inc();

@@ -2,7 +2,9 @@
 // (details, bindings in both directions, publish, delete).
 
 import * as api from './api.js';
-import { h, clear, kvTable, objectTable, badges, kvEditor, form, section, act, notify, ListView } from './dom.js';
+import {
+  h, clear, fmtNum, fmtRate, rateOf, kvTable, objectTable, badges, kvEditor, form, section, act, notify, ListView,
+} from './dom.js';
 import { bindingsTable, bindForm } from './bindings.js';
 import { publishForm } from './messages.js';
 
@@ -50,6 +52,8 @@ export function exchangesPage(ctx) {
     { label: 'Type', sort: 'type', render: (x) => x.type },
     { label: 'Features', render: (x) => badges(features(x)) },
     { label: 'Arguments', render: (x) => objectTable(x.arguments) },
+    { label: 'Message rate in', num: true, sort: 'message_stats.publish_in_details.rate', render: (x) => fmtRate(rateOf(x.message_stats, 'publish_in')) },
+    { label: 'Message rate out', num: true, sort: 'message_stats.publish_out_details.rate', render: (x) => fmtRate(rateOf(x.message_stats, 'publish_out')) },
   );
   const list = new ListView({
     id: 'exchanges-list',
@@ -107,6 +111,8 @@ export function exchangePage(ctx, vhost, name) {
       ['Internal', String(x.internal)],
       ['Policy', x.policy || ''],
       ['Arguments', objectTable(x.arguments)],
+      ['Published in', `${fmtNum((x.message_stats || {}).publish_in || 0)} (${fmtRate(rateOf(x.message_stats, 'publish_in'))})`],
+      ['Routed out', `${fmtNum((x.message_stats || {}).publish_out || 0)} (${fmtRate(rateOf(x.message_stats, 'publish_out'))})`],
     ]));
     await refreshBindings();
   }
