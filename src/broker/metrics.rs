@@ -127,7 +127,7 @@ mod tests {
 
     #[test]
     fn increments_from_many_threads_all_count() {
-        let c = std::sync::Arc::new(Counter::default());
+        let c = std::sync::Arc::new(Counter::<16>::default());
         let threads: Vec<_> = (0..8)
             .map(|_| {
                 let c = c.clone();
