@@ -391,7 +391,7 @@ fn default_exchange_json(v: &VHost) -> Value {
 fn exchanges_json(vhosts: &[Arc<VHost>]) -> Vec<Value> {
     let mut out = Vec::new();
     for v in vhosts {
-        out.push(default_exchange_json(&v));
+        out.push(default_exchange_json(v));
         out.extend(v.exchange_list().iter().map(|x| exchange_json(&v.name, x)));
     }
     out
