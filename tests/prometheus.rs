@@ -154,3 +154,58 @@ async fn the_dashboard_follows_a_confirmed_publisher_and_an_acking_consumer() {
     conn.close(200, "bye".into()).await.unwrap();
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn per_queue_series_show_persistence_memory_and_consumer_capacity_and_queue_churn_is_counted()
+{
+    let b = start_with_management(Config::default()).await;
+    let base = b.prometheus.as_deref().unwrap().to_owned();
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    let durable = lapin::options::QueueDeclareOptions {
+        durable: true,
+        ..Default::default()
+    };
+    ch.queue_declare("invoices".into(), durable, FieldTable::default())
+        .await
+        .unwrap();
+    ch.confirm_select(ConfirmSelectOptions::default())
+        .await
+        .unwrap();
+    let stamped = BasicProperties::default()
+        .with_delivery_mode(2)
+        .with_timestamp(1_700_000_000);
+    publish(&ch, "", "invoices", b"inv-1", stamped).await;
+    publish(&ch, "", "invoices", b"inv-2", BasicProperties::default()).await;
+    ch.wait_for_confirms().await.unwrap();
+    declare(&ch, "scratch", FieldTable::default())
+        .await
+        .unwrap();
+    ch.queue_delete("scratch".into(), Default::default())
+        .await
+        .unwrap();
+
+    let text = scrape(&format!("{base}/metrics/per-object")).await;
+    let q = |name: &str| sample(&text, &format!("{name}{{vhost=\"/\",queue=\"invoices\"}}"));
+    assert_eq!(q("rabbitmq_queue_messages_persistent"), Some(1.0));
+    assert_eq!(q("rabbitmq_queue_messages_ram"), Some(2.0));
+    assert_eq!(q("rabbitmq_queue_messages_ready_ram"), Some(2.0));
+    assert_eq!(q("rabbitmq_queue_messages_paged_out"), Some(0.0));
+    assert_eq!(
+        q("rabbitmq_queue_head_message_timestamp"),
+        Some(1_700_000_000.0)
+    );
+    // nobody consumes: no capacity used
+    assert_eq!(q("rabbitmq_queue_consumer_capacity"), Some(0.0));
+    assert_eq!(q("rabbitmq_queue_consumer_utilisation"), Some(0.0));
+
+    let text = scrape(&format!("{base}/metrics")).await;
+    assert_eq!(
+        sample(&text, "rabbitmq_queue_messages_persistent"),
+        Some(1.0)
+    );
+    assert_eq!(sample(&text, "rabbitmq_queues_declared_total"), Some(2.0));
+    assert_eq!(sample(&text, "rabbitmq_queues_created_total"), Some(2.0));
+    assert_eq!(sample(&text, "rabbitmq_queues_deleted_total"), Some(1.0));
+    b.stop().await;
+}

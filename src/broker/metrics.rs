@@ -72,6 +72,14 @@ pub struct GlobalMetrics {
     pub connections_closed: Counter,
     pub channels_opened: Counter,
     pub channels_closed: Counter,
+    /// Every successful non-passive queue.declare (a redeclare too), as RabbitMQ counts.
+    pub queues_declared: Counter,
+    pub queues_created: Counter,
+    pub queues_deleted: Counter,
+    /// Samples of `publisher_stats`' figures, for their rates in the overview.
+    pub publisher_rates: std::sync::Mutex<Sampler<4>>,
+    /// Samples of the churn counters, for the overview's and the node's churn rates.
+    pub churn_rates: std::sync::Mutex<Sampler<7>>,
     /// Samples for the overview's message rates, taken when the overview is asked for.
     pub rates: std::sync::Mutex<RateSampler>,
     /// Samples of the total queue depth (messages, ready, unacknowledged) for its rates.
@@ -96,6 +104,98 @@ impl GlobalMetrics {
             ("messages_redelivered", "Total number of messages redelivered to consumers", self.messages_redelivered.get()),
             ("messages_acknowledged", "Total number of messages acknowledged by consumers", self.messages_acknowledged.get()),
         ]
+    }
+
+    /// The overview's `message_stats` beyond a queue's: confirms, unroutable messages
+    /// returned and dropped, and basic.gets that found nothing, each with its rate.
+    pub fn publisher_stats(&self) -> [(&'static str, u64, f64); 4] {
+        let now = [
+            self.messages_confirmed.get(),
+            self.messages_unroutable_returned.get(),
+            self.messages_unroutable_dropped.get(),
+            self.messages_get_empty.get(),
+        ];
+        let rates = self
+            .publisher_rates
+            .lock()
+            .map(|mut s| s.rates(tokio::time::Instant::now(), now))
+            .unwrap_or([0.0; 4]);
+        let names = [
+            "confirm",
+            "return_unroutable",
+            "drop_unroutable",
+            "get_empty",
+        ];
+        std::array::from_fn(|i| (names[i], now[i], rates[i]))
+    }
+
+    /// Objects coming and going: (Prometheus name without `rabbitmq_` and `_total`, the management
+    /// API's name, help text, count).
+    pub fn churn(&self) -> [(&'static str, &'static str, &'static str, u64); 7] {
+        [
+            (
+                "connections_opened",
+                "connection_created",
+                "Total number of connections opened",
+                self.connections_opened.get(),
+            ),
+            (
+                "connections_closed",
+                "connection_closed",
+                "Total number of connections closed or terminated",
+                self.connections_closed.get(),
+            ),
+            (
+                "channels_opened",
+                "channel_created",
+                "Total number of channels opened",
+                self.channels_opened.get(),
+            ),
+            (
+                "channels_closed",
+                "channel_closed",
+                "Total number of channels closed",
+                self.channels_closed.get(),
+            ),
+            (
+                "queues_declared",
+                "queue_declared",
+                "Total number of queues declared",
+                self.queues_declared.get(),
+            ),
+            (
+                "queues_created",
+                "queue_created",
+                "Total number of queues created",
+                self.queues_created.get(),
+            ),
+            (
+                "queues_deleted",
+                "queue_deleted",
+                "Total number of queues deleted",
+                self.queues_deleted.get(),
+            ),
+        ]
+    }
+
+    /// The churn counters under the management API's names, each with its `_details`
+    /// rate (the overview's `churn_rates`, and the node's own fields).
+    pub fn churn_json(&self) -> serde_json::Map<String, serde_json::Value> {
+        let churn = self.churn();
+        let rates = self
+            .churn_rates
+            .lock()
+            .map(|mut s| s.rates(tokio::time::Instant::now(), churn.map(|(.., n)| n)))
+            .unwrap_or([0.0; 7]);
+        let mut out = serde_json::Map::new();
+        for ((_, name, _, n), rate) in churn.into_iter().zip(rates) {
+            out.insert(name.into(), serde_json::json!(n));
+            out.insert(
+                format!("{name}_details"),
+                serde_json::json!({ "rate": rate }),
+            );
+        }
+        out
     }
 
     /// The broker's message counts under a queue's `message_stats` names, for the

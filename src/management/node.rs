@@ -98,15 +98,10 @@ async fn overview(State(state): St, _user: Authenticated) -> ApiResult {
         stats.insert((*name).to_owned(), json!(count));
         stats.insert(format!("{name}_details"), json!({ "rate": rate }));
     }
-    stats.insert("confirm".into(), json!(m.messages_confirmed.get()));
-    stats.insert(
-        "return_unroutable".into(),
-        json!(m.messages_unroutable_returned.get()),
-    );
-    stats.insert(
-        "drop_unroutable".into(),
-        json!(m.messages_unroutable_dropped.get()),
-    );
+    for (name, count, rate) in m.publisher_stats() {
+        stats.insert(name.into(), json!(count));
+        stats.insert(format!("{name}_details"), json!({ "rate": rate }));
+    }
     let node = node_name(&state);
     let listeners: Vec<Value> = state
         .listeners()
@@ -136,6 +131,7 @@ async fn overview(State(state): St, _user: Authenticated) -> ApiResult {
             "messages_unacknowledged_details": {"rate": depth_rates[2]},
         },
         "message_stats": stats,
+        "churn_rates": m.churn_json(),
         "listeners": listeners,
         "exchange_types": exchange_types(),
         "rates_mode": "basic",
@@ -161,7 +157,7 @@ fn node_json(state: &BrokerState) -> Value {
     let reason = state.alarm.reason();
     let fd_total = super::prometheus::max_fds();
     let m = &state.metrics;
-    json!({
+    let mut node = json!({
         "name": node_name(state),
         "type": "disc",
         "running": true,
@@ -179,15 +175,16 @@ fn node_json(state: &BrokerState) -> Value {
         "sockets_used": state.connections.load(Ordering::Relaxed),
         "sockets_total": fd_total,
         "proc_used": tokio::runtime::Handle::current().metrics().num_alive_tasks(),
-        "connection_created": m.connections_opened.get(),
-        "connection_closed": m.connections_closed.get(),
-        "channel_created": m.channels_opened.get(),
-        "channel_closed": m.channels_closed.get(),
         "partitions": [],
         "rates_mode": "basic",
         "exchange_types": exchange_types(),
         "db_dir": state.config.data_dir.display().to_string(),
-    })
+    });
+    // connection_created, queue_deleted and the rest, each with its rate, as RabbitMQ's node
+    if let Some(fields) = node.as_object_mut() {
+        fields.extend(m.churn_json());
+    }
+    node
 }
 
 async fn list_nodes(State(state): St, _user: Authenticated) -> ApiResult {

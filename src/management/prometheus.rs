@@ -74,7 +74,7 @@ struct Snapshot {
     connections: i64,
     messages: [(&'static str, &'static str, u64); 13],
     messages_delivered: u64,
-    churn: [(&'static str, &'static str, u64); 4],
+    churn: [(&'static str, &'static str, &'static str, u64); 7],
     resident_memory: Option<u64>,
     memory_limit: u64,
     disk_free: Option<u64>,
@@ -122,28 +122,7 @@ impl Snapshot {
             connections: state.connections.load(std::sync::atomic::Ordering::Relaxed) as i64,
             messages: m.messages(),
             messages_delivered: m.messages_delivered(),
-            churn: [
-                (
-                    "connections_opened",
-                    "Total number of connections opened",
-                    m.connections_opened.get(),
-                ),
-                (
-                    "connections_closed",
-                    "Total number of connections closed or terminated",
-                    m.connections_closed.get(),
-                ),
-                (
-                    "channels_opened",
-                    "Total number of channels opened",
-                    m.channels_opened.get(),
-                ),
-                (
-                    "channels_closed",
-                    "Total number of channels closed",
-                    m.channels_closed.get(),
-                ),
-            ],
+            churn: m.churn(),
             resident_memory: alarm::resident_memory(),
             memory_limit: state.alarm.memory_limit(),
             disk_free: alarm::free_disk(&state.config.data_dir),
@@ -173,6 +152,36 @@ impl Snapshot {
         } else {
             let sum: u64 = self.queues.iter().map(|(_, _, i)| value(i)).sum();
             ConstGauge::new(sum as i64).encode(family)
+        }
+    }
+
+    /// Consumer utilisation, a share per queue: per object, each queue's; aggregated
+    /// (`sum_when_aggregated`), their sum, as RabbitMQ's aggregated endpoint reports it.
+    fn queue_ratio(
+        &self,
+        encoder: &mut DescriptorEncoder,
+        name: &str,
+        help: &str,
+        sum_when_aggregated: bool,
+    ) -> Result<(), std::fmt::Error> {
+        let gauge = ConstGauge::new(0f64);
+        let mut family = encoder.encode_descriptor(name, help, None, gauge.metric_type())?;
+        if self.per_object {
+            for (vhost, queue, info) in &self.queues {
+                let labels = [("vhost", vhost.as_str()), ("queue", queue.as_str())];
+                ConstGauge::new(info.consumer_utilisation)
+                    .encode(family.encode_family(&labels)?)?;
+            }
+            Ok(())
+        } else if sum_when_aggregated {
+            let sum: f64 = self
+                .queues
+                .iter()
+                .map(|(_, _, i)| i.consumer_utilisation)
+                .sum();
+            ConstGauge::new(sum).encode(family)
+        } else {
+            Ok(())
         }
     }
 }
@@ -232,7 +241,7 @@ impl Collector for Snapshot {
             "Connections currently open",
             self.connections,
         )?;
-        let [_, _, (_, _, opened), (_, _, closed)] = self.churn;
+        let [_, _, (.., opened), (.., closed), ..] = self.churn;
         gauge(
             e,
             "rabbitmq_channels",
@@ -256,7 +265,7 @@ impl Collector for Snapshot {
             "Consumers currently connected",
             consumers as i64,
         )?;
-        for (name, help, v) in self.churn {
+        for (name, _, help, v) in self.churn {
             counter(e, &format!("rabbitmq_{name}"), help, v)?;
         }
 
@@ -299,6 +308,62 @@ impl Collector for Snapshot {
         self.queue_gauge(e, "rabbitmq_queue_consumers", "Consumers on a queue", |i| {
             u64::from(i.consumers)
         })?;
+        self.queue_gauge(
+            e,
+            "rabbitmq_queue_messages_ram",
+            "Ready and unacknowledged messages stored in memory",
+            |i| u64::from(i.messages_ready + i.messages_unacknowledged - i.messages_paged_out),
+        )?;
+        self.queue_gauge(
+            e,
+            "rabbitmq_queue_messages_ram_bytes",
+            "Size of ready and unacknowledged messages stored in memory",
+            |i| i.message_bytes_ready + i.message_bytes_unacknowledged,
+        )?;
+        self.queue_gauge(
+            e,
+            "rabbitmq_queue_messages_persistent",
+            "Persistent messages",
+            |i| u64::from(i.messages_persistent),
+        )?;
+        self.queue_gauge(
+            e,
+            "rabbitmq_queue_messages_paged_out",
+            "Messages paged out to disk",
+            |i| u64::from(i.messages_paged_out),
+        )?;
+        self.queue_ratio(
+            e,
+            "rabbitmq_queue_consumer_utilisation",
+            "Same as consumer capacity",
+            true,
+        )?;
+        if self.per_object {
+            self.queue_ratio(
+                e,
+                "rabbitmq_queue_consumer_capacity",
+                "Consumer capacity",
+                false,
+            )?;
+            self.queue_gauge(
+                e,
+                "rabbitmq_queue_messages_ready_ram",
+                "Ready messages stored in memory",
+                |i| u64::from(i.messages_ready - i.messages_paged_out),
+            )?;
+            self.queue_gauge(
+                e,
+                "rabbitmq_queue_messages_unacked_ram",
+                "Unacknowledged messages stored in memory",
+                |i| u64::from(i.messages_unacknowledged),
+            )?;
+            self.queue_gauge(
+                e,
+                "rabbitmq_queue_head_message_timestamp",
+                "Timestamp of the first message in the queue, if any",
+                |i| i.head_message_timestamp.unwrap_or(0),
+            )?;
+        }
 
         for (name, help, v) in self.messages {
             let c = ConstCounter::new(v);

@@ -56,6 +56,9 @@ pub struct PropertyPeek {
     pub user_id: Option<Range<usize>>,
     /// Direct reply-to rewrites it.
     pub reply_to: Option<Range<usize>>,
+    /// Seconds since the epoch, as the publisher set it (the management API shows the
+    /// head message's).
+    pub timestamp: Option<u64>,
 }
 
 impl PropertyPeek {
@@ -115,7 +118,10 @@ pub fn peek_properties(props: &[u8]) -> Result<PropertyPeek, AmqpError> {
             12 => peek.delivery_mode = Some(props[take(&mut at, 1)?.start]),
             11 => peek.priority = Some(props[take(&mut at, 1)?.start]),
             6 => {
-                take(&mut at, 8)?;
+                let r = take(&mut at, 8)?;
+                let mut b = [0u8; 8];
+                b.copy_from_slice(&props[r]);
+                peek.timestamp = Some(u64::from_be_bytes(b));
             }
             _ => unreachable!("bits 2..=15 are all matched above"),
         }
@@ -291,6 +297,7 @@ mod tests {
         assert!(peek.persistent());
         let headers = decode_headers(&p, peek.headers.unwrap()).unwrap();
         assert!(headers.inner().contains_key("a"));
+        assert_eq!(peek.timestamp, Some(7));
     }
 
     #[test]

@@ -22,6 +22,7 @@ use super::journal::Journal;
 use super::limits::Limits;
 use super::ready::{Payload, ReadyEntry, ReadyList};
 use super::stats::{ConsumerDetail, MessageCounters, QueueInfo, RateSampler, Sampler};
+use super::utilisation::Utilisation;
 use super::{CancelConsumer, PolicyChange, QueueCmd, QueueHandle, QueueInit, QueueStats};
 use crate::broker::clock::Clock;
 use crate::broker::consumer::{ConnEvent, ConsumerLink};
@@ -30,7 +31,7 @@ use crate::broker::metrics::GlobalMetrics;
 use crate::broker::policy::Applied;
 use crate::broker::vhost::VHost;
 use crate::model::message::{Message, QueuedMessage};
-use crate::protocol::content::{headers_of, rewrite_properties};
+use crate::protocol::content::{headers_of, peek_properties, rewrite_properties};
 use crate::protocol::AmqpError;
 use crate::store::ConfirmToken;
 
@@ -69,6 +70,8 @@ pub struct QueueActor {
     metrics: Arc<GlobalMetrics>,
     /// What TTLs and expiry are measured on.
     clock: Clock,
+    /// How much of the time consumers could take messages at once.
+    utilisation: Utilisation,
 }
 
 enum Deferred {
@@ -145,6 +148,7 @@ impl QueueActor {
             rates: RateSampler::default(),
             depth_rates: Sampler::default(),
             metrics: init.metrics,
+            utilisation: Utilisation::new(init.clock.now()),
             clock: init.clock,
         }
     }
@@ -501,7 +505,32 @@ impl QueueActor {
 
     fn info(&mut self) -> QueueInfo {
         let unacked_bytes = self.unacked.values().map(|m| m.message.body.len() as u64);
+        let stored = |persistent| self.journal.stores(persistent);
+        let messages_persistent = if stored(false) {
+            self.ready.len() + self.unacked.len()
+        } else if stored(true) {
+            let unacked = self.unacked.values().filter(|m| m.message.persistent);
+            self.ready.persistent() + unacked.count()
+        } else {
+            0
+        };
+        let head_message_timestamp = match self.ready.head().map(|e| &e.payload) {
+            Some(Payload::Loaded(m)) => peek_properties(&m.properties)
+                .ok()
+                .and_then(|p| p.timestamp),
+            _ => None,
+        };
         QueueInfo {
+            messages_persistent: messages_persistent as u32,
+            messages_paged_out: self.ready.paged() as u32,
+            consumer_utilisation: if self.consumers.is_empty() {
+                0.0
+            } else {
+                self.utilisation.value(self.clock.now())
+            },
+            head_message_timestamp,
+            exclusive_consumer_tag: self.consumers.exclusive_tag().map(str::to_owned),
+            single_active_consumer_tag: self.consumers.single_active_tag().map(str::to_owned),
             messages_ready: self.ready.len() as u32,
             messages_unacknowledged: self.unacked.len() as u32,
             message_bytes_ready: self.ready.body_bytes() as u64,
@@ -661,8 +690,12 @@ impl QueueActor {
         let Some(handle) = self.handle.upgrade() else {
             return;
         };
+        // Blocked: messages wait and no consumer has credit for them. An empty queue
+        // counts as keeping up.
+        let mut blocked = false;
         while !self.ready.is_empty() {
             let Some(i) = self.consumers.next_with_credit() else {
+                blocked = !self.consumers.is_empty();
                 break;
             };
             let Some(message) = self.next_ready() else {
@@ -708,6 +741,8 @@ impl QueueActor {
                 }
             }
         }
+        let clock = &self.clock;
+        self.utilisation.set(!blocked, || clock.now());
     }
 
     fn notify_consumers_cancelled(&mut self) {

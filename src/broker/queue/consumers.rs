@@ -54,6 +54,22 @@ impl ConsumerSet {
         self.consumers.is_empty()
     }
 
+    /// The tag of the consumer holding the queue exclusively, if one does.
+    pub fn exclusive_tag(&self) -> Option<&str> {
+        self.consumers
+            .iter()
+            .find(|c| c.exclusive)
+            .map(|c| c.tag.as_ref())
+    }
+
+    /// With single active consumer, the tag of the one receiving.
+    pub fn single_active_tag(&self) -> Option<&str> {
+        if !self.single_active {
+            return None;
+        }
+        self.consumers.first().map(|c| c.tag.as_ref())
+    }
+
     pub fn had_consumer(&self) -> bool {
         self.had_consumer
     }

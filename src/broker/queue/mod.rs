@@ -16,6 +16,7 @@ pub mod limits;
 mod policy;
 pub mod ready;
 pub mod stats;
+pub mod utilisation;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Weak};

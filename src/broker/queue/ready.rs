@@ -56,6 +56,10 @@ impl ReadyEntry {
         }
     }
 
+    pub fn is_paged(&self) -> bool {
+        matches!(self.payload, Payload::Paged { .. })
+    }
+
     fn bytes(&self) -> usize {
         match &self.payload {
             Payload::Loaded(m) => m.body.len() + m.properties.len(),
@@ -89,6 +93,10 @@ pub struct ReadyList {
     len: usize,
     loaded_bytes: usize,
     body_bytes: usize,
+    /// Entries kept by store id only (RabbitMQ's `messages_paged_out`).
+    paged: usize,
+    /// Entries of persistent messages (paged ones always are).
+    persistent: usize,
     /// Entries with ids up to this one were recovered at this instant: their per-message
     /// TTL runs from then.
     recovered: Option<(u64, Instant)>,
@@ -102,6 +110,8 @@ impl ReadyList {
             len: 0,
             loaded_bytes: 0,
             body_bytes: 0,
+            paged: 0,
+            persistent: 0,
             recovered: None,
         }
     }
@@ -127,16 +137,35 @@ impl ReadyList {
         self.body_bytes
     }
 
+    /// How many entries are paged out (in the store only).
+    pub fn paged(&self) -> usize {
+        self.paged
+    }
+
+    /// How many entries hold persistent messages.
+    pub fn persistent(&self) -> usize {
+        self.persistent
+    }
+
+    /// The entry `pop` would return next.
+    pub fn head(&self) -> Option<&ReadyEntry> {
+        self.levels.iter().rev().find_map(|l| l.front())
+    }
+
     fn added(&mut self, e: &ReadyEntry) {
         self.loaded_bytes += e.bytes();
         self.body_bytes += e.body_bytes();
         self.len += 1;
+        self.paged += usize::from(e.is_paged());
+        self.persistent += usize::from(e.persistent());
     }
 
     fn removed(&mut self, e: &ReadyEntry) {
         self.loaded_bytes -= e.bytes();
         self.body_bytes -= e.body_bytes();
         self.len -= 1;
+        self.paged -= usize::from(e.is_paged());
+        self.persistent -= usize::from(e.persistent());
     }
 
     pub fn is_priority(&self) -> bool {
@@ -211,11 +240,7 @@ impl ReadyList {
 
     /// Whether the entry `pop` would return next is paged out.
     pub fn head_is_paged(&self) -> bool {
-        self.levels
-            .iter()
-            .rev()
-            .find_map(|l| l.front())
-            .is_some_and(|e| matches!(e.payload, Payload::Paged { .. }))
+        self.head().is_some_and(ReadyEntry::is_paged)
     }
 
     /// Load the first `window` entries of every level that are paged, with `load`
@@ -245,6 +270,9 @@ impl ReadyList {
                 Some(m) => {
                     self.loaded_bytes += m.body.len() + m.properties.len();
                     self.body_bytes += m.body.len();
+                    self.paged -= 1;
+                    // paged entries count as persistent; a loaded one says for itself
+                    self.persistent -= usize::from(!m.persistent);
                     let e = &mut self.levels[l][i];
                     if let (Some((last, at)), Some(ttl)) = (self.recovered, m.expiration) {
                         if e.id <= last {
@@ -260,6 +288,8 @@ impl ReadyList {
         for (l, i) in gone.into_iter().rev() {
             self.levels[l].remove(i);
             self.len -= 1;
+            self.paged -= 1;
+            self.persistent -= 1;
         }
     }
 
@@ -274,6 +304,8 @@ impl ReadyList {
                 if let Some(e) = level.pop_front() {
                     self.loaded_bytes -= e.bytes();
                     self.body_bytes -= e.body_bytes();
+                    self.paged -= usize::from(e.is_paged());
+                    self.persistent -= usize::from(e.persistent());
                     out.push(e);
                     dropped += 1;
                 }
@@ -307,6 +339,8 @@ impl ReadyList {
         self.len = 0;
         self.loaded_bytes = 0;
         self.body_bytes = 0;
+        self.paged = 0;
+        self.persistent = 0;
         self.levels.iter_mut().flat_map(|l| l.drain(..)).collect()
     }
 }
@@ -421,6 +455,7 @@ mod tests {
         r.push_paged(3, 7, Arc::downgrade(&kept), false, None);
         r.push_paged(4, 8, Weak::new(), false, None);
         assert_eq!(r.loaded_bytes(), 10);
+        assert_eq!((r.paged(), r.persistent()), (3, 4));
         assert!(!r.head_is_paged());
         r.pop();
         assert!(r.head_is_paged());
@@ -430,8 +465,13 @@ mod tests {
             keys.iter().map(|(_, w)| w.upgrade()).collect()
         });
         assert_eq!(r.len(), 2);
+        // 6 dropped, 7 loaded (persistent: it has a store id), 8 still paged
+        assert_eq!((r.paged(), r.persistent()), (1, 2));
         let e = r.pop().unwrap();
         assert!(matches!(e.payload, Payload::Loaded(_)) && e.id == 3);
         assert!(r.head_is_paged());
+        assert_eq!((r.paged(), r.persistent()), (1, 1));
+        r.drain();
+        assert_eq!((r.paged(), r.persistent()), (0, 0));
     }
 }

@@ -126,6 +126,18 @@ pub struct QueueInfo {
     pub consumer_details: Vec<ConsumerDetail>,
     /// The policy and operator policy the queue runs under.
     pub policy: crate::broker::policy::Applied,
+    /// Messages the queue keeps in its store (persistent ones in a durable queue, every
+    /// one in a quorum queue), ready and unacknowledged.
+    pub messages_persistent: u32,
+    /// Ready messages held by store id only, loaded again as they near the head.
+    pub messages_paged_out: u32,
+    /// The share of recent time consumers could take a message at once (0 without any).
+    pub consumer_utilisation: f64,
+    /// The `timestamp` property of the message at the head, when it is in memory (as in
+    /// RabbitMQ, which only sees paged-in heads).
+    pub head_message_timestamp: Option<u64>,
+    pub exclusive_consumer_tag: Option<String>,
+    pub single_active_consumer_tag: Option<String>,
 }
 
 #[cfg(test)]

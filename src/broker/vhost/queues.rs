@@ -19,6 +19,10 @@ impl VHost {
         connection_id: u64,
     ) -> Result<(Arc<QueueHandle>, bool), AmqpError> {
         let (q, created) = self.declare_queue_now(spec, connection_id)?;
+        self.metrics.queues_declared.inc();
+        if created {
+            self.metrics.queues_created.inc();
+        }
         if created && q.store_key.is_some() {
             self.persist(vec![StoreOp::PutDefinition(self.queue_definition(&q))])
                 .await;
@@ -177,6 +181,7 @@ impl VHost {
         {
             return ops;
         }
+        self.metrics.queues_deleted.inc();
         if q.store_key.is_some() {
             ops.push(StoreOp::DeleteDefinition(self.queue_definition(q)));
         }
