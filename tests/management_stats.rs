@@ -355,3 +355,104 @@ async fn the_overview_and_the_node_count_objects_coming_and_going() {
     }
     b.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_vhost_totals_its_queues_messages_and_its_connections_traffic() {
+    let b = start_with_management(Config::default()).await;
+    let api = Api::new(b.management.as_deref().unwrap(), "guest", "guest");
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    declare(&ch, "orders", FieldTable::default()).await.unwrap();
+    declare(&ch, "refunds", FieldTable::default())
+        .await
+        .unwrap();
+    ch.confirm_select(Default::default()).await.unwrap();
+    for q in ["orders", "orders", "refunds"] {
+        publish(&ch, "", q, b"m", BasicProperties::default()).await;
+    }
+    publish(&ch, "", "nowhere", b"lost", BasicProperties::default()).await;
+    ch.wait_for_confirms().await.unwrap();
+    let taken = get(&ch, "orders").await.unwrap();
+    // a deleted queue's acks still count for the vhost
+    taken.ack(Default::default()).await.unwrap();
+    ch.basic_get("refunds".into(), Default::default())
+        .await
+        .unwrap();
+    ch.queue_delete("refunds".into(), Default::default())
+        .await
+        .unwrap();
+
+    let vhost = || async { api.get("/api/vhosts/%2f").await.1 };
+    wait_until(|| async { vhost().await["message_stats"]["ack"] == 1 }).await;
+    let v = vhost().await;
+    assert_eq!(v["messages"], 1);
+    assert_eq!(v["messages_ready"], 1);
+    assert_eq!(v["messages_unacknowledged"], 0);
+    assert!(v["messages_details"]["rate"].is_number());
+    let stats = &v["message_stats"];
+    assert_eq!(stats["publish"], 4);
+    assert_eq!(stats["confirm"], 4);
+    assert_eq!(stats["drop_unroutable"], 1);
+    assert_eq!(stats["get"], 2);
+    assert!(stats["deliver_get_details"]["rate"].is_number());
+    assert!(v["recv_oct"].as_u64().unwrap() > 0);
+    assert!(v["send_oct"].as_u64().unwrap() > 0);
+    assert!(v["recv_oct_details"]["rate"].is_number());
+    assert_eq!(v["cluster_state"].as_object().unwrap().len(), 1);
+
+    // traffic of a closed connection stays in the vhost's totals
+    let sent_before = v["recv_oct"].as_u64().unwrap();
+    conn.close(200, "bye".into()).await.unwrap();
+    wait_until(|| async {
+        api.get("/api/connections").await.1.as_array().map(Vec::len) == Some(0)
+    })
+    .await;
+    assert!(vhost().await["recv_oct"].as_u64().unwrap() >= sent_before);
+    // the list shows the same figures
+    let (_, list) = api.get("/api/vhosts").await;
+    assert_eq!(list[0]["message_stats"]["publish"], 4);
+    b.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_channel_counts_the_unroutable_messages_it_got_back_or_lost() {
+    let b = start_with_management(Config::default()).await;
+    let api = Api::new(b.management.as_deref().unwrap(), "guest", "guest");
+    let conn = b.connect().await;
+    let ch = conn.create_channel().await.unwrap();
+    ch.confirm_select(Default::default()).await.unwrap();
+    for mandatory in [true, true, false] {
+        ch.basic_publish(
+            "amq.direct".into(),
+            "no-such-route".into(),
+            lapin::options::BasicPublishOptions {
+                mandatory,
+                ..Default::default()
+            },
+            b"lost?",
+            BasicProperties::default(),
+        )
+        .await
+        .unwrap();
+    }
+    ch.wait_for_confirms().await.unwrap();
+    let stats = || async { api.get("/api/channels").await.1[0]["message_stats"].clone() };
+    wait_until(|| async { stats().await["confirm"] == 3 }).await;
+    let s = stats().await;
+    assert_eq!(
+        (
+            s["return_unroutable"].as_u64(),
+            s["drop_unroutable"].as_u64()
+        ),
+        (Some(2), Some(1))
+    );
+    for k in [
+        "confirm",
+        "return_unroutable",
+        "drop_unroutable",
+        "get_empty",
+    ] {
+        assert!(s[format!("{k}_details")]["rate"].is_number(), "{k}");
+    }
+    b.stop().await;
+}

@@ -39,10 +39,11 @@ pub struct ChannelSnapshot {
     pub prefetch_count: u32,
     pub global_prefetch_count: u32,
     /// Messages through this channel, under RabbitMQ's `message_stats` names, and their
-    /// per-second rates; `confirmed` is the publisher confirms it sent.
+    /// per-second rates, and the publisher confirms it sent and the unroutable messages it
+    /// returned and dropped, with theirs.
     pub counters: MessageCounters,
-    pub rates: [f64; 8],
-    pub confirmed: u64,
+    pub rates: [f64; 9],
+    pub publisher: [(&'static str, u64, f64); 3],
 }
 
 /// What a connection's socket carried: bytes and reads counted by its task, bytes and

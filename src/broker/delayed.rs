@@ -276,6 +276,7 @@ impl Schedule {
         let metrics = &vhost.metrics;
         if targets.is_empty() {
             metrics.messages_unroutable_dropped.inc();
+            vhost.stats.drop_unroutable.inc();
         } else {
             metrics.messages_routed.inc();
         }

@@ -77,7 +77,7 @@ pub struct GlobalMetrics {
     pub queues_created: Counter,
     pub queues_deleted: Counter,
     /// Samples of `publisher_stats`' figures, for their rates in the overview.
-    pub publisher_rates: std::sync::Mutex<Sampler<4>>,
+    pub publisher_rates: std::sync::Mutex<Sampler<3>>,
     /// Samples of the churn counters, for the overview's and the node's churn rates.
     pub churn_rates: std::sync::Mutex<Sampler<7>>,
     /// Samples for the overview's message rates, taken when the overview is asked for.
@@ -106,27 +106,15 @@ impl GlobalMetrics {
         ]
     }
 
-    /// The overview's `message_stats` beyond a queue's: confirms, unroutable messages
-    /// returned and dropped, and basic.gets that found nothing, each with its rate.
-    pub fn publisher_stats(&self) -> [(&'static str, u64, f64); 4] {
+    /// The overview's `message_stats` beyond a queue's: confirms, and unroutable
+    /// messages returned and dropped, each with its rate.
+    pub fn publisher_stats(&self) -> [(&'static str, u64, f64); 3] {
         let now = [
             self.messages_confirmed.get(),
             self.messages_unroutable_returned.get(),
             self.messages_unroutable_dropped.get(),
-            self.messages_get_empty.get(),
         ];
-        let rates = self
-            .publisher_rates
-            .lock()
-            .map(|mut s| s.rates(tokio::time::Instant::now(), now))
-            .unwrap_or([0.0; 4]);
-        let names = [
-            "confirm",
-            "return_unroutable",
-            "drop_unroutable",
-            "get_empty",
-        ];
-        std::array::from_fn(|i| (names[i], now[i], rates[i]))
+        publisher_stats_named(now, sampled(&self.publisher_rates, now))
     }
 
     /// Objects coming and going: (Prometheus name without `rabbitmq_` and `_total`, the management
@@ -209,6 +197,7 @@ impl GlobalMetrics {
             get_no_ack: self.messages_delivered_get_auto_ack.get(),
             redeliver: self.messages_redelivered.get(),
             ack: self.messages_acknowledged.get(),
+            get_empty: self.messages_get_empty.get(),
         }
     }
 
@@ -219,6 +208,21 @@ impl GlobalMetrics {
             + self.messages_delivered_get_auto_ack.get()
             + self.messages_delivered_get_manual_ack.get()
     }
+}
+
+/// Confirms, unroutable returned and unroutable dropped, with their rates, under
+/// RabbitMQ's `message_stats` names (the overview's, a vhost's and a channel's).
+pub fn publisher_stats_named(now: [u64; 3], rates: [f64; 3]) -> [(&'static str, u64, f64); 3] {
+    let names = ["confirm", "return_unroutable", "drop_unroutable"];
+    std::array::from_fn(|i| (names[i], now[i], rates[i]))
+}
+
+/// The rates of `now` from a shared sampler (0 if its lock was poisoned).
+pub fn sampled<const N: usize>(sampler: &std::sync::Mutex<Sampler<N>>, now: [u64; N]) -> [f64; N] {
+    sampler
+        .lock()
+        .map(|mut s| s.rates(tokio::time::Instant::now(), now))
+        .unwrap_or([0.0; N])
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use bytes::{Bytes, BytesMut};
 
 use crate::broker::connections::ChannelSnapshot;
 use crate::broker::consumer::{ChannelLink, ConsumerLink, Credit};
-use crate::broker::queue::stats::{MessageCounters, RateSampler};
+use crate::broker::queue::stats::{MessageCounters, RateSampler, Sampler};
 use crate::broker::queue::QueueHandle;
 use crate::connection::confirms::Confirms;
 use crate::model::message::Message;
@@ -130,7 +130,11 @@ pub struct ChannelState {
     /// alone; rates are worked out when the API asks.
     pub stats: MessageCounters,
     pub confirmed: u64,
+    /// Unroutable publishes sent back (mandatory) and dropped.
+    pub returned: u64,
+    pub dropped: u64,
     rates: RateSampler,
+    publisher_rates: Sampler<3>,
     /// The last exchange and routing key published to: publishers mostly repeat them, and
     /// sharing one allocation saves two per message.
     last_exchange: Arc<str>,
@@ -153,7 +157,10 @@ impl ChannelState {
             last_queue: None,
             stats: MessageCounters::default(),
             confirmed: 0,
+            returned: 0,
+            dropped: 0,
             rates: RateSampler::default(),
+            publisher_rates: Sampler::default(),
             last_exchange: "".into(),
             last_routing_key: "".into(),
         }
@@ -213,7 +220,11 @@ impl ChannelState {
             global_prefetch_count: self.link.prefetch.limit(),
             counters: self.stats,
             rates: self.rates.rates(tokio::time::Instant::now(), self.stats),
-            confirmed: self.confirmed,
+            publisher: {
+                let now = [self.confirmed, self.returned, self.dropped];
+                let rates = self.publisher_rates.rates(tokio::time::Instant::now(), now);
+                crate::broker::metrics::publisher_stats_named(now, rates)
+            },
         }
     }
 

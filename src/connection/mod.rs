@@ -166,12 +166,18 @@ pub fn serve<S: Socket>(
                     (n.frame_max, n.channel_max, n.heartbeat),
                 );
                 broker.connection_registry.add(info.clone());
+                let vhost = broker.vhost(&info.vhost);
+                let traffic = info.traffic.clone();
                 // boxed: `run` holds the connection across its awaits, and a boxed self
                 // is kept once rather than copied into the task's state
                 Box::new(Connection::new(id, broker.clone(), n, writer, info))
                     .run(reader, rbuf, close_requests)
                     .await;
                 broker.connection_registry.remove(id);
+                // the vhost's traffic totals keep what this connection carried
+                if let Some(v) = vhost {
+                    v.stats.retire_octets(traffic.octets());
+                }
             }
             Ok(Err(HandshakeEnd::Refused(e))) => {
                 send_close_now(&writer, &e);
@@ -479,6 +485,7 @@ impl Connection {
             if let Some(confirms) = ch.confirms.as_mut() {
                 let due = confirms.acks_due() as u64;
                 metrics.messages_confirmed.add(due);
+                self.session.vhost.stats.confirm.add(due);
                 ch.confirmed += due;
                 confirms.emit(|tag, multiple, ack| out.confirm(ch_id, tag, multiple, ack));
             }

@@ -285,12 +285,12 @@ async fn list_vhosts(State(state): St, Authenticated(user): Authenticated) -> Ap
     // as RabbitMQ: administrators and monitors see every vhost, others the ones they
     // have permissions on
     let all = user.is_administrator() || user.has_tag("monitoring");
-    let list: Vec<Value> = state
-        .vhost_list()
-        .iter()
-        .filter(|v| all || state.permissions.get(&user.name, &v.name).is_some())
-        .map(|v| vhost_json(v))
-        .collect();
+    let mut list = Vec::new();
+    for v in state.vhost_list() {
+        if all || state.permissions.get(&user.name, &v.name).is_some() {
+            list.push(vhost_with_figures(&state, &v).await);
+        }
+    }
     ok(Value::Array(list))
 }
 
@@ -303,7 +303,19 @@ async fn get_vhost(
     if !user.is_administrator() && state.permissions.get(&user.name, &name).is_none() {
         return Err(ApiError::not_authorised("Access refused."));
     }
-    ok(vhost_json(&v))
+    ok(vhost_with_figures(&state, &v).await)
+}
+
+/// A vhost with its message and traffic figures, as `/api/vhosts` lists it.
+async fn vhost_with_figures(state: &BrokerState, v: &VHost) -> Value {
+    let mut out = vhost_json(v);
+    if let Value::Object(fields) = &mut out {
+        fields.extend(super::vhost_stats::vhost_figures(state, v).await);
+        // one node, and it runs every vhost it has
+        let node = super::objects::node_name(state);
+        fields.insert("cluster_state".into(), json!({ node: "running" }));
+    }
+    out
 }
 
 #[derive(Deserialize)]

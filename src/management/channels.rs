@@ -43,7 +43,10 @@ fn channel_json(node: &str, c: &ConnectionInfo, ch: &ChannelSnapshot) -> Value {
         stats.insert((*name).to_owned(), json!(count));
         stats.insert(format!("{name}_details"), json!({ "rate": rate }));
     }
-    stats.insert("confirm".into(), json!(ch.confirmed));
+    for (name, count, rate) in ch.publisher {
+        stats.insert(name.into(), json!(count));
+        stats.insert(format!("{name}_details"), json!({ "rate": rate }));
+    }
     json!({
         "name": channel_name(c, ch.number),
         "number": ch.number,

@@ -174,6 +174,7 @@ async fn publish(
     // counted as RabbitMQ counts the API's publishes, which go through an internal channel
     let metrics = &state.metrics;
     metrics.messages_received.inc();
+    v.stats.publish.inc();
     if let Some(delay) = v.delay_for(&message) {
         // as with the plugin, a delayed message is not routed yet
         v.count_held_back(&message);
@@ -183,6 +184,7 @@ async fn publish(
     let targets = v.route_publish(&message);
     if targets.is_empty() {
         metrics.messages_unroutable_dropped.inc();
+        v.stats.drop_unroutable.inc();
     } else {
         metrics.messages_routed.inc();
     }

@@ -22,6 +22,7 @@ mod parameters;
 mod policies;
 mod prometheus;
 mod ui;
+mod vhost_stats;
 
 pub use definitions::import_file as import_definitions;
 pub use prometheus::serve as serve_prometheus;

@@ -92,7 +92,7 @@ async fn overview(State(state): St, _user: Authenticated) -> ApiResult {
         .rates
         .lock()
         .map(|mut sampler| sampler.rates(Instant::now(), counts))
-        .unwrap_or([0.0; 8]);
+        .unwrap_or([0.0; 9]);
     let mut stats = Map::new();
     for ((name, count), rate) in counts.named().iter().zip(rates) {
         stats.insert((*name).to_owned(), json!(count));

@@ -234,6 +234,7 @@ impl QueueActor {
     fn leave(&mut self) {
         if let (Some(vhost), Some(handle)) = (self.vhost.upgrade(), self.handle.upgrade()) {
             self.journal.push_ops(vhost.remove_queue(&handle));
+            vhost.stats.retire(&self.counters);
         }
         self.journal.delete_queue();
     }
@@ -395,6 +396,7 @@ impl QueueActor {
                     (m, self.ready.len() as u32)
                 });
                 if got.is_none() {
+                    self.counters.get_empty += 1;
                     self.metrics.messages_get_empty.inc();
                 }
                 let _ = reply.send(got);

@@ -19,12 +19,14 @@ pub struct MessageCounters {
     /// Delivered (or got) again after a requeue.
     pub redeliver: u64,
     pub ack: u64,
+    /// basic.gets that found the queue empty.
+    pub get_empty: u64,
 }
 
 impl MessageCounters {
     /// Each counter with its name, in RabbitMQ's order; `deliver_get` is RabbitMQ's sum of
     /// the four ways a message leaves.
-    pub fn named(&self) -> [(&'static str, u64); 8] {
+    pub fn named(&self) -> [(&'static str, u64); 9] {
         [
             ("publish", self.publish),
             ("deliver", self.deliver),
@@ -37,7 +39,22 @@ impl MessageCounters {
             ),
             ("redeliver", self.redeliver),
             ("ack", self.ack),
+            ("get_empty", self.get_empty),
         ]
+    }
+
+    /// Both counts together (a vhost's live queues and those already deleted).
+    pub fn plus(&self, o: &MessageCounters) -> MessageCounters {
+        MessageCounters {
+            publish: self.publish + o.publish,
+            deliver: self.deliver + o.deliver,
+            deliver_no_ack: self.deliver_no_ack + o.deliver_no_ack,
+            get: self.get + o.get,
+            get_no_ack: self.get_no_ack + o.get_no_ack,
+            redeliver: self.redeliver + o.redeliver,
+            ack: self.ack + o.ack,
+            get_empty: self.get_empty + o.get_empty,
+        }
     }
 }
 
@@ -89,10 +106,10 @@ impl<const N: usize> Sampler<N> {
 
 /// Rates of `MessageCounters`, in the order of `named`.
 #[derive(Debug, Default)]
-pub struct RateSampler(Sampler<8>);
+pub struct RateSampler(Sampler<9>);
 
 impl RateSampler {
-    pub fn rates(&mut self, now: Instant, current: MessageCounters) -> [f64; 8] {
+    pub fn rates(&mut self, now: Instant, current: MessageCounters) -> [f64; 9] {
         self.0.rates(now, current.named().map(|(_, n)| n))
     }
 }
@@ -120,7 +137,7 @@ pub struct QueueInfo {
     pub message_bytes_unacknowledged: u64,
     pub consumers: u32,
     pub counters: MessageCounters,
-    pub rates: [f64; 8],
+    pub rates: [f64; 9],
     /// Per-second change of messages, messages_ready and messages_unacknowledged.
     pub depth_rates: [f64; 3],
     pub consumer_details: Vec<ConsumerDetail>,
@@ -149,7 +166,7 @@ mod tests {
         let start = Instant::now();
         let mut sampler = RateSampler::default();
         let mut c = MessageCounters::default();
-        assert_eq!(sampler.rates(start, c), [0.0; 8]);
+        assert_eq!(sampler.rates(start, c), [0.0; 9]);
         c.publish = 50;
         // too soon after the first sample to say anything
         assert_eq!(sampler.rates(start + Duration::from_secs(1), c)[0], 0.0);

@@ -12,6 +12,7 @@ mod policies;
 mod queues;
 mod restore;
 mod routing;
+pub mod stats;
 
 use std::sync::{Arc, Weak};
 
@@ -75,6 +76,8 @@ pub struct VHost {
     pub(crate) metrics: Arc<GlobalMetrics>,
     /// The default exchange's publish counts (it has no `Exchange` of its own).
     pub default_exchange_stats: super::exchange::stats::ExchangeStats,
+    /// Message counts for the management API's vhost pages.
+    pub stats: stats::VHostStats,
     /// The broker's clock, likewise.
     pub(crate) clock: super::clock::Clock,
     /// Open connections to this vhost (counted by the handshake, released by the connection).
@@ -131,6 +134,7 @@ impl VHost {
             max_queues,
             metrics,
             default_exchange_stats: Default::default(),
+            stats: Default::default(),
             clock,
             connections: std::sync::atomic::AtomicUsize::new(0),
             meta: Default::default(),

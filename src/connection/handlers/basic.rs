@@ -160,10 +160,13 @@ pub(super) async fn basic_get(
         .await
         .flatten();
     match got {
-        None => s.send_method(
-            ch.id(),
-            method::basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
-        ),
+        None => {
+            ch.stats.get_empty += 1;
+            s.send_method(
+                ch.id(),
+                method::basic(basic::AMQPMethod::GetEmpty(basic::GetEmpty {})),
+            )
+        }
         Some((m, remaining)) => {
             let tag = ch.take_delivery_tag();
             ch.stats.redeliver += m.redelivered as u64;

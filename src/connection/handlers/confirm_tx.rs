@@ -57,7 +57,7 @@ pub(super) async fn tx_commit(s: &mut Session, ch: &mut ChannelState) -> Result<
     let (done_tx, done_rx) = tokio::sync::oneshot::channel();
     let token = ConfirmToken::new(Completion::Notify(done_tx));
     for (message, mandatory) in buffer.publishes {
-        super::publish::route_and_enqueue(
+        let routed = super::publish::route_and_enqueue(
             s,
             ch.id(),
             message,
@@ -66,6 +66,7 @@ pub(super) async fn tx_commit(s: &mut Session, ch: &mut ChannelState) -> Result<
             false,
         )
         .await;
+        ch.count_routed(routed);
     }
     if ConfirmToken::try_disarm(token).is_none() {
         let _ = done_rx.await;

@@ -243,6 +243,7 @@ async fn complete_publish(s: &mut Session, ch: &mut ChannelState) -> Result<(), 
         .note_messages(crate::model::message::message_bytes());
     let metrics = &s.broker.metrics;
     metrics.messages_received.inc();
+    s.vhost.stats.publish.inc();
     ch.stats.publish += 1;
     if ch.confirms.is_some() {
         metrics.messages_received_confirm.inc();
@@ -269,13 +270,37 @@ async fn complete_publish(s: &mut Session, ch: &mut ChannelState) -> Result<(), 
     // RabbitMQ: the queues hold the confirm until they have dispatched. Publisher-only
     // channels (the common case) are confirmed without that round trip.
     let via_queues = !ch.consumers.is_empty();
-    route_and_enqueue(s, ch.id(), message, p.mandatory, token.clone(), via_queues).await;
+    let routed =
+        route_and_enqueue(s, ch.id(), message, p.mandatory, token.clone(), via_queues).await;
+    ch.count_routed(routed);
     // Nothing went to the store and every queue has let go: confirm now (a nack if a
     // queue refused it). Otherwise the token fires once the last holder drops it.
     if let Some((Completion::Confirm { seq, .. }, ok)) = token.and_then(ConfirmToken::try_disarm) {
         s.confirm_done(ch, seq, ok);
     }
     Ok(())
+}
+
+/// What became of a published message, for the channel's statistics.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Routed {
+    /// Handed to queues, or held back by a delayed exchange.
+    Accepted,
+    /// Unroutable and mandatory: sent back with basic.return.
+    Returned,
+    /// Unroutable, not mandatory: gone.
+    Dropped,
+}
+
+impl ChannelState {
+    /// Count an unroutable publish in this channel's `message_stats`.
+    pub(super) fn count_routed(&mut self, routed: Routed) {
+        match routed {
+            Routed::Accepted => {}
+            Routed::Returned => self.returned += 1,
+            Routed::Dropped => self.dropped += 1,
+        }
+    }
 }
 
 /// Route and enqueue; an unroutable mandatory message is returned (312 NO_ROUTE).
@@ -288,7 +313,7 @@ pub(super) async fn route_and_enqueue(
     mandatory: bool,
     confirm: Option<Arc<ConfirmToken>>,
     confirm_via_queues: bool,
-) {
+) -> Routed {
     if message.exchange.is_empty() && message.routing_key.starts_with(REPLY_PREFIX) {
         // As RabbitMQ: the reply goes straight to its channel and counts as routed to no
         // queue, so a mandatory reply also comes back as NO_ROUTE.
@@ -303,24 +328,27 @@ pub(super) async fn route_and_enqueue(
         // to go now.
         if mandatory && s.vhost.targets(&message).is_empty() {
             metrics.messages_unroutable_returned.inc();
+            s.vhost.stats.return_unroutable.inc();
             s.out
                 .basic_return(ch, reply::NO_ROUTE, "NO_ROUTE", &message);
-            return;
+            return Routed::Returned;
         }
         s.vhost.count_held_back(&message);
         s.vhost.hold_back(&message, delay, confirm).await;
-        return;
+        return Routed::Accepted;
     }
     let targets = s.vhost.route_publish(&message);
     if targets.is_empty() {
         if mandatory {
             metrics.messages_unroutable_returned.inc();
+            s.vhost.stats.return_unroutable.inc();
             s.out
                 .basic_return(ch, reply::NO_ROUTE, "NO_ROUTE", &message);
-        } else {
-            metrics.messages_unroutable_dropped.inc();
+            return Routed::Returned;
         }
-        return;
+        metrics.messages_unroutable_dropped.inc();
+        s.vhost.stats.drop_unroutable.inc();
+        return Routed::Dropped;
     }
     metrics.messages_routed.inc();
     // Only a copy that will be stored, or a queue that may refuse it, holds up the confirm.
@@ -328,6 +356,7 @@ pub(super) async fn route_and_enqueue(
         confirm_via_queues || q.takes_confirm(&message)
     })
     .await;
+    Routed::Accepted
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 // an administrator (policies: a policymaker) could make with rabbitmqadmin.
 
 import * as api from './api.js';
-import { h, clear, kvTable, objectTable, simpleTable, badges, kvEditor, form, section, act, notify } from './dom.js';
+import {
+  h, clear, fmtNum, fmtRate, fmtBytes, rateOf, kvTable, objectTable, simpleTable, badges, kvEditor, form, section, act, notify,
+} from './dom.js';
 
 const TAGS = ['administrator', 'monitoring', 'policymaker', 'management', 'impersonator'];
 const POLICY_KEYS = ['message-ttl', 'expires', 'max-length', 'max-length-bytes', 'overflow',
@@ -190,6 +192,13 @@ export function vhostsPage(ctx) {
       { label: 'Description', render: (v) => v.description || '' },
       { label: 'Tags', render: (v) => badges(v.tags, true) },
       { label: 'Limits', render: (v) => objectTable(limitOf(v.name)) },
+      { label: 'Ready', num: true, render: (v) => fmtNum(v.messages_ready) },
+      { label: 'Unacked', num: true, render: (v) => fmtNum(v.messages_unacknowledged) },
+      { label: 'Total', num: true, render: (v) => fmtNum(v.messages) },
+      { label: 'From client', num: true, render: (v) => `${fmtBytes((v.recv_oct_details || {}).rate || 0)}/s` },
+      { label: 'To client', num: true, render: (v) => `${fmtBytes((v.send_oct_details || {}).rate || 0)}/s` },
+      { label: 'Publish', num: true, render: (v) => fmtRate(rateOf(v.message_stats, 'publish')) },
+      { label: 'Deliver / get', num: true, render: (v) => fmtRate(rateOf(v.message_stats, 'deliver_get')) },
     ], vhosts));
   }
   return { el, update };
