@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Real third-party clients against a built Warren: pika and aio-pika (Python), amqplib (Node),
-# rabbitmq-c's amqp-tools (C), RabbitMQ's Java and Go clients, Bunny (Ruby) and php-amqplib
-# (PHP), over plain AMQP and over TLS, plus openssl s_client for
+# rabbitmq-c's amqp-tools (C), RabbitMQ's Java and Go clients, Bunny (Ruby), php-amqplib and
+# the php-amqp extension (PHP), over plain AMQP and over TLS, plus openssl s_client for
 # the TLS versions, Prometheus' Python client parsing the metrics, and RabbitMQ's own
 # rabbitmqadmin driving the management API, and the management web UI in headless
 # Chromium (playwright-core; the UI test starts its own broker). Installs the clients from their registries on first use.
@@ -93,6 +93,14 @@ if command -v php >/dev/null && [ -f /usr/share/php/PhpAmqpLib/autoload.php ]; t
   rc=$?; cat "$LOG/php.log" >&2; count "$LOG/php.log" $rc php
 else
   echo "php-amqplib is not installed (apt-get install php-cli php-amqplib)" >&2; TF=$((TF+1))
+fi
+
+# the php-amqp extension (rabbitmq-c underneath), which Symfony Messenger's transport uses
+if php -m 2>/dev/null | grep -qx amqp; then
+  timeout -k 5 120 php "$ROOT/interop/php/php_amqp_ext_client.php" > "$LOG/php-ext.log" 2>&1
+  rc=$?; cat "$LOG/php-ext.log" >&2; count "$LOG/php-ext.log" $rc php-amqp
+else
+  echo "the php-amqp extension is not installed (apt-get install php-amqp)" >&2; TF=$((TF+1))
 fi
 
 if command -v rabbitmqadmin >/dev/null; then

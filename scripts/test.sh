@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a clean checkout: installs what the tests need (Debian's
-# amqp-tools, chromium, RabbitMQ's Java and Go clients, Bunny and php-amqplib; pika, aio-pika
+# amqp-tools, chromium, RabbitMQ's Java and Go clients, Bunny, php-amqplib and php-amqp; pika, aio-pika
 # and pytest from PyPI; amqplib and playwright-core from npm), builds once in release mode,
 # runs the Rust unit and end-to-end tests, the interop clients and the conformance suites.
 # .ci/run calls exactly this. Last line: N passed, N failed
@@ -23,12 +23,13 @@ command -v chromium >/dev/null || apt_install chromium
 { command -v javac >/dev/null && [ -f /usr/share/java/amqp-client.jar ]; } ||
   apt_install default-jdk-headless librabbitmq-client-java
 
-# RabbitMQ's Go client, Bunny and php-amqplib, all from Debian (Go builds in GOPATH mode
+# RabbitMQ's Go client, Bunny, php-amqplib and the php-amqp extension, all from Debian (Go builds in GOPATH mode
 # against the packaged source, so nothing is fetched from a module proxy).
 { command -v go >/dev/null && [ -d /usr/share/gocode/src/github.com/rabbitmq/amqp091-go ]; } ||
   apt_install golang-go golang-github-rabbitmq-amqp091-go-dev
 ruby -e 'require "bunny"' 2>/dev/null || apt_install ruby-bunny
-{ command -v php >/dev/null && [ -f /usr/share/php/PhpAmqpLib/autoload.php ]; } || apt_install php-cli php-amqplib
+{ command -v php >/dev/null && [ -f /usr/share/php/PhpAmqpLib/autoload.php ] && php -m | grep -qx amqp; } ||
+  apt_install php-cli php-amqplib php-amqp
 
 # rabbitmqadmin, RabbitMQ's management CLI, comes with Debian's rabbitmq-server; the
 # package's own broker is stopped at once (scripts/rabbitmq.sh).
@@ -48,7 +49,7 @@ RF=$(grep -oE '[0-9]+ failed;' "$LOGDIR/cargo.log" | awk '{s+=$1} END {print s+0
 RP=${RP:-0}; RF=${RF:-0}
 [ "$cargo_rc" != 0 ] && [ "$RF" = 0 ] && RF=1
 
-echo "== interop: pika, aio-pika, amqplib, amqp-tools, the Java and Go clients, Bunny, php-amqplib, rabbitmqadmin, openssl, web UI in Chromium"
+echo "== interop: pika, aio-pika, amqplib, amqp-tools, the Java and Go clients, Bunny, php-amqplib, php-amqp, rabbitmqadmin, openssl, web UI in Chromium"
 interop/run.sh target/release/warren 2>"$LOGDIR/interop.err" | tee "$LOGDIR/interop.log"
 interop_rc=${PIPESTATUS[0]}
 [ "$interop_rc" != 0 ] && cat "$LOGDIR/interop.err"
