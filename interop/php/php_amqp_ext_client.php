@@ -6,30 +6,10 @@
 // dead-letters back, and reads broker errors as AMQP*Exception codes and messages.
 //   php interop/php/php_amqp_ext_client.php
 // Needs AMQP_URL. Last line: N passed, N failed
+require __DIR__ . '/stories.php';
+
 $url = parse_url(getenv('AMQP_URL'));
 $run = bin2hex(random_bytes(4));
-$passed = 0;
-$failed = 0;
-
-function story(string $name, callable $s): void
-{
-    global $passed, $failed;
-    try {
-        $s();
-        $passed++;
-        echo "ok   - $name\n";
-    } catch (Throwable $e) {
-        $failed++;
-        echo "FAIL - $name (" . get_class($e) . ': ' . $e->getMessage() . ")\n";
-    }
-}
-
-function check(bool $ok, string $what): void
-{
-    if (!$ok) {
-        throw new RuntimeException($what);
-    }
-}
 
 function channel(): AMQPChannel
 {
@@ -196,5 +176,4 @@ story('publisher confirms: an ack for a routed message, a nack from a full rejec
     check($outcomes === ['ack:1', 'nack:2'], 'confirms ' . implode(',', $outcomes));
 });
 
-echo "$passed passed, $failed failed\n";
-exit($failed === 0 ? 0 : 1);
+finish();

@@ -14,30 +14,10 @@ use PhpAmqpLib\Exception\AMQPProtocolChannelException;
 use PhpAmqpLib\Message\AMQPMessage;
 use PhpAmqpLib\Wire\AMQPTable;
 
+require __DIR__ . '/stories.php';
+
 $url = parse_url(getenv('AMQP_URL'));
 $run = bin2hex(random_bytes(4));
-$passed = 0;
-$failed = 0;
-
-function story(string $name, callable $s): void
-{
-    global $passed, $failed;
-    try {
-        $s();
-        $passed++;
-        echo "ok   - $name\n";
-    } catch (Throwable $e) {
-        $failed++;
-        echo "FAIL - $name (" . get_class($e) . ': ' . $e->getMessage() . ")\n";
-    }
-}
-
-function check(bool $ok, string $what): void
-{
-    if (!$ok) {
-        throw new RuntimeException($what);
-    }
-}
 
 function connect(): AMQPStreamConnection
 {
@@ -333,5 +313,4 @@ if ($tlsDir && $amqpsPort) {
     });
 }
 
-echo "$passed passed, $failed failed\n";
-exit($failed === 0 ? 0 : 1);
+finish();

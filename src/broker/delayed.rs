@@ -275,8 +275,7 @@ impl Schedule {
         let targets = vhost.targets(&message);
         let metrics = &vhost.metrics;
         if targets.is_empty() {
-            metrics.messages_unroutable_dropped.inc();
-            vhost.stats.drop_unroutable.inc();
+            vhost.count_unroutable(false);
         } else {
             metrics.messages_routed.inc();
         }

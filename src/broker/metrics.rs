@@ -166,24 +166,14 @@ impl GlobalMetrics {
         ]
     }
 
-    /// The churn counters under the management API's names, each with its `_details`
-    /// rate (the overview's `churn_rates`, and the node's own fields).
-    pub fn churn_json(&self) -> serde_json::Map<String, serde_json::Value> {
+    /// `churn` with each counter's per-second rate, for the overview and the node.
+    pub fn churn_rated(&self) -> [(&'static str, &'static str, &'static str, u64, f64); 7] {
         let churn = self.churn();
-        let rates = self
-            .churn_rates
-            .lock()
-            .map(|mut s| s.rates(tokio::time::Instant::now(), churn.map(|(.., n)| n)))
-            .unwrap_or([0.0; 7]);
-        let mut out = serde_json::Map::new();
-        for ((_, name, _, n), rate) in churn.into_iter().zip(rates) {
-            out.insert(name.into(), serde_json::json!(n));
-            out.insert(
-                format!("{name}_details"),
-                serde_json::json!({ "rate": rate }),
-            );
-        }
-        out
+        let rates = sampled(&self.churn_rates, churn.map(|(.., n)| n));
+        std::array::from_fn(|i| {
+            let (prometheus, api, help, n) = churn[i];
+            (prometheus, api, help, n, rates[i])
+        })
     }
 
     /// The broker's message counts under a queue's `message_stats` names, for the

@@ -477,15 +477,13 @@ impl Connection {
     /// this wake-up (see `Confirms::emit`).
     fn emit_confirms(&mut self) {
         let out = &mut self.session.out;
-        let metrics = &self.session.broker.metrics;
         for ch_id in std::mem::take(&mut self.session.confirm_dirty) {
             let Some(ch) = self.channels.get_mut(&ch_id) else {
                 continue;
             };
             if let Some(confirms) = ch.confirms.as_mut() {
                 let due = confirms.acks_due() as u64;
-                metrics.messages_confirmed.add(due);
-                self.session.vhost.stats.confirm.add(due);
+                self.session.vhost.count_confirmed(due);
                 ch.confirmed += due;
                 confirms.emit(|tag, multiple, ack| out.confirm(ch_id, tag, multiple, ack));
             }

@@ -14,6 +14,7 @@ use serde_json::{json, Map, Value};
 use super::connections::{find_connection, sees_all};
 use super::listing::{paginate, ListQuery};
 use super::objects::{node_name, visible_vhost};
+use super::rated::{counters_rated, insert_rated};
 use super::{ApiError, Authenticated};
 use crate::broker::connections::{ChannelSnapshot, ConnectionInfo};
 use crate::broker::queue::QueueCmd;
@@ -39,14 +40,8 @@ fn channel_name(c: &ConnectionInfo, number: u16) -> String {
 
 fn channel_json(node: &str, c: &ConnectionInfo, ch: &ChannelSnapshot) -> Value {
     let mut stats = Map::new();
-    for ((name, count), rate) in ch.counters.named().iter().zip(ch.rates) {
-        stats.insert((*name).to_owned(), json!(count));
-        stats.insert(format!("{name}_details"), json!({ "rate": rate }));
-    }
-    for (name, count, rate) in ch.publisher {
-        stats.insert(name.into(), json!(count));
-        stats.insert(format!("{name}_details"), json!({ "rate": rate }));
-    }
+    insert_rated(&mut stats, counters_rated(&ch.counters, ch.rates));
+    insert_rated(&mut stats, ch.publisher);
     json!({
         "name": channel_name(c, ch.number),
         "number": ch.number,

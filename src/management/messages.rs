@@ -173,8 +173,7 @@ async fn publish(
         .note_messages(crate::model::message::message_bytes());
     // counted as RabbitMQ counts the API's publishes, which go through an internal channel
     let metrics = &state.metrics;
-    metrics.messages_received.inc();
-    v.stats.publish.inc();
+    v.count_published();
     if let Some(delay) = v.delay_for(&message) {
         // as with the plugin, a delayed message is not routed yet
         v.count_held_back(&message);
@@ -183,8 +182,7 @@ async fn publish(
     }
     let targets = v.route_publish(&message);
     if targets.is_empty() {
-        metrics.messages_unroutable_dropped.inc();
-        v.stats.drop_unroutable.inc();
+        v.count_unroutable(false);
     } else {
         metrics.messages_routed.inc();
     }

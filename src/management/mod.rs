@@ -21,6 +21,7 @@ mod objects;
 mod parameters;
 mod policies;
 mod prometheus;
+mod rated;
 mod ui;
 mod vhost_stats;
 

@@ -14,8 +14,10 @@ use serde_json::{json, Map, Value};
 use tokio::time::Instant;
 
 use super::objects::node_name;
+use super::rated::{counters_rated, insert_rated};
 use super::{ApiError, Authenticated};
 use crate::broker::alarm::{self, Reason};
+use crate::broker::metrics::GlobalMetrics;
 use crate::broker::queue::stats::QueueInfo;
 use crate::broker::queue::QueueCmd;
 use crate::broker::BrokerState;
@@ -94,14 +96,8 @@ async fn overview(State(state): St, _user: Authenticated) -> ApiResult {
         .map(|mut sampler| sampler.rates(Instant::now(), counts))
         .unwrap_or([0.0; 9]);
     let mut stats = Map::new();
-    for ((name, count), rate) in counts.named().iter().zip(rates) {
-        stats.insert((*name).to_owned(), json!(count));
-        stats.insert(format!("{name}_details"), json!({ "rate": rate }));
-    }
-    for (name, count, rate) in m.publisher_stats() {
-        stats.insert(name.into(), json!(count));
-        stats.insert(format!("{name}_details"), json!({ "rate": rate }));
-    }
+    insert_rated(&mut stats, counters_rated(&counts, rates));
+    insert_rated(&mut stats, m.publisher_stats());
     let node = node_name(&state);
     let listeners: Vec<Value> = state
         .listeners()
@@ -131,7 +127,7 @@ async fn overview(State(state): St, _user: Authenticated) -> ApiResult {
             "messages_unacknowledged_details": {"rate": depth_rates[2]},
         },
         "message_stats": stats,
-        "churn_rates": m.churn_json(),
+        "churn_rates": churn_json(m),
         "listeners": listeners,
         "exchange_types": exchange_types(),
         "rates_mode": "basic",
@@ -182,9 +178,19 @@ fn node_json(state: &BrokerState) -> Value {
     });
     // connection_created, queue_deleted and the rest, each with its rate, as RabbitMQ's node
     if let Some(fields) = node.as_object_mut() {
-        fields.extend(m.churn_json());
+        fields.extend(churn_json(m));
     }
     node
+}
+
+/// `connection_created`, `queue_deleted` and the rest, each with its rate.
+fn churn_json(m: &GlobalMetrics) -> Map<String, Value> {
+    let mut out = Map::new();
+    insert_rated(
+        &mut out,
+        m.churn_rated().map(|(_, name, _, n, rate)| (name, n, rate)),
+    );
+    out
 }
 
 async fn list_nodes(State(state): St, _user: Authenticated) -> ApiResult {

@@ -18,6 +18,7 @@ use serde_json::{json, Map, Value};
 use super::api::created_or_updated;
 use super::json::{json_to_table, table_to_json};
 use super::listing::{paginate, ListQuery};
+use super::rated::{counters_rated, insert_rated};
 use super::{ApiError, Authenticated};
 use crate::broker::exchange::stats::ExchangeStats;
 use crate::broker::exchange::Exchange;
@@ -178,10 +179,7 @@ fn queue_json(state: &BrokerState, vhost: &str, q: &QueueHandle, info: &QueueInf
         .map(|c| super::consumers::consumer_json(state, vhost, &q.name, c))
         .collect();
     let mut stats = Map::new();
-    for ((name, count), rate) in info.counters.named().iter().zip(info.rates) {
-        stats.insert((*name).to_owned(), json!(count));
-        stats.insert(format!("{name}_details"), json!({ "rate": rate }));
-    }
+    insert_rated(&mut stats, counters_rated(&info.counters, info.rates));
     let messages = info.messages_ready + info.messages_unacknowledged;
     json!({
         "name": q.name.as_ref(),

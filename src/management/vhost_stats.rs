@@ -5,6 +5,7 @@
 
 use serde_json::{json, Map, Value};
 
+use super::rated::insert_rated;
 use crate::broker::queue::stats::MessageCounters;
 use crate::broker::queue::QueueCmd;
 use crate::broker::vhost::VHost;
@@ -24,10 +25,7 @@ pub(super) async fn vhost_figures(state: &BrokerState, v: &VHost) -> Map<String,
     }
     let depth = v.stats.depth_rates([ready + unacked, ready, unacked]);
     let mut message_stats = Map::new();
-    for (name, count, rate) in v.stats.message_stats(live) {
-        message_stats.insert(name.into(), json!(count));
-        message_stats.insert(format!("{name}_details"), json!({ "rate": rate }));
-    }
+    insert_rated(&mut message_stats, v.stats.message_stats(live));
     let open = state
         .connection_registry
         .list()

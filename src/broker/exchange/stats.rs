@@ -7,9 +7,7 @@
 
 use std::sync::Mutex;
 
-use tokio::time::Instant;
-
-use crate::broker::metrics::Counter;
+use crate::broker::metrics::{sampled, Counter};
 use crate::broker::queue::stats::Sampler;
 
 /// Four slots per counter: enough for a 2-4 thread runtime to rarely share one, small
@@ -43,11 +41,7 @@ impl ExchangeStats {
 
     pub fn counts(&self) -> ExchangeCounts {
         let now = [self.publish_in.get(), self.publish_out.get()];
-        let rates = self
-            .rates
-            .lock()
-            .map(|mut s| s.rates(Instant::now(), now))
-            .unwrap_or([0.0; 2]);
+        let rates = sampled(&self.rates, now);
         ExchangeCounts {
             publish_in: now[0],
             publish_out: now[1],

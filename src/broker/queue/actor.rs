@@ -507,14 +507,15 @@ impl QueueActor {
 
     fn info(&mut self) -> QueueInfo {
         let unacked_bytes = self.unacked.values().map(|m| m.message.body.len() as u64);
-        let stored = |persistent| self.journal.stores(persistent);
-        let messages_persistent = if stored(false) {
+        // what the store keeps: nothing without one, every message in a quorum queue,
+        // else the persistent ones
+        let messages_persistent = if !self.journal.stores(true) {
+            0
+        } else if self.journal.stores(false) {
             self.ready.len() + self.unacked.len()
-        } else if stored(true) {
+        } else {
             let unacked = self.unacked.values().filter(|m| m.message.persistent);
             self.ready.persistent() + unacked.count()
-        } else {
-            0
         };
         let head_message_timestamp = match self.ready.head().map(|e| &e.payload) {
             Some(Payload::Loaded(m)) => peek_properties(&m.properties)

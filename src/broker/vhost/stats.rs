@@ -14,10 +14,10 @@ use crate::broker::queue::stats::{MessageCounters, RateSampler, Sampler};
 
 #[derive(Debug, Default)]
 pub struct VHostStats {
-    pub publish: Counter<4>,
-    pub confirm: Counter<4>,
-    pub return_unroutable: Counter<4>,
-    pub drop_unroutable: Counter<4>,
+    publish: Counter<4>,
+    confirm: Counter<4>,
+    return_unroutable: Counter<4>,
+    drop_unroutable: Counter<4>,
     /// What deleted queues had counted.
     retired: Mutex<MessageCounters>,
     /// Bytes (received, sent) by connections that have closed.
@@ -67,10 +67,7 @@ impl VHostStats {
 
     /// Per-second change of (messages, ready, unacknowledged).
     pub fn depth_rates(&self, depth: [u64; 3]) -> [f64; 3] {
-        self.depth_rates
-            .lock()
-            .map(|mut s| s.rates(Instant::now(), depth))
-            .unwrap_or([0.0; 3])
+        sampled(&self.depth_rates, depth)
     }
 
     /// A connection to this vhost closed after carrying `octets` (received, sent).
@@ -86,12 +83,32 @@ impl VHostStats {
     pub fn octets(&self, open: [u64; 2]) -> ([u64; 2], [f64; 2]) {
         let closed = self.retired_octets.lock().map(|r| *r).unwrap_or_default();
         let total = [open[0] + closed[0], open[1] + closed[1]];
-        let rates = self
-            .octet_rates
-            .lock()
-            .map(|mut s| s.rates(Instant::now(), total))
-            .unwrap_or([0.0; 2]);
-        (total, rates)
+        (total, sampled(&self.octet_rates, total))
+    }
+}
+
+/// The publish-side events a vhost counts beside the broker-wide counters: each call
+/// bumps both, so the vhost's figures and the overview's cannot drift apart.
+impl super::VHost {
+    pub fn count_published(&self) {
+        self.metrics.messages_received.inc();
+        self.stats.publish.inc();
+    }
+
+    pub fn count_confirmed(&self, n: u64) {
+        self.metrics.messages_confirmed.add(n);
+        self.stats.confirm.add(n);
+    }
+
+    /// An unroutable message: sent back to a mandatory publisher, or dropped.
+    pub fn count_unroutable(&self, returned: bool) {
+        if returned {
+            self.metrics.messages_unroutable_returned.inc();
+            self.stats.return_unroutable.inc();
+        } else {
+            self.metrics.messages_unroutable_dropped.inc();
+            self.stats.drop_unroutable.inc();
+        }
     }
 }
 

@@ -242,8 +242,7 @@ async fn complete_publish(s: &mut Session, ch: &mut ChannelState) -> Result<(), 
         .alarm
         .note_messages(crate::model::message::message_bytes());
     let metrics = &s.broker.metrics;
-    metrics.messages_received.inc();
-    s.vhost.stats.publish.inc();
+    s.vhost.count_published();
     ch.stats.publish += 1;
     if ch.confirms.is_some() {
         metrics.messages_received_confirm.inc();
@@ -327,8 +326,7 @@ pub(super) async fn route_and_enqueue(
         // mandatory message at once, a mandatory one comes back only if it has nowhere
         // to go now.
         if mandatory && s.vhost.targets(&message).is_empty() {
-            metrics.messages_unroutable_returned.inc();
-            s.vhost.stats.return_unroutable.inc();
+            s.vhost.count_unroutable(true);
             s.out
                 .basic_return(ch, reply::NO_ROUTE, "NO_ROUTE", &message);
             return Routed::Returned;
@@ -340,14 +338,12 @@ pub(super) async fn route_and_enqueue(
     let targets = s.vhost.route_publish(&message);
     if targets.is_empty() {
         if mandatory {
-            metrics.messages_unroutable_returned.inc();
-            s.vhost.stats.return_unroutable.inc();
+            s.vhost.count_unroutable(true);
             s.out
                 .basic_return(ch, reply::NO_ROUTE, "NO_ROUTE", &message);
             return Routed::Returned;
         }
-        metrics.messages_unroutable_dropped.inc();
-        s.vhost.stats.drop_unroutable.inc();
+        s.vhost.count_unroutable(false);
         return Routed::Dropped;
     }
     metrics.messages_routed.inc();
