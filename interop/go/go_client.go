@@ -1,8 +1,10 @@
 // RabbitMQ's Go client (github.com/rabbitmq/amqp091-go, Debian's
 // golang-github-rabbitmq-amqp091-go-dev) against Warren: what a Go order service does with
-// it, in its own idioms: deferred confirms, NotifyReturn/NotifyClose/NotifyCancel channels,
+// it, in its own idioms: NotifyPublish/NotifyReturn/NotifyClose/NotifyCancel channels,
 // *amqp.Error values. Run in GOPATH mode against Debian's copy:
-//   GO111MODULE=off GOPATH=/usr/share/gocode go run interop/go/go_client.go
+//
+//	GO111MODULE=off GOPATH=/usr/share/gocode go run interop/go/go_client.go
+//
 // Needs AMQP_URL; with TLS_DIR and AMQPS_PORT also checks amqps. Last line: N passed, N failed
 package main
 
@@ -133,8 +135,12 @@ func main() {
 		if err := ch.Confirm(false); err != nil {
 			return err
 		}
+		// NotifyPublish, not deferred confirmations: amqp091-go 1.5.0 registers a deferred
+		// confirmation only after sending the publish, so an ack that comes back first is
+		// lost to it (and a later multiple nack, as RabbitMQ sends one, fails it instead).
+		confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 2))
 		sentAt := time.Unix(time.Now().Unix(), 0)
-		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", q, false, false, amqp.Publishing{
+		err = ch.PublishWithContext(ctx, "", q, false, false, amqp.Publishing{
 			ContentType:  "application/json",
 			DeliveryMode: amqp.Persistent,
 			MessageId:    "order-42",
@@ -151,8 +157,8 @@ func main() {
 		if err != nil {
 			return err
 		}
-		if !dc.Wait() {
-			return fmt.Errorf("publish nacked")
+		if c, err := next(confirms, "confirm"); err != nil || !c.Ack {
+			return fmt.Errorf("publish not acked: %v %+v", err, c)
 		}
 		d, err := getWithin(ch, q, false)
 		if err != nil {
@@ -423,16 +429,18 @@ func main() {
 		if err := ch.Confirm(false); err != nil {
 			return err
 		}
-		firstOrder, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", q.Name, false, false, amqp.Publishing{Body: []byte("first")})
-		if err != nil {
-			return err
+		// NotifyPublish: see the first story for why not deferred confirmations
+		confirms := ch.NotifyPublish(make(chan amqp.Confirmation, 2))
+		for _, body := range []string{"first", "second"} {
+			if err := ch.PublishWithContext(ctx, "", q.Name, false, false, amqp.Publishing{Body: []byte(body)}); err != nil {
+				return err
+			}
 		}
-		second, err := ch.PublishWithDeferredConfirmWithContext(ctx, "", q.Name, false, false, amqp.Publishing{Body: []byte("second")})
-		if err != nil {
-			return err
-		}
+		firstOrder, err1 := next(confirms, "first confirm")
+		second, err2 := next(confirms, "second confirm")
 		q, err = ch.QueueDeclarePassive(q.Name, false, true, false, false, nil)
-		return first(err, check(firstOrder.Wait(), "the first is acked"), check(!second.Wait(), "the second is nacked"),
+		return first(err1, err2, err, check(firstOrder.Ack && firstOrder.DeliveryTag == 1, "the first is acked: %+v", firstOrder),
+			check(!second.Ack && second.DeliveryTag == 2, "the second is nacked: %+v", second),
 			check(q.Messages == 1, "%d queued", q.Messages))
 	})
 
