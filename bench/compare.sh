@@ -17,7 +17,8 @@
 #              acking each message on its own, as client libraries do
 #            throughput-channels, confirms-channels: the same habits on several channels of
 #              each connection (PerfTest's channels per connection)
-#            lapin-ack1 lapin-ack100 lapin-confirm lapin-25k lapin-10k pika-ack1 pika-ack100:
+#            lapin-ack1 lapin-ack100 lapin-confirm lapin-25k lapin-10k lapin-10k-ack100
+#            pika-ack1 pika-ack100 pika-5k:
 #              real client libraries (examples/client_bench.rs, bench/clients/pika_bench.py),
 #              one publish per call, acks every 1 or 100, single confirms, fixed rates
 set -u
@@ -88,14 +89,17 @@ client_of() {
     lapin-confirm) echo "$LAPIN --ack-every 1 --confirm" ;;
     lapin-25k) echo "$LAPIN --ack-every 1 --rate 25000" ;;
     lapin-10k) echo "$LAPIN --ack-every 1 --rate 10000" ;;
+    lapin-10k-ack100) echo "$LAPIN --ack-every 100 --rate 10000" ;;
     pika-ack1) echo "$PIKA --ack-every 1" ;;
     pika-ack100) echo "$PIKA --ack-every 100" ;;
+    pika-5k) echo "$PIKA --ack-every 1 --rate 5000" ;;
   esac
 }
 keys_of() {
   case "$1" in
-    throughput-*|deadletter-*|topic-*) echo "consumed_per_s broker_cpu_us_per_msg tool_cpu_us_per_msg" ;;
-    lapin-*|pika-*) echo "consumed_per_s broker_cpu_us_per_msg latency_p50_us latency_p99_us" ;;
+    throughput-*|deadletter-*|topic-*) echo "consumed_per_s broker_cpu_us_per_msg tool_cpu_us_per_msg broker_cpu_percent tool_cpu_percent" ;;
+    lapin-*) echo "consumed_per_s broker_cpu_us_per_msg latency_p50_us latency_p99_us broker_cpu_percent tool_cpu_percent" ;;
+    pika-*) echo "consumed_per_s broker_cpu_us_per_msg latency_p50_us latency_p99_us broker_cpu_percent tool_busiest_process_cpu_percent" ;;
     latency-each) echo "latency_p50_us latency_p99_us broker_cpu_us_per_msg" ;;
     fleet-*) echo "idle_rss_kb_per_connection busy_consumed_per_s broker_cpu_percent broker_cpu_us_per_msg" ;;
     rpc*) echo "round_trips_per_s rtt_p50_us rtt_p99_us broker_cpu_us_per_msg tool_cpu_us_per_msg" ;;

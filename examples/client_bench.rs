@@ -166,10 +166,12 @@ async fn run(o: Opts) -> lapin::Result<String> {
         c.consumed.load(Ordering::Relaxed),
     );
     let b0 = o.broker_pid.and_then(sample);
+    let own0 = sample(std::process::id());
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs_f64(o.duration)).await;
     let secs = t0.elapsed().as_secs_f64();
     let b1 = o.broker_pid.and_then(sample);
+    let own1 = sample(std::process::id());
     let published = c.published.load(Ordering::Relaxed) - p0;
     let consumed = c.consumed.load(Ordering::Relaxed) - k0;
     c.stop.store(true, Ordering::Relaxed);
@@ -186,6 +188,11 @@ async fn run(o: Opts) -> lapin::Result<String> {
         ("latency_p50_us", percentile(&lat, 0.5)),
         ("latency_p99_us", percentile(&lat, 0.99)),
     ];
+    // The load generator's own CPU says whether it, not the broker, set the pace: lapin's
+    // publisher and consumer share this process's two tokio workers.
+    if let (Some(a), Some(b)) = (own0, own1) {
+        fields.push(("tool_cpu_percent", (b.0 - a.0) * 100.0 / secs));
+    }
     if let (Some(b0), Some(b1)) = (b0, b1) {
         let per = consumed.max(published).max(1) as f64;
         fields.push(("broker_cpu_us_per_msg", (b1.0 - b0.0) * 1e6 / per));

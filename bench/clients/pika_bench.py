@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
 """A load test the way a Python application writes one with pika: a publisher process calling
-basic_publish per message (optionally with confirms, each publish waiting for its ack), a
+basic_publish per message (optionally with confirms, each publish waiting for its ack; optionally
+at a fixed --rate), a
 consumer process with a prefetch that acks every --ack-every messages (1 = each on its own).
 Two processes, as a web app that publishes and a worker that consumes would be (threads of
 one process would measure the GIL more than the broker).
@@ -35,7 +36,15 @@ def publisher(o, params, stop, published):
         ch.confirm_delivery()
     pad = b"\0" * max(0, o.size - 8)
     n = 0
+    start = time.time()
     while not stop.is_set():
+        if o.rate:
+            # Paced as an application publishing orders as they come: never ahead of the
+            # rate, and a short sleep rather than a spin when it is.
+            ahead = n / o.rate - (time.time() - start)
+            if ahead > 0:
+                time.sleep(min(ahead, 0.001))
+                continue
         ch.basic_publish("", QUEUE, struct.pack(">d", time.time()) + pad)
         n += 1
         if n % 100 == 0:
@@ -78,6 +87,7 @@ def main():
     ap.add_argument("--ack-every", type=int, default=1)
     ap.add_argument("--prefetch", type=int, default=200)
     ap.add_argument("--confirm", action="store_true")
+    ap.add_argument("--rate", type=float, default=0, help="publishes per second (0: as fast as it can)")
     ap.add_argument("--broker-pid", type=int)
     o = ap.parse_args()
     params = pika.URLParameters(o.url)
@@ -101,10 +111,12 @@ def main():
     measuring.set()
     p0, k0 = published.value, consumed.value
     b0 = sample(o.broker_pid) if o.broker_pid else None
+    own0 = [sample(p.pid) for p in procs]
     t0 = time.time()
     time.sleep(o.duration)
     secs = time.time() - t0
     b1 = sample(o.broker_pid) if o.broker_pid else None
+    own1 = [sample(p.pid) for p in procs]
     published, consumed = published.value - p0, consumed.value - k0
     stop.set()
     latencies = results.get(timeout=10)
@@ -115,6 +127,11 @@ def main():
     out = {"scenario": "pika", "published_per_s": published / secs,
            "consumed_per_s": consumed / secs,
            "latency_p50_us": pct(0.5), "latency_p99_us": pct(0.99)}
+    # Each pika process is one Python thread: one near 100% of a core set the pace.
+    own = [(b[0] - a[0]) * 100 / secs for a, b in zip(own0, own1) if a and b]
+    if own:
+        out["tool_cpu_percent"] = sum(own)
+        out["tool_busiest_process_cpu_percent"] = max(own)
     if b0 and b1:
         per = max(consumed, published, 1)
         out["broker_cpu_us_per_msg"] = (b1[0] - b0[0]) * 1e6 / per

@@ -370,6 +370,8 @@ pub(crate) fn cpu_results(
         out.push(("broker_rss_mb", b1.rss_kb as f64 / 1024.0));
     }
     out.push(("tool_cpu_us_per_msg", (m1.cpu - m0.cpu) * 1e6 / per));
+    // warren-perf runs on one thread: near 100 here, it set the pace, not the broker.
+    out.push(("tool_cpu_percent", (m1.cpu - m0.cpu) * 100.0 / elapsed));
 }
 
 /// Start from an empty queue of this name.
