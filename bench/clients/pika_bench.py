@@ -1,9 +1,8 @@
 #!/usr/bin/env python3
 """A load test the way a Python application writes one with pika: a publisher process calling
-basic_publish per message (optionally with confirms, each publish waiting for its ack; optionally
-at a fixed --rate), a
-consumer process with a prefetch that acks every --ack-every messages (1 = each on its own).
-Two processes, as a web app that publishes and a worker that consumes would be (threads of
+basic_publish per message (optionally with confirms, each publish waiting for its ack;
+optionally at a fixed --rate), a consumer process with a prefetch that acks every --ack-every
+messages (1 = each on its own). Two processes, as a web app that publishes and a worker that consumes would be (threads of
 one process would measure the GIL more than the broker).
 Runs against any broker; with --broker-pid it reads the broker's CPU and RSS from /proc over
 the measured window. bench/compare.sh pika-* runs it beside RabbitMQ. Prints one JSON object.

@@ -89,7 +89,7 @@ async fn rpc_client(opts: Opts, c: Rc<Counters>) -> std::io::Result<()> {
     let (mut reader, mut writer, frame_max) = conn.split();
     let props = reply_to_props(REPLY_TO);
     let body = vec![0u8; opts.size];
-    while !c.stop.get() {
+    'run: while !c.stop.get() {
         let sent = Instant::now();
         writer.publish(1, "", REQUESTS, &props, &body, frame_max);
         writer.flush().await?;
@@ -100,10 +100,7 @@ async fn rpc_client(opts: Opts, c: Rc<Counters>) -> std::io::Result<()> {
             // reply: that ends the run, it is not a lost reply.
             let f = match tokio::time::timeout(Duration::from_millis(200), reader.frame()).await {
                 Ok(f) => f?,
-                Err(_) if c.stop.get() => {
-                    writer.close().await;
-                    return Ok(());
-                }
+                Err(_) if c.stop.get() => break 'run,
                 Err(_) if sent.elapsed() > Duration::from_secs(5) => {
                     return Err(std::io::Error::other("no reply within 5 s"));
                 }
