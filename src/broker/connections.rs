@@ -47,7 +47,8 @@ pub struct ChannelSnapshot {
 }
 
 /// What a connection's socket carried: bytes and reads counted by its task, bytes and
-/// writes by its writer. Relaxed counters, one add per read or write batch.
+/// writes where they are written (the connection task or its writer). Relaxed counters,
+/// one add per read or write batch.
 #[derive(Debug, Default)]
 pub struct Traffic {
     pub recv_oct: AtomicU64,

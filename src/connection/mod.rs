@@ -4,7 +4,8 @@
 //! deliveries and cancellations from queues, on the heartbeat timer and on broker shutdown;
 //! whatever it produces during one wake-up goes to the writer as one buffer. It awaits
 //! queue mailboxes (bounded, so a full queue slows this publisher) but never the writer,
-//! and it never writes to the socket itself.
+//! and never waits on the socket: on plain TCP that buffer is written at once when nothing
+//! is queued ahead of it and the socket has room, and left to the writer task otherwise.
 
 mod channel;
 mod confirms;
@@ -128,9 +129,9 @@ pub fn serve<S: Socket>(
             .connections
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         broker.metrics.connections_opened.inc();
-        let (mut reader, write_half) = stream.into_halves();
+        let (mut reader, write_half, direct) = stream.into_halves();
         let traffic = Arc::new(Traffic::default());
-        let (writer, writer_task) = writer::spawn(write_half, traffic.clone());
+        let (writer, writer_task) = writer::spawn(write_half, direct, traffic.clone());
         // Small to start: an idle connection should cost little; it grows with the frames.
         let mut rbuf = BytesMut::with_capacity(MIN_READ);
         let timeout = Duration::from_millis(broker.config.handshake_timeout);
