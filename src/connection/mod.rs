@@ -14,6 +14,7 @@ mod handlers;
 pub mod handshake;
 mod outbound;
 mod session;
+mod signals;
 pub mod socket;
 mod writer;
 
@@ -37,6 +38,7 @@ use channel::ChannelState;
 use handshake::{HandshakeEnd, Negotiated};
 use outbound::Outbound;
 use session::Session;
+use signals::{Signal, Signals};
 use socket::Socket;
 use writer::{Out, WriterTx};
 
@@ -288,10 +290,16 @@ impl Connection {
         mut requests: inbox::Receiver<ConnectionRequest>,
     ) {
         let mut events_rx: Option<inbox::Receiver<ConnEvent>> = None;
-        let mut shutdown = self.session.broker.shutdown.subscribe();
-        let mut vhost_deleted = self.session.vhost.deleted.subscribe();
-        let mut users_deleted = self.session.broker.users_deleted.subscribe();
-        let mut alarm = self.session.broker.alarm.subscribe();
+        // one future for the rare broker-wide signals, kept across turns of the loop
+        let mut signals = Box::pin(
+            Signals {
+                alarm: self.session.broker.alarm.subscribe(),
+                shutdown: self.session.broker.shutdown.subscribe(),
+                vhost_deleted: self.session.vhost.deleted.subscribe(),
+                users_deleted: self.session.broker.users_deleted.subscribe(),
+            }
+            .next(),
+        );
         let hb = self.heartbeat;
         let tick_every = if hb == 0 {
             Duration::from_secs(3600)
@@ -377,16 +385,9 @@ impl Connection {
                 Some(()) = moved(&mut clock_moved), if !consumer_timeout.is_zero() => {
                     Box::pin(self.expire_deliveries(consumer_timeout)).await;
                 }
-                Ok(()) = alarm.changed() => {
-                    let raised = *alarm.borrow_and_update();
-                    self.set_blocked(raised && self.session.published);
-                }
-                _ = shutdown.changed() => {
-                    if self.closing.is_none() {
-                        let e = AmqpError::new(reply::CONNECTION_FORCED,
-                            "broker forced connection closure with reason 'shutdown'");
-                        self.begin_close(&e);
-                    }
+                (signal, rest) = &mut signals => {
+                    signals.set(rest.next());
+                    self.on_signal(signal);
                 }
                 Some(request) = requests.recv() => match request {
                     ConnectionRequest::Channels(reply) => {
@@ -398,20 +399,6 @@ impl Connection {
                         self.begin_close(&e);
                     }
                 },
-                Ok(()) = vhost_deleted.changed() => {
-                    if self.closing.is_none() {
-                        let e = AmqpError::new(reply::CONNECTION_FORCED,
-                            format!("vhost '{}' is deleted", self.session.vhost.name));
-                        self.begin_close(&e);
-                    }
-                }
-                Ok(()) = users_deleted.changed() => {
-                    if self.closing.is_none() && self.session.broker.users.get(&self.session.user).is_none() {
-                        let e = AmqpError::new(reply::CONNECTION_FORCED,
-                            format!("user '{}' is deleted", self.session.user));
-                        self.begin_close(&e);
-                    }
-                }
                 _ = tokio::time::sleep_until(close_deadline), if self.closing.is_some() => {
                     self.done = true;
                 }
@@ -512,6 +499,29 @@ impl Connection {
     /// Everything the connection held goes back: channels torn down, exclusive queues deleted.
     /// Stop (or resume) reading a publisher under the memory alarm, telling the client when
     /// it asked to be told.
+    /// The broker raised or cleared an alarm, is stopping, or deleted our vhost or a user.
+    fn on_signal(&mut self, signal: Signal) {
+        let forced = match signal {
+            Signal::Alarm(raised) => {
+                self.set_blocked(raised && self.session.published);
+                return;
+            }
+            Signal::Shutdown => {
+                "broker forced connection closure with reason 'shutdown'".to_string()
+            }
+            Signal::VhostDeleted => format!("vhost '{}' is deleted", self.session.vhost.name),
+            Signal::UserDeleted => {
+                if self.session.broker.users.get(&self.session.user).is_some() {
+                    return;
+                }
+                format!("user '{}' is deleted", self.session.user)
+            }
+        };
+        if self.closing.is_none() {
+            self.begin_close(&AmqpError::new(reply::CONNECTION_FORCED, forced));
+        }
+    }
+
     fn set_blocked(&mut self, blocked: bool) {
         if blocked == self.blocked {
             return;
