@@ -496,9 +496,6 @@ impl Connection {
         self.closing = Some(Instant::now() + CLOSE_OK_TIMEOUT);
     }
 
-    /// Everything the connection held goes back: channels torn down, exclusive queues deleted.
-    /// Stop (or resume) reading a publisher under the memory alarm, telling the client when
-    /// it asked to be told.
     /// The broker raised or cleared an alarm, is stopping, or deleted our vhost or a user.
     fn on_signal(&mut self, signal: Signal) {
         let forced = match signal {
@@ -517,11 +514,11 @@ impl Connection {
                 format!("user '{}' is deleted", self.session.user)
             }
         };
-        if self.closing.is_none() {
-            self.begin_close(&AmqpError::new(reply::CONNECTION_FORCED, forced));
-        }
+        self.begin_close(&AmqpError::new(reply::CONNECTION_FORCED, forced));
     }
 
+    /// Stop (or resume) reading a publisher under the memory alarm, telling the client when
+    /// it asked to be told.
     fn set_blocked(&mut self, blocked: bool) {
         if blocked == self.blocked {
             return;
@@ -579,6 +576,7 @@ impl Connection {
         }
     }
 
+    /// Everything the connection held goes back: channels torn down, exclusive queues deleted.
     async fn teardown(&mut self) {
         let ids: Vec<u16> = self.channels.keys().copied().collect();
         for id in ids {
