@@ -38,7 +38,7 @@ use channel::ChannelState;
 use handshake::{HandshakeEnd, Negotiated};
 use outbound::Outbound;
 use session::Session;
-use signals::{Signal, Signals};
+use signals::{PolledOnWake, Signal, Signals};
 use socket::Socket;
 use writer::{Out, WriterTx};
 
@@ -291,7 +291,7 @@ impl Connection {
     ) {
         let mut events_rx: Option<inbox::Receiver<ConnEvent>> = None;
         // one future for the rare broker-wide signals, kept across turns of the loop
-        let mut signals = Box::pin(
+        let mut signals = PolledOnWake::new(
             Signals {
                 alarm: self.session.broker.alarm.subscribe(),
                 shutdown: self.session.broker.shutdown.subscribe(),

@@ -5,9 +5,18 @@
 //! Waiting on four `watch` receivers afresh in every turn of the connection's loop
 //! registered and removed four waiters per turn, each under a lock: 5% of the broker's
 //! CPU in a request/reply load that wakes the loop once a message. Here they are
-//! registered once and stay until one fires. Sent to by the broker's alarm, shutdown,
-//! vhost and user deletion; acts on nothing itself.
+//! registered once and stay until one fires, and `PolledOnWake` keeps the loop's
+//! `select!` from polling them (a lock per receiver) on wake-ups that were not theirs.
+//! Sent to by the broker's alarm, shutdown, vhost and user deletion; acts on nothing
+//! itself.
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::task::{Context, Poll, Wake, Waker};
+
+use atomic_waker::AtomicWaker;
 use tokio::sync::watch;
 
 /// What happened.
@@ -53,4 +62,135 @@ impl Signals {
 
 fn sender_alive<T>(rx: &watch::Receiver<T>) -> bool {
     rx.has_changed().is_ok()
+}
+
+/// A future that `select!` may poll on every wake-up of its task but that is polled
+/// itself only after its own waker fired (and once at first): whatever it waits on
+/// registered that waker, so an unwoken poll could only find it still pending.
+pub struct PolledOnWake<F> {
+    future: Pin<Box<F>>,
+    woken: Arc<Woken>,
+    /// Handed to `future`: raises `woken.flag` and wakes the task.
+    waker: Waker,
+}
+
+struct Woken {
+    flag: AtomicBool,
+    task: AtomicWaker,
+}
+
+impl Wake for Woken {
+    fn wake(self: Arc<Self>) {
+        self.wake_by_ref();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.flag.store(true, Ordering::SeqCst);
+        self.task.wake();
+    }
+}
+
+impl<F: Future> PolledOnWake<F> {
+    pub fn new(future: F) -> Self {
+        let woken = Arc::new(Woken {
+            flag: AtomicBool::new(true),
+            task: AtomicWaker::new(),
+        });
+        PolledOnWake {
+            future: Box::pin(future),
+            waker: Waker::from(woken.clone()),
+            woken,
+        }
+    }
+
+    /// Wait on `future` instead; it is polled at the next poll.
+    pub fn set(&mut self, future: F) {
+        self.future.set(future);
+        self.woken.flag.store(true, Ordering::SeqCst);
+    }
+}
+
+impl<F: Future> Future for PolledOnWake<F> {
+    type Output = F::Output;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = &mut *self;
+        // registered before the flag is looked at: a wake after this point reaches the
+        // task even if it lands between the two
+        this.woken.task.register(cx.waker());
+        if !this.woken.flag.swap(false, Ordering::SeqCst) {
+            return Poll::Pending;
+        }
+        this.future
+            .as_mut()
+            .poll(&mut Context::from_waker(&this.waker))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn polled_only_when_its_own_waker_fired() {
+        let polls = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let (tx, rx) = tokio::sync::oneshot::channel::<u8>();
+        let counted = {
+            let polls = polls.clone();
+            let mut rx = rx;
+            std::future::poll_fn(move |cx| {
+                polls.fetch_add(1, Ordering::SeqCst);
+                Pin::new(&mut rx).poll(cx)
+            })
+        };
+        let mut waiting = PolledOnWake::new(counted);
+        let noop = Waker::noop();
+        let mut cx = Context::from_waker(noop);
+        assert!(Pin::new(&mut waiting).poll(&mut cx).is_pending());
+        // the task woken for something else polls it again: not passed on
+        for _ in 0..5 {
+            assert!(Pin::new(&mut waiting).poll(&mut cx).is_pending());
+        }
+        assert_eq!(polls.load(Ordering::SeqCst), 1);
+        tx.send(7).expect("receiver alive");
+        assert_eq!(
+            Pin::new(&mut waiting).poll(&mut cx),
+            Poll::Ready(Ok(7)),
+            "the send woke it, so it is polled and ready"
+        );
+        assert_eq!(polls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_signal_reaches_a_connection_waiting_through_it() {
+        let (alarm_tx, alarm) = watch::channel(false);
+        let (_shutdown_tx, shutdown) = watch::channel(false);
+        let (_vhost_tx, vhost_deleted) = watch::channel(false);
+        let (_users_tx, users_deleted) = watch::channel(0u64);
+        let mut signals = PolledOnWake::new(
+            Signals {
+                alarm,
+                shutdown,
+                vhost_deleted,
+                users_deleted,
+            }
+            .next(),
+        );
+        let raise = tokio::spawn(async move {
+            tokio::task::yield_now().await;
+            alarm_tx.send(true).expect("receiver alive");
+            alarm_tx
+        });
+        let (signal, rest) = tokio::time::timeout(std::time::Duration::from_secs(5), &mut signals)
+            .await
+            .expect("the alarm arrives");
+        assert_eq!(signal, Signal::Alarm(true));
+        let alarm_tx = raise.await.expect("no panic");
+        signals.set(rest.next());
+        alarm_tx.send(false).expect("receiver alive");
+        let (signal, _) = tokio::time::timeout(std::time::Duration::from_secs(5), &mut signals)
+            .await
+            .expect("the clear arrives");
+        assert_eq!(signal, Signal::Alarm(false));
+    }
 }
