@@ -11,8 +11,9 @@
 //! given back once drained.
 //!
 //! A connection's loop looks at its inboxes on every wake-up, most of them caused by its
-//! socket, so finding an inbox empty takes no lock: the receiver registers its waker, then
-//! reads the `pending` flag a sender raises after pushing.
+//! socket, so finding an inbox empty takes no lock: the receiver reads the `pending` flag
+//! a sender raises after pushing, and finding it down registers its waker and reads it
+//! once more.
 //!
 //! Only the receiver awaits; a send never does. A send fails, handing the item back, once
 //! the receiver has closed or dropped, so a queue whose delivery finds the connection gone
