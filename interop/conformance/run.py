@@ -32,8 +32,10 @@ BAR = {
     "kombu": (51, 0, 0),
     "amqplib": (75, 0, 0),
     "lapin": (17, 0, 0),
+    "amqprs": (15, 0, 1),
 }
-VERSIONS = {"py-amqp": "5.4.2", "kombu": "5.7.0", "amqplib": "2.2.0", "lapin": "4.12.3"}
+VERSIONS = {"py-amqp": "5.4.2", "kombu": "5.7.0", "amqplib": "2.2.0", "lapin": "4.12.3",
+            "amqprs": "2.1.5"}
 
 URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 CACHE = Path(os.environ.get("CONFORMANCE_CACHE", Path.home() / ".cache/warren-conformance"))
@@ -256,35 +258,40 @@ def amqplib():
     return summary(results)
 
 
-def lapin():
-    version = VERSIONS["lapin"]
-    work = CACHE / "lapin"
-    src = work / f"src-{version}"
+def crate_src(name, version, features=""):
+    """The published crate unpacked fresh under the cache (cargo downloads it for a
+    throw-away package that depends on it), or None."""
+    work = CACHE / name
     cargo_home = Path(os.environ.get("CARGO_HOME", Path.home() / ".cargo"))
-    crates = list(cargo_home.glob(f"registry/cache/*/lapin-{version}.crate"))
+    crates = list(cargo_home.glob(f"registry/cache/*/{name}-{version}.crate"))
     if not crates:
-        # cargo downloads the published crate for a throw-away package that depends on it
         fetch = work / "fetch"
         (fetch / "src").mkdir(parents=True, exist_ok=True)
         (fetch / "src/main.rs").write_text("fn main() {}\n")
         (fetch / "Cargo.toml").write_text(
-            '[package]\nname = "fetch-lapin"\nversion = "0.0.0"\nedition = "2021"\n\n'
-            f'[dependencies]\nlapin = {{ version = "={version}", default-features = false }}\n')
+            f'[package]\nname = "fetch-{name}"\nversion = "0.0.0"\nedition = "2021"\n\n'
+            f'[dependencies]\n{name} = {{ version = "={version}", default-features = false }}\n')
         run(["cargo", "fetch", "-q"], cwd=fetch)
-        crates = list(cargo_home.glob(f"registry/cache/*/lapin-{version}.crate"))
+        crates = list(cargo_home.glob(f"registry/cache/*/{name}-{version}.crate"))
     if not crates:
-        log("could not fetch the lapin crate")
-        return {"passed": 0, "failed": 1, "skipped": 0}
+        log(f"could not fetch the {name} crate")
+        return None
+    src = work / f"src-{version}"
     unpack(crates[0], src)
-    env = {"CARGO_TARGET_DIR": str(work / "target"), "AMQP_ADDR": URL}
-    features = ["--no-default-features", "--features", "tokio,smol"]
+    return src
+
+
+def cargo_suite(name, src, env, features, prepare=None):
+    """Build the crate's integration tests, run them one at a time against the broker,
+    and run the failed ones once more."""
+    work = CACHE / name
+    env = {"CARGO_TARGET_DIR": str(work / "target"), **env}
     if run(["cargo", "test", "--locked", *features, "--tests", "--no-run", "-q"], cwd=src, env=env,
            timeout=1800, out=work / "build.log") != 0:
         log((work / "build.log").read_text(errors="replace")[-3000:])
         return {"passed": 0, "failed": 1, "skipped": 0}
-    # publisher_confirms declares 'hello' durable; a transient leftover would refuse it
-    if shutil.which("amqp-delete-queue"):
-        run(["amqp-delete-queue", f"--url={URL}", "-q", "hello"], timeout=10, out=os.devnull)
+    if prepare:
+        prepare()
     test = ["cargo", "test", "--locked", *features, "--test", "*", "--no-fail-fast", "--",
             "--test-threads=1"]
     run(test, cwd=src, env=env, timeout=600, out=work / "test.log")
@@ -299,6 +306,40 @@ def lapin():
             log(f"FLAKY (passed when run again): {name}")
         passed, failed = passed + len(flaky), failed - len(flaky)
     return {"passed": passed, "failed": failed, "skipped": skipped}
+
+
+def lapin():
+    src = crate_src("lapin", VERSIONS["lapin"])
+    if src is None:
+        return {"passed": 0, "failed": 1, "skipped": 0}
+
+    def prepare():
+        # publisher_confirms declares 'hello' durable; a transient leftover would refuse it
+        if shutil.which("amqp-delete-queue"):
+            run(["amqp-delete-queue", f"--url={URL}", "-q", "hello"], timeout=10, out=os.devnull)
+
+    return cargo_suite("lapin", src, {"AMQP_ADDR": URL},
+                       ["--no-default-features", "--features", "tokio,smol"], prepare)
+
+
+def amqprs():
+    """amqprs' tests connect to localhost:5672 as user/bitnami (its CI's bitnami RabbitMQ
+    container); the runner points them at AMQP_URL's host and port and keeps the suite's
+    user, which the broker under test must have (test_consume publishes with user_id
+    "user", which RabbitMQ checks against the login)."""
+    src = crate_src("amqprs", VERSIONS["amqprs"])
+    if src is None:
+        return {"passed": 0, "failed": 1, "skipped": 0}
+    host, port = broker()
+    common = src / "tests/common/mod.rs"
+    fixed = 'OpenConnectionArguments::new("localhost", 5672, "user", "bitnami")'
+    text = common.read_text()
+    if fixed not in text:
+        log(f"amqprs {VERSIONS['amqprs']}: tests/common/mod.rs no longer has {fixed}")
+        return {"passed": 0, "failed": 1, "skipped": 0}
+    common.write_text(text.replace(
+        fixed, f'OpenConnectionArguments::new("{host}", {port}, "user", "bitnami")'))
+    return cargo_suite("amqprs", src, {}, [])
 
 
 def smoke():
@@ -383,7 +424,8 @@ conn.close()
     return {"passed": passed, "failed": len(checks) - passed, "skipped": 0}
 
 
-SUITES = {"smoke": smoke, "py-amqp": py_amqp, "kombu": kombu, "amqplib": amqplib, "lapin": lapin}
+SUITES = {"smoke": smoke, "py-amqp": py_amqp, "kombu": kombu, "amqplib": amqplib, "lapin": lapin,
+          "amqprs": amqprs}
 
 if __name__ == "__main__":
     if len(sys.argv) != 2 or sys.argv[1] not in SUITES:
