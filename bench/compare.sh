@@ -18,9 +18,11 @@
 #            throughput-channels, confirms-channels: the same habits on several channels of
 #              each connection (PerfTest's channels per connection)
 #            lapin-ack1 lapin-ack100 lapin-confirm lapin-25k lapin-10k lapin-10k-ack100
+#            amqprs-ack1 amqprs-ack100 amqprs-25k amqprs-25k-ack100 amqprs-10k
 #            pika-ack1 pika-ack100 pika-5k:
-#              real client libraries (examples/client_bench.rs, bench/clients/pika_bench.py),
-#              one publish per call, acks every 1 or 100, single confirms, fixed rates
+#              real client libraries (examples/client_bench.rs with lapin or amqprs,
+#              bench/clients/pika_bench.py), one publish per call, acks every 1 or 100,
+#              single confirms, fixed rates
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 REPS=3; DURATION=10; OUT="$ROOT/bench/results.md"; SCEN=(); BASELINE=""
@@ -44,7 +46,8 @@ VENV=${WARREN_TEST_CACHE:-$HOME/.cache/warren-tests}/venv
 if ! "$VENV/bin/python" -c "import pika" 2>/dev/null; then
   python3 -m venv "$VENV" && "$VENV/bin/pip" install -q "pika>=1.3,<2" >&2
 fi
-LAPIN="$ROOT/target/release/examples/client_bench"
+LAPIN="$ROOT/target/release/examples/client_bench --client lapin"
+AMQPRS="$ROOT/target/release/examples/client_bench --client amqprs"
 PIKA="$VENV/bin/python $ROOT/bench/clients/pika_bench.py"
 PERF="$ROOT/target/release/warren-perf"
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
@@ -90,6 +93,11 @@ client_of() {
     lapin-25k) echo "$LAPIN --ack-every 1 --rate 25000" ;;
     lapin-10k) echo "$LAPIN --ack-every 1 --rate 10000" ;;
     lapin-10k-ack100) echo "$LAPIN --ack-every 100 --rate 10000" ;;
+    amqprs-ack1) echo "$AMQPRS --ack-every 1" ;;
+    amqprs-ack100) echo "$AMQPRS --ack-every 100" ;;
+    amqprs-25k) echo "$AMQPRS --ack-every 1 --rate 25000" ;;
+    amqprs-25k-ack100) echo "$AMQPRS --ack-every 100 --rate 25000" ;;
+    amqprs-10k) echo "$AMQPRS --ack-every 1 --rate 10000" ;;
     pika-ack1) echo "$PIKA --ack-every 1" ;;
     pika-ack100) echo "$PIKA --ack-every 100" ;;
     pika-5k) echo "$PIKA --ack-every 1 --rate 5000" ;;
@@ -98,7 +106,7 @@ client_of() {
 keys_of() {
   case "$1" in
     throughput-*|deadletter-*|topic-*) echo "consumed_per_s broker_cpu_us_per_msg tool_cpu_us_per_msg broker_cpu_percent tool_cpu_percent" ;;
-    lapin-*) echo "consumed_per_s broker_cpu_us_per_msg latency_p50_us latency_p99_us broker_cpu_percent tool_cpu_percent" ;;
+    lapin-*|amqprs-*) echo "consumed_per_s broker_cpu_us_per_msg latency_p50_us latency_p99_us broker_cpu_percent tool_cpu_percent" ;;
     pika-*) echo "consumed_per_s broker_cpu_us_per_msg latency_p50_us latency_p99_us broker_cpu_percent tool_busiest_process_cpu_percent" ;;
     latency-each) echo "latency_p50_us latency_p99_us broker_cpu_us_per_msg" ;;
     fleet-*) echo "idle_rss_kb_per_connection busy_consumed_per_s broker_cpu_percent broker_cpu_us_per_msg" ;;

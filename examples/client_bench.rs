@@ -1,13 +1,16 @@
-//! A load test the way an application writes one with lapin, not with warren-perf's
-//! batching: one publisher connection calling `basic_publish` per message (optionally
-//! waiting for each publisher confirm), one consumer connection with a prefetch that acks
-//! every `--ack-every` messages (1 = each on its own). Runs against any broker; with
-//! `--broker-pid` it reads the broker's CPU and RSS from /proc over the measured window.
-//! `bench/compare.sh lapin-*` runs it beside RabbitMQ.
+//! A load test the way an application writes one with a Rust client library, not with
+//! warren-perf's batching: one publisher connection calling `basic_publish` per message
+//! (optionally waiting for each publisher confirm, lapin only), one consumer connection with
+//! a prefetch that acks every `--ack-every` messages (1 = each on its own). `--client` picks
+//! lapin (the default) or amqprs: two Rust clients built differently (lapin's one I/O loop
+//! per connection against amqprs' reader and writer tasks), so a figure does not rest on
+//! one library's habits. Runs against any broker; with `--broker-pid` it reads the broker's
+//! CPU and RSS from /proc over the measured window. `bench/compare.sh lapin-* amqprs-*`
+//! runs it beside RabbitMQ.
 //!
-//! `cargo run --release --example client_bench -- --url URL [--duration 10] [--size 100]
-//!  [--rate 0] [--ack-every 1] [--prefetch 200] [--confirm] [--broker-pid PID]`
-//! prints one JSON object.
+//! `cargo run --release --example client_bench -- --url URL [--client lapin|amqprs]
+//!  [--duration 10] [--size 100] [--rate 0] [--ack-every 1] [--prefetch 200] [--confirm]
+//!  [--broker-pid PID]` prints one JSON object.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -20,7 +23,14 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 
 const QUEUE: &str = "client-bench";
 
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Client {
+    Lapin,
+    Amqprs,
+}
+
 struct Opts {
+    client: Client,
     url: String,
     duration: f64,
     size: usize,
@@ -61,81 +71,202 @@ struct Counters {
     latencies_us: Mutex<Vec<u32>>,
 }
 
-async fn publisher(o: Arc<Opts>, c: Arc<Counters>) -> lapin::Result<()> {
-    let conn = Connection::connect(&o.url, ConnectionProperties::default()).await?;
-    let ch = conn.create_channel().await?;
-    if o.confirm {
-        ch.confirm_select(Default::default()).await?;
-    }
-    let mut body = vec![0u8; o.size.max(8)];
-    let start = Instant::now();
-    let mut sent = 0u64;
-    while !c.stop.load(Ordering::Relaxed) {
-        if o.rate > 0 {
-            let due = (start.elapsed().as_secs_f64() * o.rate as f64) as u64;
-            if due <= sent {
-                tokio::time::sleep(Duration::from_micros(200)).await;
-                continue;
-            }
+/// Waits until the next publish is due at `--rate` (at once when unthrottled); false once
+/// the run is stopping.
+async fn wait_turn(o: &Opts, c: &Counters, start: Instant, sent: u64) -> bool {
+    while o.rate > 0 && !c.stop.load(Ordering::Relaxed) {
+        let due = (start.elapsed().as_secs_f64() * o.rate as f64) as u64;
+        if due > sent {
+            break;
         }
-        body[..8].copy_from_slice(&now_ns().to_be_bytes());
-        let confirm = ch
-            .basic_publish(
-                "".into(),
-                QUEUE.into(),
-                Default::default(),
-                &body,
-                BasicProperties::default(),
-            )
-            .await?;
-        if o.confirm {
-            confirm.await?;
-        }
-        sent += 1;
-        c.published.fetch_add(1, Ordering::Relaxed);
+        tokio::time::sleep(Duration::from_micros(200)).await;
     }
-    let _ = conn.close(200, "OK".into()).await;
-    Ok(())
+    !c.stop.load(Ordering::Relaxed)
 }
 
-async fn consumer(o: Arc<Opts>, c: Arc<Counters>) -> lapin::Result<()> {
-    let conn = Connection::connect(&o.url, ConnectionProperties::default()).await?;
-    let ch = conn.create_channel().await?;
-    ch.basic_qos(o.prefetch, BasicQosOptions::default()).await?;
-    let mut deliveries = ch
-        .basic_consume(
-            QUEUE.into(),
-            "".into(),
-            BasicConsumeOptions::default(),
-            FieldTable::default(),
-        )
-        .await?;
-    let mut unacked = 0u64;
-    while !c.stop.load(Ordering::Relaxed) {
-        let Ok(next) = tokio::time::timeout(Duration::from_millis(200), deliveries.next()).await
-        else {
-            continue;
-        };
-        let Some(d) = next else { break };
-        let d = d?;
-        if c.measuring.load(Ordering::Relaxed) && d.data.len() >= 8 {
-            let sent = u64::from_be_bytes(d.data[..8].try_into().unwrap_or([0; 8]));
-            let us = now_ns().saturating_sub(sent) / 1000;
-            c.latencies_us.lock().unwrap().push(us as u32);
-        }
-        c.consumed.fetch_add(1, Ordering::Relaxed);
-        unacked += 1;
-        if unacked >= o.ack_every {
-            d.acker
-                .ack(BasicAckOptions {
-                    multiple: o.ack_every > 1,
-                })
-                .await?;
-            unacked = 0;
-        }
+/// Counts a delivery and its latency (the body starts with its send time); true when this
+/// one should be acked, with `multiple` when acks cover several.
+fn take(o: &Opts, c: &Counters, body: &[u8], unacked: &mut u64) -> bool {
+    if c.measuring.load(Ordering::Relaxed) && body.len() >= 8 {
+        let sent = u64::from_be_bytes(body[..8].try_into().unwrap_or([0; 8]));
+        let us = now_ns().saturating_sub(sent) / 1000;
+        c.latencies_us.lock().unwrap().push(us as u32);
     }
-    let _ = conn.close(200, "OK".into()).await;
-    Ok(())
+    c.consumed.fetch_add(1, Ordering::Relaxed);
+    *unacked += 1;
+    if *unacked >= o.ack_every {
+        *unacked = 0;
+        return true;
+    }
+    false
+}
+
+/// lapin 4: a future per publish (awaited for its confirm with `--confirm`), deliveries as a
+/// stream, an acker per delivery.
+mod with_lapin {
+    use super::*;
+
+    pub async fn publisher(o: Arc<Opts>, c: Arc<Counters>) -> lapin::Result<()> {
+        let conn = Connection::connect(&o.url, ConnectionProperties::default()).await?;
+        let ch = conn.create_channel().await?;
+        if o.confirm {
+            ch.confirm_select(Default::default()).await?;
+        }
+        let mut body = vec![0u8; o.size.max(8)];
+        let start = Instant::now();
+        let mut sent = 0u64;
+        while wait_turn(&o, &c, start, sent).await {
+            body[..8].copy_from_slice(&now_ns().to_be_bytes());
+            let confirm = ch
+                .basic_publish(
+                    "".into(),
+                    QUEUE.into(),
+                    Default::default(),
+                    &body,
+                    BasicProperties::default(),
+                )
+                .await?;
+            if o.confirm {
+                confirm.await?;
+            }
+            sent += 1;
+            c.published.fetch_add(1, Ordering::Relaxed);
+        }
+        let _ = conn.close(200, "OK".into()).await;
+        Ok(())
+    }
+
+    pub async fn consumer(o: Arc<Opts>, c: Arc<Counters>) -> lapin::Result<()> {
+        let conn = Connection::connect(&o.url, ConnectionProperties::default()).await?;
+        let ch = conn.create_channel().await?;
+        ch.basic_qos(o.prefetch, BasicQosOptions::default()).await?;
+        let mut deliveries = ch
+            .basic_consume(
+                QUEUE.into(),
+                "".into(),
+                BasicConsumeOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let mut unacked = 0u64;
+        while !c.stop.load(Ordering::Relaxed) {
+            let Ok(next) =
+                tokio::time::timeout(Duration::from_millis(200), deliveries.next()).await
+            else {
+                continue;
+            };
+            let Some(d) = next else { break };
+            let d = d?;
+            if take(&o, &c, &d.data, &mut unacked) {
+                d.acker
+                    .ack(BasicAckOptions {
+                        multiple: o.ack_every > 1,
+                    })
+                    .await?;
+            }
+        }
+        let _ = conn.close(200, "OK".into()).await;
+        Ok(())
+    }
+
+    pub async fn fresh_queue(url: &str) -> lapin::Result<()> {
+        let conn = Connection::connect(url, ConnectionProperties::default()).await?;
+        let ch = conn.create_channel().await?;
+        ch.queue_delete(QUEUE.into(), Default::default()).await?;
+        ch.queue_declare(QUEUE.into(), Default::default(), FieldTable::default())
+            .await?;
+        let _ = conn.close(200, "OK".into()).await;
+        Ok(())
+    }
+}
+
+/// amqprs 2: `basic_publish` taking an owned body per call, deliveries on an unbounded
+/// channel, `basic_ack` on the channel.
+mod with_amqprs {
+    use super::*;
+    use amqprs::channel::{BasicAckArguments, BasicConsumeArguments, BasicPublishArguments};
+    use amqprs::channel::{BasicQosArguments, Channel};
+    use amqprs::connection::{Connection, OpenConnectionArguments};
+
+    /// amqprs takes the vhost from the URI's path without percent-decoding it (`/%2F`
+    /// would name a vhost "%2F"), so the URI is read with lapin's parser.
+    async fn open(url: &str) -> Result<(Connection, Channel), String> {
+        let uri: lapin::uri::AMQPUri = url.parse()?;
+        let mut args = OpenConnectionArguments::new(
+            &uri.authority.host,
+            uri.authority.port,
+            &uri.authority.userinfo.username,
+            &uri.authority.userinfo.password,
+        );
+        args.virtual_host(&uri.vhost);
+        let conn = Connection::open(&args).await.map_err(|e| e.to_string())?;
+        let ch = conn.open_channel(None).await.map_err(|e| e.to_string())?;
+        Ok((conn, ch))
+    }
+
+    pub async fn publisher(o: Arc<Opts>, c: Arc<Counters>) -> Result<(), String> {
+        let (conn, ch) = open(&o.url).await?;
+        let mut body = vec![0u8; o.size.max(8)];
+        let start = Instant::now();
+        let mut sent = 0u64;
+        while wait_turn(&o, &c, start, sent).await {
+            body[..8].copy_from_slice(&now_ns().to_be_bytes());
+            ch.basic_publish(
+                amqprs::BasicProperties::default(),
+                body.clone(),
+                BasicPublishArguments::new("", QUEUE),
+            )
+            .await
+            .map_err(|e| e.to_string())?;
+            sent += 1;
+            c.published.fetch_add(1, Ordering::Relaxed);
+        }
+        let _ = conn.close().await;
+        Ok(())
+    }
+
+    pub async fn consumer(o: Arc<Opts>, c: Arc<Counters>) -> Result<(), String> {
+        let (conn, ch) = open(&o.url).await?;
+        ch.basic_qos(BasicQosArguments::new(0, o.prefetch, false))
+            .await
+            .map_err(|e| e.to_string())?;
+        let (_tag, mut deliveries) = ch
+            .basic_consume_rx(BasicConsumeArguments::new(QUEUE, ""))
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut unacked = 0u64;
+        while !c.stop.load(Ordering::Relaxed) {
+            let Ok(next) =
+                tokio::time::timeout(Duration::from_millis(200), deliveries.recv()).await
+            else {
+                continue;
+            };
+            let Some(m) = next else { break };
+            let (Some(deliver), Some(body)) = (m.deliver, m.content) else {
+                continue;
+            };
+            if take(&o, &c, &body, &mut unacked) {
+                let args = BasicAckArguments::new(deliver.delivery_tag(), o.ack_every > 1);
+                ch.basic_ack(args).await.map_err(|e| e.to_string())?;
+            }
+        }
+        let _ = conn.close().await;
+        Ok(())
+    }
+}
+
+async fn publisher(o: Arc<Opts>, c: Arc<Counters>) -> Result<(), String> {
+    match o.client {
+        Client::Lapin => with_lapin::publisher(o, c).await.map_err(|e| e.to_string()),
+        Client::Amqprs => with_amqprs::publisher(o, c).await,
+    }
+}
+
+async fn consumer(o: Arc<Opts>, c: Arc<Counters>) -> Result<(), String> {
+    match o.client {
+        Client::Lapin => with_lapin::consumer(o, c).await.map_err(|e| e.to_string()),
+        Client::Amqprs => with_amqprs::consumer(o, c).await,
+    }
 }
 
 fn percentile(sorted: &[u32], p: f64) -> f64 {
@@ -144,15 +275,10 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
         .map_or(0.0, |v| f64::from(*v))
 }
 
-async fn run(o: Opts) -> lapin::Result<String> {
-    {
-        let conn = Connection::connect(&o.url, ConnectionProperties::default()).await?;
-        let ch = conn.create_channel().await?;
-        ch.queue_delete(QUEUE.into(), Default::default()).await?;
-        ch.queue_declare(QUEUE.into(), Default::default(), FieldTable::default())
-            .await?;
-        let _ = conn.close(200, "OK".into()).await;
-    }
+async fn run(o: Opts) -> Result<String, String> {
+    with_lapin::fresh_queue(&o.url)
+        .await
+        .map_err(|e| e.to_string())?;
     let o = Arc::new(o);
     let c = Arc::new(Counters::default());
     let tasks = [
@@ -188,8 +314,8 @@ async fn run(o: Opts) -> lapin::Result<String> {
         ("latency_p50_us", percentile(&lat, 0.5)),
         ("latency_p99_us", percentile(&lat, 0.99)),
     ];
-    // The load generator's own CPU says whether it, not the broker, set the pace: lapin's
-    // publisher and consumer share this process's two tokio workers.
+    // The load generator's own CPU says whether it, not the broker, set the pace: the
+    // client's publisher and consumer share this process's two tokio workers.
     if let (Some(a), Some(b)) = (own0, own1) {
         fields.push(("tool_cpu_percent", (b.0 - a.0) * 100.0 / secs));
     }
@@ -203,11 +329,16 @@ async fn run(o: Opts) -> lapin::Result<String> {
         .iter()
         .map(|(k, v)| format!("\"{k}\": {v:.3}"))
         .collect();
-    Ok(format!("{{\"scenario\": \"lapin\", {}}}", body.join(", ")))
+    let name = match o.client {
+        Client::Lapin => "lapin",
+        Client::Amqprs => "amqprs",
+    };
+    Ok(format!("{{\"scenario\": \"{name}\", {}}}", body.join(", ")))
 }
 
 fn main() -> std::process::ExitCode {
     let mut o = Opts {
+        client: Client::Lapin,
         url: "amqp://guest:guest@127.0.0.1:5672/%2F".into(),
         duration: 10.0,
         size: 100,
@@ -221,6 +352,16 @@ fn main() -> std::process::ExitCode {
     while let Some(a) = args.next() {
         let mut value = || args.next().unwrap_or_default();
         match a.as_str() {
+            "--client" => {
+                o.client = match value().as_str() {
+                    "lapin" => Client::Lapin,
+                    "amqprs" => Client::Amqprs,
+                    other => {
+                        eprintln!("client_bench: --client is lapin or amqprs, not {other:?}");
+                        return std::process::ExitCode::from(2);
+                    }
+                }
+            }
             "--url" => o.url = value(),
             "--duration" => o.duration = value().parse().unwrap_or(o.duration),
             "--size" => o.size = value().parse().unwrap_or(o.size),
@@ -234,6 +375,11 @@ fn main() -> std::process::ExitCode {
                 return std::process::ExitCode::from(2);
             }
         }
+    }
+    if o.confirm && o.client == Client::Amqprs {
+        // amqprs reports confirms through a channel callback, not per publish
+        eprintln!("client_bench: --confirm is measured with lapin only");
+        return std::process::ExitCode::from(2);
     }
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     match runtime.block_on(run(o)) {
