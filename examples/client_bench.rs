@@ -23,6 +23,9 @@ use lapin::{BasicProperties, Connection, ConnectionProperties};
 
 const QUEUE: &str = "client-bench";
 
+/// Either client's errors (and a URI's), as one type for the harness.
+type BenchError = Box<dyn std::error::Error + Send + Sync>;
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Client {
     Lapin,
@@ -190,7 +193,7 @@ mod with_amqprs {
 
     /// amqprs takes the vhost from the URI's path without percent-decoding it (`/%2F`
     /// would name a vhost "%2F"), so the URI is read with lapin's parser.
-    async fn open(url: &str) -> Result<(Connection, Channel), String> {
+    async fn open(url: &str) -> Result<(Connection, Channel), BenchError> {
         let uri: lapin::uri::AMQPUri = url.parse()?;
         let mut args = OpenConnectionArguments::new(
             &uri.authority.host,
@@ -199,12 +202,12 @@ mod with_amqprs {
             &uri.authority.userinfo.password,
         );
         args.virtual_host(&uri.vhost);
-        let conn = Connection::open(&args).await.map_err(|e| e.to_string())?;
-        let ch = conn.open_channel(None).await.map_err(|e| e.to_string())?;
+        let conn = Connection::open(&args).await?;
+        let ch = conn.open_channel(None).await?;
         Ok((conn, ch))
     }
 
-    pub async fn publisher(o: Arc<Opts>, c: Arc<Counters>) -> Result<(), String> {
+    pub async fn publisher(o: Arc<Opts>, c: Arc<Counters>) -> Result<(), BenchError> {
         let (conn, ch) = open(&o.url).await?;
         let mut body = vec![0u8; o.size.max(8)];
         let start = Instant::now();
@@ -216,8 +219,7 @@ mod with_amqprs {
                 body.clone(),
                 BasicPublishArguments::new("", QUEUE),
             )
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
             sent += 1;
             c.published.fetch_add(1, Ordering::Relaxed);
         }
@@ -225,15 +227,13 @@ mod with_amqprs {
         Ok(())
     }
 
-    pub async fn consumer(o: Arc<Opts>, c: Arc<Counters>) -> Result<(), String> {
+    pub async fn consumer(o: Arc<Opts>, c: Arc<Counters>) -> Result<(), BenchError> {
         let (conn, ch) = open(&o.url).await?;
         ch.basic_qos(BasicQosArguments::new(0, o.prefetch, false))
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let (_tag, mut deliveries) = ch
             .basic_consume_rx(BasicConsumeArguments::new(QUEUE, ""))
-            .await
-            .map_err(|e| e.to_string())?;
+            .await?;
         let mut unacked = 0u64;
         while !c.stop.load(Ordering::Relaxed) {
             let Ok(next) =
@@ -247,7 +247,7 @@ mod with_amqprs {
             };
             if take(&o, &c, &body, &mut unacked) {
                 let args = BasicAckArguments::new(deliver.delivery_tag(), o.ack_every > 1);
-                ch.basic_ack(args).await.map_err(|e| e.to_string())?;
+                ch.basic_ack(args).await?;
             }
         }
         let _ = conn.close().await;
@@ -255,16 +255,16 @@ mod with_amqprs {
     }
 }
 
-async fn publisher(o: Arc<Opts>, c: Arc<Counters>) -> Result<(), String> {
+async fn publisher(o: Arc<Opts>, c: Arc<Counters>) -> Result<(), BenchError> {
     match o.client {
-        Client::Lapin => with_lapin::publisher(o, c).await.map_err(|e| e.to_string()),
+        Client::Lapin => Ok(with_lapin::publisher(o, c).await?),
         Client::Amqprs => with_amqprs::publisher(o, c).await,
     }
 }
 
-async fn consumer(o: Arc<Opts>, c: Arc<Counters>) -> Result<(), String> {
+async fn consumer(o: Arc<Opts>, c: Arc<Counters>) -> Result<(), BenchError> {
     match o.client {
-        Client::Lapin => with_lapin::consumer(o, c).await.map_err(|e| e.to_string()),
+        Client::Lapin => Ok(with_lapin::consumer(o, c).await?),
         Client::Amqprs => with_amqprs::consumer(o, c).await,
     }
 }
@@ -275,10 +275,8 @@ fn percentile(sorted: &[u32], p: f64) -> f64 {
         .map_or(0.0, |v| f64::from(*v))
 }
 
-async fn run(o: Opts) -> Result<String, String> {
-    with_lapin::fresh_queue(&o.url)
-        .await
-        .map_err(|e| e.to_string())?;
+async fn run(o: Opts) -> Result<String, BenchError> {
+    with_lapin::fresh_queue(&o.url).await?;
     let o = Arc::new(o);
     let c = Arc::new(Counters::default());
     let tasks = [
