@@ -136,8 +136,27 @@ async fn vhosts_and_permissions_through_the_api_take_effect_for_amqp_clients() {
         )
         .await;
     assert_eq!(status, 201);
+    // as in RabbitMQ, the administrator who made the vhost through the API may use it
+    assert_eq!(
+        api.get("/api/permissions/shop-eu/guest").await,
+        (
+            200,
+            json!({"user": "guest", "vhost": "shop-eu", "configure": ".*", "write": ".*", "read": ".*"})
+        )
+    );
+    b.connect_as("guest", "guest", "shop-eu").await.unwrap();
+    // only on creation: narrowed permissions stay narrowed when the vhost is PUT again
+    api.put(
+        "/api/permissions/shop-eu/guest",
+        json!({"configure": "^guest", "write": ".*", "read": ".*"}),
+    )
+    .await;
     let (status, _) = api.put("/api/vhosts/shop-eu", json!({})).await;
     assert_eq!(status, 204);
+    assert_eq!(
+        api.get("/api/permissions/shop-eu/guest").await.1["configure"],
+        "^guest"
+    );
     let (_, v) = api.get("/api/vhosts/shop-eu").await;
     assert_eq!(v["description"], "EU shop");
     assert_eq!(v["tags"], json!(["prod"]));
@@ -171,7 +190,7 @@ async fn vhosts_and_permissions_through_the_api_take_effect_for_amqp_clients() {
             .as_array()
             .unwrap()
             .len(),
-        1
+        2
     );
     assert_eq!(
         api.get("/api/users/orders/permissions").await.1[0]["vhost"],
@@ -184,7 +203,7 @@ async fn vhosts_and_permissions_through_the_api_take_effect_for_amqp_clients() {
             .as_array()
             .unwrap()
             .len(),
-        2
+        3
     );
 
     // a bad regular expression is a 400, and nothing changes

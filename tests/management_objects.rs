@@ -220,6 +220,54 @@ async fn health_checks_and_the_aliveness_test_answer_for_a_running_broker() {
     let (status, body) = api.get("/api/health/checks/port-listener/1").await;
     assert_eq!(status, 503);
     assert_eq!(body["reason"], "No active listener on port 1");
+
+    // the pre-3.8 check that amqpstorm's healthchecks.get and older scripts still call
+    let node = api.get("/api/overview").await.1["node"].clone();
+    let node = node.as_str().unwrap();
+    for path in [
+        "/api/healthchecks/node".to_owned(),
+        "/api/healthchecks/node/".to_owned(),
+        format!("/api/healthchecks/node/{node}"),
+    ] {
+        assert_eq!(
+            api.get(&path).await,
+            (200, json!({"status": "ok"})),
+            "{path}"
+        );
+    }
+    assert_eq!(
+        api.get("/api/healthchecks/node/rabbit@elsewhere").await,
+        (
+            404,
+            json!({"error": "Object Not Found", "reason": "Not Found"})
+        )
+    );
+
+    // a memory alarm fails each check in RabbitMQ's words
+    let alarm = b.broker.as_ref().unwrap().state().alarm.clone();
+    alarm.set_memory_limit(1);
+    assert_eq!(
+        api.get("/api/health/checks/alarms").await,
+        (
+            503,
+            json!({"status": "failed", "reason": "There are alarms in effect in the cluster",
+                   "alarms": [{"node": node, "resource": "memory"}]})
+        )
+    );
+    assert_eq!(
+        api.get("/api/health/checks/local-alarms").await.1["reason"],
+        "There are alarms in effect on the node"
+    );
+    assert_eq!(
+        api.get("/api/healthchecks/node").await,
+        (
+            503,
+            json!({"status": "failed",
+                   "reason": format!("resource alarm(s) in effect:[{{resource_limit,memory,{node}}}]")})
+        )
+    );
+    alarm.set_memory_limit(u64::MAX);
+    assert_eq!(api.get("/api/healthchecks/node").await.0, 200);
     let (_, exchanges) = api.get("/api/exchanges/%2f").await;
     let names: Vec<&str> = exchanges
         .as_array()
@@ -277,6 +325,17 @@ async fn the_overview_and_the_node_show_what_the_shop_is_doing() {
         .iter()
         .any(|l| l["protocol"] == "amqp" && l["port"] == amqp_port));
     assert!(listeners.iter().any(|l| l["protocol"] == "http"));
+    // the web contexts, where amqpstorm's tests and the UI find the node's HTTP listeners
+    let management_port = b.management.as_deref().unwrap().rsplit(':').next().unwrap();
+    let contexts = o["contexts"].as_array().unwrap();
+    assert!(
+        contexts
+            .iter()
+            .any(|c| c["description"] == "RabbitMQ Management"
+                && c["port"] == management_port
+                && c["node"] == o["node"]),
+        "{contexts:?}"
+    );
 
     let (status, nodes) = api.get("/api/nodes").await;
     assert_eq!(status, 200);

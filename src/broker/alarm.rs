@@ -174,6 +174,18 @@ impl ResourceAlarm {
         }
     }
 
+    /// Every alarm in effect, in RabbitMQ's listing order (disk before memory).
+    pub fn in_effect(&self) -> Vec<Reason> {
+        let mut raised = Vec::new();
+        if self.disk_low.load(Ordering::Relaxed) {
+            raised.push(Reason::Disk);
+        }
+        if self.memory_over.load(Ordering::Relaxed) {
+            raised.push(Reason::Memory);
+        }
+        raised
+    }
+
     /// Sample both resources; true when memory is past half its limit.
     fn check(&self) -> bool {
         let mut near = false;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
@@ -15,6 +15,10 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 
 use super::{Admin, ApiError, Authenticated};
+
+/// Warren's own request header: `false` creates a vhost without granting its creator
+/// anything, as `rabbitmqctl add_vhost` does.
+pub const GRANT_CREATOR_HEADER: &str = "x-warren-grant-creator";
 use crate::broker::admin::PasswordSpec;
 use crate::broker::auth::{parse_tags, User, HASHING_ALGORITHM};
 use crate::broker::permissions::{Permission, TopicPermission};
@@ -325,12 +329,27 @@ struct VHostBody {
     tags: Tags,
 }
 
+/// Creating a vhost through the API also gives its creator full permissions on it, as
+/// RabbitMQ's API does (rabbitmqctl and definitions imports do not): an administrator's
+/// script declares queues in the vhost it has just made without a set_permissions first.
+/// warrenctl, which speaks rabbitmqctl, turns that off with `x-warren-grant-creator: false`.
 async fn put_vhost(
     State(state): St,
-    _: Admin,
+    Admin(creator): Admin,
     Path(name): Path<String>,
+    headers: HeaderMap,
     bytes: Bytes,
 ) -> ApiResult {
+    let grant = match headers.get(GRANT_CREATOR_HEADER).map(|v| v.to_str()) {
+        None => true,
+        Some(Ok("false")) => false,
+        Some(Ok("true")) => true,
+        Some(_) => {
+            return Err(ApiError::bad_request(format!(
+                "{GRANT_CREATOR_HEADER} must be true or false"
+            )))
+        }
+    };
     let b: VHostBody = body(&bytes)?;
     let old = state.vhost(&name).map(|v| v.meta()).unwrap_or_default();
     let meta = VHostMeta {
@@ -339,6 +358,11 @@ async fn put_vhost(
         limits: old.limits,
     };
     let created = state.add_vhost(&name, meta).await?;
+    if created && grant {
+        state
+            .set_permissions(&creator.name, &name, ".*", ".*", ".*")
+            .await?;
+    }
     created_or_updated(created)
 }
 

@@ -1,5 +1,5 @@
 //! The aliveness test and the health checks RabbitMQ's management API offers
-//! (`/api/health/checks/*`), answering 200 `{"status":"ok"}` or 503 with the reason, as
+//! (`/api/health/checks/*`, and 3.x's older `/api/healthchecks/node`), answering 200 `{"status":"ok"}` or 503 with the reason, as
 //! container healthchecks and load balancers expect.
 
 use std::sync::Arc;
@@ -14,6 +14,7 @@ use serde_json::json;
 
 use super::objects::{from_amqp, node_name, visible_vhost, NO_CONNECTION};
 use super::{ApiError, Authenticated};
+use crate::broker::alarm::Reason;
 use crate::broker::queue::QueueCmd;
 use crate::broker::vhost::QueueSpec;
 use crate::broker::BrokerState;
@@ -25,7 +26,14 @@ pub fn routes() -> Router<Arc<BrokerState>> {
     Router::new()
         .route("/api/aliveness-test/{vhost}", get(aliveness_test))
         .route("/api/health/checks/alarms", get(health_alarms))
-        .route("/api/health/checks/local-alarms", get(health_alarms))
+        .route("/api/health/checks/local-alarms", get(health_local_alarms))
+        // RabbitMQ's route is `/healthchecks/node/[:node]`: the bare form with its slash too
+        .route("/api/healthchecks/node", get(legacy_node_check))
+        .route("/api/healthchecks/node/", get(legacy_node_check))
+        .route(
+            "/api/healthchecks/node/{node}",
+            get(legacy_named_node_check),
+        )
         .route("/api/health/checks/virtual-hosts", get(health_ok))
         .route("/api/health/checks/node-is-quorum-critical", get(health_ok))
         .route(
@@ -108,18 +116,81 @@ fn health_failed(reason: String) -> Response {
         .into_response()
 }
 
+/// `/api/health/checks/alarms` and `local-alarms`: RabbitMQ lists each alarm with its node
+/// and says where they are in effect (on a single node the two checks agree but for that).
 async fn health_alarms(State(state): St, _: Authenticated) -> ApiResult {
-    if state.alarm.is_raised() {
-        let resource = match state.alarm.reason() {
-            crate::broker::alarm::Reason::Memory => "memory",
-            crate::broker::alarm::Reason::Disk => "disk",
-        };
-        return Ok(health_failed(format!(
-            "resource alarm(s) in effect: {resource} on node {}",
-            node_name(&state)
-        )));
+    alarms_check(&state, "in the cluster")
+}
+
+async fn health_local_alarms(State(state): St, _: Authenticated) -> ApiResult {
+    alarms_check(&state, "on the node")
+}
+
+fn alarms_check(state: &BrokerState, scope: &str) -> ApiResult {
+    let raised = state.alarm.in_effect();
+    if raised.is_empty() {
+        return Ok(Json(json!({"status": "ok"})).into_response());
     }
-    Ok(Json(json!({"status": "ok"})).into_response())
+    let node = node_name(state);
+    let alarms: Vec<_> = raised
+        .iter()
+        .map(|r| {
+            let resource = match r {
+                Reason::Memory => "memory",
+                Reason::Disk => "disk space",
+            };
+            json!({"node": node, "resource": resource})
+        })
+        .collect();
+    Ok((
+        StatusCode::SERVICE_UNAVAILABLE,
+        Json(json!({
+            "status": "failed",
+            "reason": format!("There are alarms in effect {scope}"),
+            "alarms": alarms,
+        })),
+    )
+        .into_response())
+}
+
+/// The health check RabbitMQ 3.x kept from before `/api/health/checks/` (amqpstorm's
+/// `healthchecks.get`, older monitoring scripts): the node answers and has no alarm in
+/// effect; the reason names the alarms in RabbitMQ's Erlang terms.
+async fn legacy_node_check(State(state): St, _: Authenticated) -> ApiResult {
+    node_check(&state)
+}
+
+async fn legacy_named_node_check(
+    State(state): St,
+    _: Authenticated,
+    Path(node): Path<String>,
+) -> ApiResult {
+    if node != node_name(&state) {
+        return Err(ApiError::not_found());
+    }
+    node_check(&state)
+}
+
+fn node_check(state: &BrokerState) -> ApiResult {
+    let raised = state.alarm.in_effect();
+    if raised.is_empty() {
+        return Ok(Json(json!({"status": "ok"})).into_response());
+    }
+    let node = node_name(state);
+    let terms: Vec<String> = raised
+        .iter()
+        .map(|r| {
+            let resource = match r {
+                Reason::Memory => "memory",
+                Reason::Disk => "disk",
+            };
+            format!("{{resource_limit,{resource},{node}}}")
+        })
+        .collect();
+    Ok(health_failed(format!(
+        "resource alarm(s) in effect:[{}]",
+        terms.join(",")
+    )))
 }
 
 /// Virtual hosts are all served by this process and quorum queues have no replicas to

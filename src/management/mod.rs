@@ -25,6 +25,7 @@ mod rated;
 mod ui;
 mod vhost_stats;
 
+pub use api::GRANT_CREATOR_HEADER;
 pub use definitions::import_file as import_definitions;
 pub use prometheus::serve as serve_prometheus;
 
@@ -162,7 +163,7 @@ async fn authenticate(
 pub struct Authenticated(pub User);
 
 /// A request by a user with the administrator tag.
-pub struct Admin;
+pub struct Admin(pub User);
 
 fn peer_of(parts: &axum::http::request::Parts) -> SocketAddr {
     parts
@@ -197,6 +198,6 @@ impl axum::extract::FromRequestParts<Arc<BrokerState>> for Admin {
         if !user.is_administrator() {
             return Err(ApiError::not_authorised("Not administrator user"));
         }
-        Ok(Admin)
+        Ok(Admin(user))
     }
 }

@@ -106,6 +106,30 @@ async fn overview(State(state): St, _user: Authenticated) -> ApiResult {
             json!({"node": node, "protocol": protocol, "ip_address": addr.ip().to_string(), "port": addr.port()})
         })
         .collect();
+    // RabbitMQ's web contexts: one per HTTP listener, the port as a string
+    let contexts: Vec<Value> = state
+        .listeners()
+        .iter()
+        .filter_map(|(protocol, addr)| {
+            let mut context = json!({
+                "ssl_opts": [],
+                "node": node,
+                "path": "/",
+                "cowboy_opts": "[{sendfile,false}]",
+                "ip": addr.ip().to_string(),
+                "port": addr.port().to_string(),
+            });
+            match *protocol {
+                "http" => context["description"] = json!("RabbitMQ Management"),
+                "http/prometheus" => {
+                    context["description"] = json!("RabbitMQ Prometheus");
+                    context["protocol"] = json!("'http/prometheus'");
+                }
+                _ => return None,
+            }
+            Some(context)
+        })
+        .collect();
     let channels = m
         .channels_opened
         .get()
@@ -129,6 +153,7 @@ async fn overview(State(state): St, _user: Authenticated) -> ApiResult {
         "message_stats": stats,
         "churn_rates": churn_json(m),
         "listeners": listeners,
+        "contexts": contexts,
         "exchange_types": exchange_types(),
         "rates_mode": "basic",
         // Warren's own: what a soak test watches for leaks

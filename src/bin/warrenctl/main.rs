@@ -14,6 +14,7 @@ use clap::{Parser, Subcommand};
 use serde_json::{json, Value};
 
 use http::{Api, ApiFailure};
+use warren::management::GRANT_CREATOR_HEADER;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -271,7 +272,14 @@ fn run(cli: Cli) -> Result<(), ApiFailure> {
             if let Some(t) = tags {
                 body["tags"] = json!(t);
             }
-            api.put(&["vhosts", &vhost], body)?;
+            // rabbitmqctl add_vhost grants nobody anything, unlike a PUT from the HTTP API
+            api.request(
+                "PUT",
+                &["vhosts", &vhost],
+                "",
+                Some((GRANT_CREATOR_HEADER, "false")),
+                Some(body),
+            )?;
         }
         Command::DeleteVhost { vhost } => {
             out.info(format!("Deleting vhost \"{vhost}\" ..."));
