@@ -8,8 +8,8 @@ set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${1:-$ROOT/target/release/warren}; shift || true
 . "$ROOT/scripts/broker.sh"
-declare -A BAR=([smoke]=10 [py-amqp]=12 [kombu]=51 [amqplib]=75 [lapin]=17 [amqprs]=15 [aiormq]=1036)
-SUITES=("$@"); [ ${#SUITES[@]} = 0 ] && SUITES=(smoke py-amqp kombu amqplib lapin amqprs aiormq)
+declare -A BAR=([smoke]=10 [py-amqp]=12 [kombu]=51 [amqplib]=75 [lapin]=17 [amqprs]=15 [aiormq]=1036 [amqpstorm]=152)
+SUITES=("$@"); [ ${#SUITES[@]} = 0 ] && SUITES=(smoke py-amqp kombu amqplib lapin amqprs aiormq amqpstorm)
 TP=0; TF=0
 for s in "${SUITES[@]}"; do
   # a fresh broker per suite, as the suites' README advises (leftover durable queues)
@@ -24,6 +24,11 @@ for s in "${SUITES[@]}"; do
     start_broker "$BIN" --amqps-listen "127.0.0.1:$AMQPS_PORT" --tls-cert "$certs/server.pem" \
       --tls-key "$certs/server.key" --tls-ca "$certs/ca.pem" --tls-verify-peer
     export AMQPS_PORT
+  elif [ "$s" = amqpstorm ]; then
+    # amqpstorm's tests drive the management API as well as AMQP
+    MGMT_PORT=$(free_port)
+    start_broker "$BIN" --management-listen "127.0.0.1:$MGMT_PORT"
+    export MGMT_URL="http://127.0.0.1:$MGMT_PORT"
   else
     start_broker "$BIN"
   fi

@@ -34,9 +34,11 @@ BAR = {
     "lapin": (17, 0, 0),
     "amqprs": (15, 0, 1),
     "aiormq": (1036, 0, 1),
+    "amqpstorm": (152, 0, 0),
 }
 VERSIONS = {"py-amqp": "5.4.2", "kombu": "5.7.0", "amqplib": "2.2.0", "lapin": "4.12.3",
-            "amqprs": "2.1.5", "aiormq": "7.2.4"}
+            "amqprs": "2.1.5", "aiormq": "7.2.4",
+            "amqpstorm": "3.1.4"}
 
 URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2F")
 CACHE = Path(os.environ.get("CONFORMANCE_CACHE", Path.home() / ".cache/warren-conformance"))
@@ -283,6 +285,48 @@ def aiormq():
                         prepare, plugins=["aiomisc-pytest>=2,<3"], env={"PYTHONPATH": str(src)})
 
 
+# amqpstorm's functional tests read their broker from AMQP_* variables but connect to
+# AMQP_HOST on the default port; the runner passes the port at each such call.
+AMQPSTORM_PORT = "HOST, USERNAME, PASSWORD, port=int(__import__('os').environ['AMQP_PORT'])"
+AMQPSTORM_NOT_HERE = [
+    # expects its maintainer's node name, rabbit@rmq.eandersson.net
+    "amqpstorm/tests/functional/management/test_api.py::ApiFunctionalTests::test_api_cluster_name",
+    # talks to 192.168.1.50 to see a timeout: not a loopback address
+    "amqpstorm/tests/functional/management/test_api.py::ApiFunctionalTests::test_api_with_inaccessible",
+]
+
+
+def amqpstorm():
+    """AMQPStorm's functional tests: AMQP through its client, and RabbitMQ's management
+    API (users, vhosts, permissions, queues, exchanges, bindings, connections, health
+    checks) through its ManagementApi, at MGMT_URL as AMQP_URL's user, an administrator.
+    Its TLS tests need certificates the sdist does not ship and are left out."""
+    if "MGMT_URL" not in os.environ:
+        sys.exit("amqpstorm needs MGMT_URL: the broker's management API, e.g. http://127.0.0.1:15672")
+    host, port = broker()
+    u = urllib.parse.urlsplit(URL)
+    user = urllib.parse.unquote(u.username or "guest")
+    password = urllib.parse.unquote(u.password or "guest")
+
+    def prepare(py, src, host, port):
+        tests = src / "amqpstorm/tests/functional"
+        for f in [tests / "utility.py", tests / "management/test_connection.py",
+                  tests / "test_web_based.py", tests / "test_reliability.py"]:
+            text = f.read_text()
+            if "HOST, USERNAME, PASSWORD" not in text:
+                sys.exit(f"amqpstorm {VERSIONS['amqpstorm']}: {f.name} no longer connects "
+                         "with HOST, USERNAME, PASSWORD")
+            f.write_text(text.replace("HOST, USERNAME, PASSWORD", AMQPSTORM_PORT))
+
+    deselect = [arg for test in AMQPSTORM_NOT_HERE for arg in ("--deselect", test)]
+    env = {"AMQP_HOST": host, "AMQP_PORT": str(port), "AMQP_USERNAME": user,
+           "AMQP_PASSWORD": password, "AMQP_URI": URL,
+           "AMQP_HTTP_URL": os.environ["MGMT_URL"].rstrip("/")}
+    return pytest_suite("amqpstorm", "amqpstorm", ["amqpstorm/tests/functional"],
+                        ["--ignore=amqpstorm/tests/functional/ssl", *deselect], prepare,
+                        plugins=["requests"], env=env)
+
+
 def amqplib():
     host, port = broker()
     version = VERSIONS["amqplib"]
@@ -489,7 +533,7 @@ conn.close()
 
 
 SUITES = {"smoke": smoke, "py-amqp": py_amqp, "kombu": kombu, "amqplib": amqplib, "lapin": lapin,
-          "amqprs": amqprs, "aiormq": aiormq}
+          "amqprs": amqprs, "aiormq": aiormq, "amqpstorm": amqpstorm}
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["certs", "aiormq"]:
