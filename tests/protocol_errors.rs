@@ -113,6 +113,44 @@ async fn second_channel_open_is_504() {
 }
 
 #[tokio::test]
+async fn channel_open_on_a_channel_the_broker_is_closing_is_504() {
+    // RabbitMQ keeps the number taken until the client's close-ok for its close
+    let b = start().await;
+    let mut raw = opened(b.addr).await;
+    raw.send(
+        1,
+        AMQPClass::Exchange(exchange::AMQPMethod::Declare(exchange::Declare {
+            exchange: "nonexisting-exchange".into(),
+            kind: "direct".into(),
+            passive: true,
+            durable: false,
+            auto_delete: false,
+            internal: false,
+            nowait: false,
+            arguments: Default::default(),
+        })),
+    )
+    .await;
+    // read the broker's close without answering it
+    match raw.recv_method().await {
+        (1, AMQPClass::Channel(channel::AMQPMethod::Close(c))) => assert_eq!(c.reply_code, 404),
+        other => panic!("expected channel.close, got {other:?}"),
+    }
+    raw.send(
+        1,
+        AMQPClass::Channel(channel::AMQPMethod::Open(channel::Open {})),
+    )
+    .await;
+    let (code, text, class_id, method_id) = raw.expect_connection_close().await;
+    assert_eq!(
+        (code, text.as_str(), class_id, method_id),
+        (504, "CHANNEL_ERROR - second 'channel.open' seen", 20, 10)
+    );
+    broker_still_serves(b.addr).await;
+    b.stop().await;
+}
+
+#[tokio::test]
 async fn unknown_class_or_method_is_540() {
     let b = start().await;
     let mut raw = opened(b.addr).await;

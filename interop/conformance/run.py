@@ -35,6 +35,7 @@ BAR = {
     "amqprs": (15, 0, 1),
     "aiormq": (1036, 0, 1),
     "amqpstorm": (152, 0, 0),
+    "amqp091-go": (116, 0, 0),
 }
 VERSIONS = {"py-amqp": "5.4.2", "kombu": "5.7.0", "amqplib": "2.2.0", "lapin": "4.12.3",
             "amqprs": "2.1.5", "aiormq": "7.2.4",
@@ -327,6 +328,42 @@ def amqpstorm():
                         plugins=["requests"], env=env)
 
 
+GOCODE = Path("/usr/share/gocode")
+AMQP091_GO = GOCODE / "src/github.com/rabbitmq/amqp091-go"
+
+
+def amqp091_go():
+    """RabbitMQ's Go client: the package's tests built with its `integration` tag, which
+    adds the ones that need a broker at AMQP_URL, from Debian's source package (the same
+    copy interop/go uses), in GOPATH mode: nothing is downloaded."""
+    if not shutil.which("go") or not (AMQP091_GO / "integration_test.go").exists():
+        log("needs go and golang-github-rabbitmq-amqp091-go-dev (apt-get install golang-go "
+            "golang-github-rabbitmq-amqp091-go-dev)")
+        return {"passed": 0, "failed": 1, "skipped": 0}
+    broker()
+    work = CACHE / "amqp091-go"
+    work.mkdir(parents=True, exist_ok=True)
+    env = {"AMQP_URL": URL, "GO111MODULE": "off", "GOPATH": str(GOCODE), "GOFLAGS": "",
+           "GOCACHE": str(work / "gocache")}
+    test = ["go", "test", "-tags", "integration", "-count=1", "-v", "-timeout", "600s"]
+    run([*test, "github.com/rabbitmq/amqp091-go"], env=env, timeout=900, out=work / "test.log")
+    text = (work / "test.log").read_text(errors="replace")
+    # top-level results only: subtests are indented
+    results = {name: {"PASS": "passed", "FAIL": "failed", "SKIP": "skipped"}[state]
+               for state, name in re.findall(r"^--- (PASS|FAIL|SKIP): (\S+)", text, re.M)}
+    if not results or ("FAIL" in text.splitlines()[-1] and "failed" not in results.values()):
+        log(text[-3000:])
+        return {"passed": 0, "failed": 1, "skipped": 0}
+    retried = {}
+    failed = [n for n, s in results.items() if s == "failed"]
+    if RETRY and 0 < len(failed) <= 10:
+        run([*test, "-run", "^(" + "|".join(failed) + ")$", "github.com/rabbitmq/amqp091-go"],
+            env=env, timeout=600, out=work / "retry.log")
+        again = (work / "retry.log").read_text(errors="replace")
+        retried = {n: "passed" for n in re.findall(r"^--- PASS: (\S+)", again, re.M)}
+    return summary(results, retried)
+
+
 def amqplib():
     host, port = broker()
     version = VERSIONS["amqplib"]
@@ -533,7 +570,8 @@ conn.close()
 
 
 SUITES = {"smoke": smoke, "py-amqp": py_amqp, "kombu": kombu, "amqplib": amqplib, "lapin": lapin,
-          "amqprs": amqprs, "aiormq": aiormq, "amqpstorm": amqpstorm}
+          "amqprs": amqprs, "aiormq": aiormq, "amqpstorm": amqpstorm,
+          "amqp091-go": amqp091_go}
 
 if __name__ == "__main__":
     if sys.argv[1:] == ["certs", "aiormq"]:

@@ -152,22 +152,28 @@ impl Connection {
                 _ => Err(AmqpError::channel_error("expected 'channel.open'")
                     .caused_by(class_id, method_id)),
             },
-            Some((Phase::Closing, _)) => {
-                match m {
-                    AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => {
-                        self.channels.remove(&ch);
-                    }
-                    AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
-                        self.send_method(
-                            ch,
-                            AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
-                        );
-                        self.channels.remove(&ch);
-                    }
-                    _ => {} // dropped, as the spec asks while a close is in flight
+            // The broker closed the channel and waits for close-ok, as RabbitMQ's closing
+            // channel does: a client close that crossed ours is answered, but the number
+            // stays taken until the client's close-ok (which such a client still sends),
+            // so that close-ok is not taken for a frame on a channel that is not open.
+            Some((Phase::Closing, _)) => match m {
+                AMQPClass::Channel(channel::AMQPMethod::CloseOk(_)) => {
+                    self.channels.remove(&ch);
+                    Ok(())
                 }
-                Ok(())
-            }
+                AMQPClass::Channel(channel::AMQPMethod::Close(_)) => {
+                    self.send_method(
+                        ch,
+                        AMQPClass::Channel(channel::AMQPMethod::CloseOk(channel::CloseOk {})),
+                    );
+                    Ok(())
+                }
+                AMQPClass::Channel(channel::AMQPMethod::Open(_)) => {
+                    Err(AmqpError::channel_error("second 'channel.open' seen")
+                        .caused_by(class_id, method_id))
+                }
+                _ => Ok(()), // dropped, as the spec asks while a close is in flight
+            },
             Some((Phase::Open, true)) => Err(AmqpError::unexpected_frame(format!(
                 "expected content header for class 60, got non content header frame instead ({})",
                 method::method_name(class_id, method_id)
