@@ -1,6 +1,7 @@
 //! The aliveness test and the health checks RabbitMQ's management API offers
-//! (`/api/health/checks/*`, and 3.x's older `/api/healthchecks/node`), answering 200 `{"status":"ok"}` or 503 with the reason, as
-//! container healthchecks and load balancers expect.
+//! (`/api/health/checks/*`, and 3.x's older `/api/healthchecks/node`), answering 200
+//! `{"status":"ok"}` or 503 with the reason, as container healthchecks and load balancers
+//! expect.
 
 use std::sync::Arc;
 
