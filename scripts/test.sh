@@ -42,7 +42,7 @@ if ! command -v rabbitmqadmin >/dev/null; then
 fi
 
 # One release build serves the Rust tests, interop and conformance alike.
-cargo test --release 2>&1 | tee "$LOGDIR/cargo.log"
+cargo test --release --no-fail-fast 2>&1 | tee "$LOGDIR/cargo.log"
 cargo_rc=${PIPESTATUS[0]}
 RP=$(grep -oE 'test result: [a-zA-Z]+\. [0-9]+ passed' "$LOGDIR/cargo.log" | grep -oE '[0-9]+ passed' | awk '{s+=$1} END {print s+0}')
 RF=$(grep -oE '[0-9]+ failed;' "$LOGDIR/cargo.log" | awk '{s+=$1} END {print s+0}')

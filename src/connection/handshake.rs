@@ -139,6 +139,8 @@ fn negotiate(client: u32, server: u32) -> u32 {
     }
 }
 
+/// Runs the handshake up to a connection.open that is accepted; open-ok is left to the
+/// caller (`open_ok`), which registers the connection first.
 pub async fn handshake<R: AsyncRead + Unpin>(
     reader: &mut R,
     rbuf: &mut BytesMut,
@@ -290,11 +292,6 @@ pub async fn handshake<R: AsyncRead + Unpin>(
         .caused_by(10, 40)
         .into());
     }
-    send(
-        writer,
-        0,
-        &AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {})),
-    );
     Ok(Negotiated {
         channel_max,
         frame_max,
@@ -306,6 +303,17 @@ pub async fn handshake<R: AsyncRead + Unpin>(
         blocked_notify,
         client_properties: start_ok.client_properties,
     })
+}
+
+/// Tells the client its connection is open. Sent by the connection's task once it has
+/// registered the connection, so a client that asks the management API right after
+/// connection.open-ok finds itself listed.
+pub fn open_ok(writer: &WriterTx) {
+    send(
+        writer,
+        0,
+        &AMQPClass::Connection(connection::AMQPMethod::OpenOk(connection::OpenOk {})),
+    );
 }
 
 /// What TLS told us about the peer, for SASL EXTERNAL.

@@ -169,6 +169,7 @@ pub fn serve<S: Socket>(
                     (n.frame_max, n.channel_max, n.heartbeat),
                 );
                 broker.connection_registry.add(info.clone());
+                handshake::open_ok(&writer);
                 let vhost = broker.vhost(&info.vhost);
                 let traffic = info.traffic.clone();
                 // boxed: `run` holds the connection across its awaits, and a boxed self
