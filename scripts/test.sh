@@ -28,6 +28,12 @@ command -v chromium >/dev/null || apt_install chromium
 { command -v go >/dev/null && [ -d /usr/share/gocode/src/github.com/rabbitmq/amqp091-go ]; } ||
   apt_install golang-go golang-github-rabbitmq-amqp091-go-dev
 ruby -e 'require "bunny"' 2>/dev/null || apt_install ruby-bunny
+# Celery's integration tests keep their results in Redis: a private redis-server per run,
+# so the package's own instance is stopped at once.
+if ! command -v redis-server >/dev/null; then
+  apt_install redis-server
+  if [ "$(id -u)" = 0 ]; then service redis-server stop; else sudo service redis-server stop; fi >/dev/null 2>&1
+fi
 { command -v php >/dev/null && [ -f /usr/share/php/PhpAmqpLib/autoload.php ] && php -m | grep -qx amqp; } ||
   apt_install php-cli php-amqplib php-amqp
 
