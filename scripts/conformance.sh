@@ -8,7 +8,7 @@ set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${1:-$ROOT/target/release/warren}; shift || true
 . "$ROOT/scripts/broker.sh"
-declare -A BAR=([smoke]=10 [py-amqp]=12 [kombu]=51 [amqplib]=75 [lapin]=17 [amqprs]=15 [aiormq]=1036 [amqpstorm]=152 [amqp091-go]=116 [celery]=390)
+declare -A BAR=([smoke]=10 [py-amqp]=12 [kombu]=51 [amqplib]=75 [lapin]=17 [amqprs]=15 [aiormq]=1036 [amqpstorm]=152 [amqp091-go]=116 [celery]=391)
 SUITES=("$@"); [ ${#SUITES[@]} = 0 ] && SUITES=(smoke py-amqp kombu amqplib lapin amqprs aiormq amqpstorm amqp091-go celery)
 TP=0; TF=0
 for s in "${SUITES[@]}"; do

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The whole test suite, from a clean checkout: installs what the tests need (Debian's
-# amqp-tools, chromium, RabbitMQ's Java and Go clients, Bunny, php-amqplib and php-amqp; pika, aio-pika
+# amqp-tools, chromium, RabbitMQ's Java and Go clients, Bunny, php-amqplib, php-amqp and redis-server; pika, aio-pika
 # and pytest from PyPI; amqplib and playwright-core from npm), builds once in release mode,
 # runs the Rust unit and end-to-end tests, the interop clients and the conformance suites.
 # .ci/run calls exactly this. Last line: N passed, N failed

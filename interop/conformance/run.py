@@ -37,7 +37,7 @@ BAR = {
     "aiormq": (1036, 0, 1),
     "amqpstorm": (152, 0, 0),
     "amqp091-go": (116, 0, 0),
-    "celery": (390, 0, 8),
+    "celery": (391, 0, 8),
 }
 VERSIONS = {"py-amqp": "5.4.2", "kombu": "5.7.0", "amqplib": "2.2.0", "lapin": "4.12.3",
             "amqprs": "2.1.5", "aiormq": "7.2.4",
