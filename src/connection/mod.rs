@@ -16,6 +16,7 @@ mod outbound;
 mod session;
 mod signals;
 pub mod socket;
+mod wake_order;
 mod writer;
 
 use std::collections::HashMap;
@@ -286,10 +287,11 @@ impl Connection {
 
     async fn run<R: AsyncRead + Unpin>(
         mut self: Box<Self>,
-        mut reader: R,
+        reader: R,
         mut rbuf: BytesMut,
         mut requests: inbox::Receiver<ConnectionRequest>,
     ) {
+        let mut reader = wake_order::WakeTracked::new(reader);
         let mut events_rx: Option<inbox::Receiver<ConnEvent>> = None;
         // one future for the rare broker-wide signals, kept across turns of the loop
         let mut signals = PolledOnWake::new(
@@ -341,6 +343,7 @@ impl Connection {
                                 read_hint *= 2;
                             }
                             last_recv = Instant::now();
+                            self.session.routed_since_read = false;
                             // boxed: the handlers' futures are large (a declare
                             // awaits the store), and an idle connection's task should
                             // not carry their space; one allocation per read is cheap

@@ -9,7 +9,7 @@
 //! in `out` until the connection flushes) and never sees another channel's state.
 
 use std::collections::HashSet;
-use std::sync::Arc;
+use std::sync::{Arc, Weak};
 
 use amq_protocol::protocol::AMQPClass;
 
@@ -59,6 +59,10 @@ pub struct Session {
     pub exclusive_queues: Vec<Arc<QueueHandle>>,
     /// This connection has published: the memory alarm applies to it.
     pub published: bool,
+    /// The queue its last routed publish was handed to last (`publish::keep_publish_order`).
+    pub last_publish_queue: Weak<QueueHandle>,
+    /// A publish was routed since the connection last read from its socket.
+    pub routed_since_read: bool,
 }
 
 impl Session {
@@ -84,6 +88,8 @@ impl Session {
             confirm_dirty: Vec::new(),
             exclusive_queues: Vec::new(),
             published: false,
+            last_publish_queue: Weak::new(),
+            routed_since_read: false,
         }
     }
 

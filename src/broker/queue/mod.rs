@@ -109,6 +109,11 @@ impl QueueHandle {
         }
     }
 
+    /// Commands sent to the actor that it has not taken yet.
+    pub fn has_pending(&self) -> bool {
+        self.tx.capacity() < self.tx.max_capacity()
+    }
+
     /// A command for the actor; false when the queue has gone (deleted meanwhile).
     pub async fn send(&self, cmd: QueueCmd) -> bool {
         self.tx.send(cmd).await.is_ok()

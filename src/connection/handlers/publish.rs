@@ -15,6 +15,7 @@ use bytes::Bytes;
 use crate::broker::queue::QueueHandle;
 use crate::connection::channel::{BodyParts, ChannelState, PendingPublish};
 use crate::connection::session::Session;
+use crate::connection::wake_order;
 use crate::model::message::Message;
 use crate::protocol::content::{parse_header, peek_properties};
 use crate::protocol::{reply, AmqpError};
@@ -347,12 +348,43 @@ pub(super) async fn route_and_enqueue(
         return Routed::Dropped;
     }
     metrics.messages_routed.inc();
+    keep_publish_order(s, &targets).await;
     // Only a copy that will be stored, or a queue that may refuse it, holds up the confirm.
     QueueHandle::publish_to(targets, &message, confirm.as_ref(), |q| {
         confirm_via_queues || q.takes_confirm(&message)
     })
     .await;
     Routed::Accepted
+}
+
+/// Publishes to different queues reach their consumers in the order they were published, as
+/// they do from RabbitMQ in practice: Celery revokes a task by broadcasting to its workers'
+/// pidbox queues from one connection and then publishes the next task from another, and a
+/// worker that sees the task first runs it. tokio runs the task it woke last ahead of those
+/// woken before it (its LIFO slot), so without care the newer publish overtakes the older:
+/// - from one connection, a queue woken by this publish overtook the queue the previous
+///   publish woke in the same wake-up: when that queue has not taken its message yet and this
+///   publish goes elsewhere, the connection gives way once so it runs first;
+/// - from two connections whose data one poll of the socket driver found, the connection
+///   woken last ran first: on its first publish after a read, a connection gives way once
+///   when another connection's socket has woken it and it has not run yet.
+///
+/// A stream of publishes to one queue from a lone publisher never gives way.
+async fn keep_publish_order(s: &mut Session, targets: &[Arc<QueueHandle>]) {
+    let mut give_way = !s.routed_since_read && wake_order::others_woken();
+    s.routed_since_read = true;
+    if let Some(previous) = s.last_publish_queue.upgrade() {
+        let same = targets.len() == 1 && Arc::ptr_eq(&targets[0], &previous);
+        give_way |= !same && previous.has_pending();
+    }
+    if give_way {
+        tokio::task::yield_now().await;
+    }
+    if let Some(last) = targets.last() {
+        if !std::ptr::eq(s.last_publish_queue.as_ptr(), Arc::as_ptr(last)) {
+            s.last_publish_queue = Arc::downgrade(last);
+        }
+    }
 }
 
 #[cfg(test)]
