@@ -8,17 +8,18 @@ set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=${1:-$ROOT/target/release/warren}; shift || true
 . "$ROOT/scripts/broker.sh"
-declare -A BAR=([smoke]=10 [py-amqp]=12 [kombu]=51 [amqplib]=75 [lapin]=17 [amqprs]=15 [aiormq]=1036 [amqpstorm]=152 [amqp091-go]=116 [celery]=391)
-SUITES=("$@"); [ ${#SUITES[@]} = 0 ] && SUITES=(smoke py-amqp kombu amqplib lapin amqprs aiormq amqpstorm amqp091-go celery)
+declare -A BAR=([smoke]=10 [py-amqp]=12 [kombu]=51 [amqplib]=75 [lapin]=17 [amqprs]=15 [aiormq]=1036 [aio-pika]=1069 [amqpstorm]=152 [amqp091-go]=116 [celery]=391)
+SUITES=("$@"); [ ${#SUITES[@]} = 0 ] && SUITES=(smoke py-amqp kombu amqplib lapin amqprs aiormq aio-pika amqpstorm amqp091-go celery)
 TP=0; TF=0
 for s in "${SUITES[@]}"; do
   # a fresh broker per suite, as the suites' README advises (leftover durable queues)
   if [ "$s" = amqprs ]; then
     # amqprs' tests log in as user/bitnami, the user of the RabbitMQ container its CI runs
     RABBITMQ_DEFAULT_USER=user RABBITMQ_DEFAULT_PASS=bitnami start_broker "$BIN"
-  elif [ "$s" = aiormq ]; then
+  elif [ "$s" = aiormq ] || [ "$s" = aio-pika ]; then
     # aiormq's tests also connect over TLS, with and without a client certificate signed
-    # by the suite's own CA, to a listener that asks for one and lets clients without in
+    # by the suite's own CA, to a listener that asks for one and lets clients without in;
+    # aio-pika's TLS tests connect to the same kind of listener without a certificate
     certs=$(python3 "$ROOT/interop/conformance/run.py" certs aiormq) || certs=/nonexistent
     AMQPS_PORT=$(free_port)
     start_broker "$BIN" --amqps-listen "127.0.0.1:$AMQPS_PORT" --tls-cert "$certs/server.pem" \
