@@ -169,6 +169,11 @@ def summary(results, retried=None):
 
 # ---- suites --------------------------------------------------------------------------
 
+def deselected(tests):
+    """pytest arguments that leave out each of `tests` (node ids)."""
+    return [arg for test in tests for arg in ("--deselect", test)]
+
+
 def pytest_suite(name, package, paths, extra, prepare=None, plugins=(), env=None,
                  pytest="pytest>=8,<9", timeout=60, suite_timeout=900):
     """The sdist's tests under pytest; `plugins` are more requirements for the venv,
@@ -286,7 +291,7 @@ def aiormq():
     def prepare(py, src, host, port):
         (src / "warren_conformance_fixtures.py").write_text(AIORMQ_FIXTURES)
 
-    deselect = [arg for test in AIORMQ_CLIENT_RACES for arg in ("--deselect", test)]
+    deselect = deselected(AIORMQ_CLIENT_RACES)
     return pytest_suite("aiormq", "aiormq", ["tests"],
                         ["-p", "no:asyncio", "-p", "warren_conformance_fixtures", *deselect],
                         prepare, plugins=["aiomisc-pytest>=2,<3"], env={"PYTHONPATH": str(src)})
@@ -347,7 +352,7 @@ def aio_pika():
         conftest.write_text(text + AIO_PIKA_FIXTURES)
 
     ignore = [f"--ignore={t}" for t in AIO_PIKA_NOT_HERE]
-    deselect = [arg for test in AIO_PIKA_CLIENT_RACES for arg in ("--deselect", test)]
+    deselect = deselected(AIO_PIKA_CLIENT_RACES)
     return pytest_suite("aio-pika", "aio-pika", ["tests"],
                         ["-p", "no:asyncio", *ignore, *deselect],
                         prepare, plugins=["aiomisc-pytest>=2,<3", "shortuuid",
@@ -387,7 +392,7 @@ def amqpstorm():
                          "with HOST, USERNAME, PASSWORD")
             f.write_text(text.replace("HOST, USERNAME, PASSWORD", AMQPSTORM_PORT))
 
-    deselect = [arg for test in AMQPSTORM_NOT_HERE for arg in ("--deselect", test)]
+    deselect = deselected(AMQPSTORM_NOT_HERE)
     env = {"AMQP_HOST": host, "AMQP_PORT": str(port), "AMQP_USERNAME": user,
            "AMQP_PASSWORD": password, "AMQP_URI": URL,
            "AMQP_HTTP_URL": os.environ["MGMT_URL"].rstrip("/")}
@@ -449,7 +454,7 @@ def celery():
         env = {"TEST_BROKER": broker_url, "TEST_BACKEND": f"redis://127.0.0.1:{redis_port}/0",
                "REDIS_HOST": "127.0.0.1", "REDIS_PORT": str(redis_port)}
         ignore = [f"--ignore={t}" for t in CELERY_OTHER_BACKENDS]
-        deselect = [arg for test in CELERY_NOT_HERE for arg in ("--deselect", test)]
+        deselect = deselected(CELERY_NOT_HERE)
         return pytest_suite("celery", "celery", ["t/integration"], [*ignore, *deselect],
                             plugins=CELERY_PLUGINS, env=env, pytest="pytest==9.1.1",
                             timeout=300, suite_timeout=2700)
