@@ -13,6 +13,9 @@ WORKDIR /src
 COPY Cargo.toml Cargo.lock ./
 COPY src src
 COPY config config
+# Cargo.toml names a bench and an example by path; cargo refuses the manifest without them.
+COPY benches benches
+COPY examples examples
 RUN cargo build --release --locked --bin warren --bin warrenctl
 
 FROM debian:bookworm-slim
