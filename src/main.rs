@@ -326,17 +326,19 @@ fn main() -> ExitCode {
         for addr in broker.tls_addrs() {
             tracing::info!("started TLS (SSL) listener on {addr}");
         }
-        for addr in broker.prometheus_addrs() {
-            tracing::info!(
-                "Prometheus metrics: HTTP (non-TLS) listener started on port {}",
-                addr.port()
-            );
+        // RabbitMQ names each HTTP port once; Warren binds 0.0.0.0 and [::] apart, so the
+        // same port would otherwise be announced twice.
+        let ports = |addrs: &[SocketAddr]| {
+            addrs
+                .iter()
+                .map(SocketAddr::port)
+                .collect::<std::collections::BTreeSet<_>>()
+        };
+        for port in ports(broker.prometheus_addrs()) {
+            tracing::info!("Prometheus metrics: HTTP (non-TLS) listener started on port {port}");
         }
-        for addr in broker.management_addrs() {
-            tracing::info!(
-                "Management plugin: HTTP (non-TLS) listener started on port {}",
-                addr.port()
-            );
+        for port in ports(broker.management_addrs()) {
+            tracing::info!("Management plugin: HTTP (non-TLS) listener started on port {port}");
         }
         tracing::info!("Server startup complete; 0 plugins started.");
         wait_for_signal(&broker).await;
