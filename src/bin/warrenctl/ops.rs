@@ -410,26 +410,40 @@ pub fn run(api: &Api, out: &Out, command: OpsCommand) -> Result<(), ApiFailure> 
                 "Testing TCP connections to all active listeners on node {node} ..."
             ));
             let overview = api.get(&["overview"])?.unwrap_or(Value::Null);
-            let mut ports = Vec::new();
-            let mut failed = Vec::new();
+            // As RabbitMQ's CLI: each listening port is tried once, over IPv4 and then IPv6,
+            // so a [::] listener in a container without IPv6 (Docker's default) does not
+            // fail a port that 0.0.0.0 serves.
+            let mut tries: std::collections::BTreeMap<u16, Vec<std::net::IpAddr>> =
+                Default::default();
             for l in overview["listeners"].as_array().into_iter().flatten() {
                 let port = l["port"].as_u64().unwrap_or(0) as u16;
-                let ip = l["ip_address"].as_str().unwrap_or("127.0.0.1");
-                // a wildcard listener is tried on loopback
-                let host = match ip {
-                    "0.0.0.0" => "127.0.0.1",
-                    "::" => "::1",
-                    other => other,
-                };
-                let addr =
-                    std::net::SocketAddr::new(host.parse().unwrap_or([127, 0, 0, 1].into()), port);
-                match std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
-                    Ok(_) => ports.push(port),
-                    Err(e) => failed.push(format!("{addr}: {e}")),
+                let hosts = tries.entry(port).or_default();
+                match l["ip_address"].as_str().unwrap_or("0.0.0.0") {
+                    "0.0.0.0" | "::" => hosts.extend([
+                        std::net::IpAddr::from(std::net::Ipv4Addr::LOCALHOST),
+                        std::net::IpAddr::from(std::net::Ipv6Addr::LOCALHOST),
+                    ]),
+                    other => hosts.extend(other.parse::<std::net::IpAddr>().ok()),
                 }
             }
-            ports.sort_unstable();
-            ports.dedup();
+            let mut ports = Vec::new();
+            let mut failed = Vec::new();
+            for (port, mut hosts) in tries {
+                hosts.sort_by_key(|ip| (ip.is_ipv6(), *ip));
+                hosts.dedup();
+                let mut errors = Vec::new();
+                let reached = hosts.iter().any(|ip| {
+                    let addr = std::net::SocketAddr::new(*ip, port);
+                    std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+                        .map_err(|e| errors.push(format!("{addr}: {e}")))
+                        .is_ok()
+                });
+                if reached {
+                    ports.push(port);
+                } else {
+                    failed.extend(errors);
+                }
+            }
             if !failed.is_empty() {
                 return Err(ApiFailure::Data(format!(
                     "Connection to ports failed: {}",
