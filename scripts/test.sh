@@ -2,7 +2,8 @@
 # The whole test suite, from a clean checkout: installs what the tests need (Debian's
 # amqp-tools, chromium, RabbitMQ's Java and Go clients, Bunny, php-amqplib, php-amqp and redis-server; pika, aio-pika
 # and pytest from PyPI; amqplib and playwright-core from npm), builds once in release mode,
-# runs the Rust unit and end-to-end tests, the interop clients and the conformance suites.
+# runs the Rust unit and end-to-end tests, the interop clients, the Docker image (Debian's
+# docker.io engine when none answers; interop/container/run.sh) and the conformance suites.
 # .ci/run calls exactly this. Last line: N passed, N failed
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -60,6 +61,11 @@ interop/run.sh target/release/warren 2>"$LOGDIR/interop.err" | tee "$LOGDIR/inte
 interop_rc=${PIPESTATUS[0]}
 [ "$interop_rc" != 0 ] && cat "$LOGDIR/interop.err"
 
+echo "== container: the Dockerfile built and run by testcontainers' RabbitMQ module and the docker CLI"
+interop/container/run.sh 2>"$LOGDIR/container.err" | tee "$LOGDIR/container.log"
+container_rc=${PIPESTATUS[0]}
+[ "$container_rc" != 0 ] && tail -60 "$LOGDIR/container.err"
+
 echo "== conformance: other clients' own broker test suites"
 scripts/conformance.sh target/release/warren 2>"$LOGDIR/conformance.err" | tee "$LOGDIR/conformance.log"
 conf_rc=${PIPESTATUS[0]}
@@ -71,9 +77,9 @@ soak_rc=$?
 tail -9 "$LOGDIR/soak.log"
 
 sum() { tail -1 "$1" | grep -oE "[0-9]+ $2" | grep -oE '[0-9]+' || echo 0; }
-TP=$((RP + $(sum "$LOGDIR/interop.log" passed) + $(sum "$LOGDIR/conformance.log" passed) + $(sum "$LOGDIR/soak.log" passed)))
-TF=$((RF + $(sum "$LOGDIR/interop.log" failed) + $(sum "$LOGDIR/conformance.log" failed) + $(sum "$LOGDIR/soak.log" failed)))
+TP=$((RP + $(sum "$LOGDIR/interop.log" passed) + $(sum "$LOGDIR/container.log" passed) + $(sum "$LOGDIR/conformance.log" passed) + $(sum "$LOGDIR/soak.log" passed)))
+TF=$((RF + $(sum "$LOGDIR/interop.log" failed) + $(sum "$LOGDIR/container.log" failed) + $(sum "$LOGDIR/conformance.log" failed) + $(sum "$LOGDIR/soak.log" failed)))
 [ "$soak_rc" != 0 ] && [ "$(sum "$LOGDIR/soak.log" failed)" = 0 ] && TF=$((TF + 1))
-echo "rust: $RP passed, $RF failed | interop: $(tail -1 "$LOGDIR/interop.log") | conformance suites: $(tail -1 "$LOGDIR/conformance.log") | soak: $(tail -1 "$LOGDIR/soak.log")"
+echo "rust: $RP passed, $RF failed | interop: $(tail -1 "$LOGDIR/interop.log") | container: $(tail -1 "$LOGDIR/container.log") | conformance suites: $(tail -1 "$LOGDIR/conformance.log") | soak: $(tail -1 "$LOGDIR/soak.log")"
 echo "$TP passed, $TF failed"
-[ "$cargo_rc" = 0 ] && [ "$interop_rc" = 0 ] && [ "$conf_rc" = 0 ] && [ "$soak_rc" = 0 ]
+[ "$cargo_rc" = 0 ] && [ "$interop_rc" = 0 ] && [ "$container_rc" = 0 ] && [ "$conf_rc" = 0 ] && [ "$soak_rc" = 0 ]
