@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Warren's Dockerfile as a team meets it: `docker build -t warren .`, then the image started by
-# testcontainers' own RabbitMQ module and by plain `docker run` (the stories are in
-# container.test.js).
+# testcontainers' own RabbitMQ modules for Node and Python and by plain `docker run` (the
+# stories are in container.test.js and test_testcontainers.py).
 #
 # Engine: the one at DOCKER_HOST (or /var/run/docker.sock) when it answers. Otherwise a private
 # dockerd from Debian's docker.io, with its data root in ~/.cache/warren-docker (base images and
@@ -93,12 +93,26 @@ echo "container: docker build -t $IMAGE . took $(( $(date +%s) - t0 )) s" >&2
 if [ ! -d "$HERE/node_modules/testcontainers" ] || [ ! -d "$HERE/node_modules/amqplib" ]; then
   (cd "$HERE" && npm install -q --no-audit --no-fund >&2)
 fi
+VENV="$HOME/.cache/warren-container/venv"
+if ! "$VENV/bin/python" -c "import testcontainers.community.rabbitmq, pytest" 2>/dev/null; then
+  python3 -m venv "$VENV" && "$VENV/bin/pip" install -q "testcontainers[rabbitmq]==4.15.0" "pika>=1.3,<2" "pytest>=8" >&2
+fi
+
 # Ryuk, testcontainers' reaper, is an image from Docker Hub; the tests stop what they start.
-(cd "$HERE" && TESTCONTAINERS_RYUK_DISABLED=true WARREN_IMAGE="$IMAGE" \
-  node --test --test-reporter=spec container.test.js) >"$TMP/node.log" 2>&1
-rc=$?
+export TESTCONTAINERS_RYUK_DISABLED=true WARREN_IMAGE="$IMAGE"
+(cd "$HERE" && node --test --test-reporter=spec container.test.js) >"$TMP/node.log" 2>&1
+node_rc=$?
 cat "$TMP/node.log" >&2
 p=$(grep -E '^ℹ pass' "$TMP/node.log" | grep -oE '[0-9]+'); f=$(grep -E '^ℹ fail' "$TMP/node.log" | grep -oE '[0-9]+')
-[ "$rc" != 0 ] && [ "${f:-0}" = 0 ] && f=1
-echo "${p:-0} passed, ${f:-1} failed"
-exit $rc
+p=${p:-0}; f=${f:-1}
+[ "$node_rc" != 0 ] && [ "$f" = 0 ] && f=1
+
+(cd "$HERE" && "$VENV/bin/python" -m pytest -q -p no:cacheprovider test_testcontainers.py) >"$TMP/py.log" 2>&1
+py_rc=$?
+cat "$TMP/py.log" >&2
+pp=$(tail -1 "$TMP/py.log" | grep -oE '[0-9]+ passed' | grep -oE '[0-9]+'); pf=$(tail -1 "$TMP/py.log" | grep -oE '[0-9]+ (failed|error)' | awk '{s+=$1} END {print s+0}')
+pp=${pp:-0}; pf=${pf:-0}
+[ "$py_rc" != 0 ] && [ "$pf" = 0 ] && pf=1
+
+echo "$((p + pp)) passed, $((f + pf)) failed"
+[ "$node_rc" = 0 ] && [ "$py_rc" = 0 ]
