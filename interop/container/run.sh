@@ -4,7 +4,8 @@
 # stories are in container.test.js and test_testcontainers.py).
 #
 # Engine: the one at DOCKER_HOST (or /var/run/docker.sock) when it answers. Otherwise a private
-# dockerd from Debian's docker.io, with its data root in ~/.cache/warren-docker (base images and
+# dockerd from Debian's docker.io, with its data root in ~/.cache/warren-docker or INTEROP_DOCKER_ROOT
+# (not WARREN_*: the broker takes every WARREN_ variable as a setting; base images and
 # build layers are kept between runs) and its sockets under a temp dir; it is stopped at the end.
 # Base images: pulled when a registry answers. When none does (CI and this machine reach Debian's
 # mirror but no container registry), the private engine gets the two images the Dockerfile names
@@ -20,7 +21,7 @@ HERE="$ROOT/interop/container"
 IMAGE=warren-under-test
 TMP=$(mktemp -d /tmp/warren-docker.XXXXXX)
 DOCKERD_PID=
-DATA_ROOT=${WARREN_DOCKER_ROOT:-$HOME/.cache/warren-docker}
+DATA_ROOT=${INTEROP_DOCKER_ROOT:-$HOME/.cache/warren-docker}
 
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 fail() { echo "container: $*" >&2; echo "0 passed, 1 failed"; exit 1; }
