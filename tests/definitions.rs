@@ -36,6 +36,10 @@ async fn a_rabbitmq_export_imports_and_exports_again_unchanged() {
 
     let (status, warren) = api.get("/api/definitions").await;
     assert_eq!(status, 200);
+    // older scripts still read it by RabbitMQ's former name
+    let (status, old_name) = api.get("/api/all-configuration").await;
+    assert_eq!(status, 200);
+    assert_eq!(old_name, warren);
     for key in [
         "queues",
         "exchanges",

@@ -37,6 +37,8 @@ type ApiResult = Result<Response, ApiError>;
 pub fn routes() -> Router<Arc<BrokerState>> {
     Router::new()
         .route("/api/definitions", get(export_all).post(import_all))
+        // RabbitMQ keeps the old name of the same resource for older scripts.
+        .route("/api/all-configuration", get(export_all).post(import_all))
         .route(
             "/api/definitions/{vhost}",
             get(export_vhost).post(import_vhost),
