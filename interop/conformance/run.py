@@ -202,6 +202,11 @@ def pytest_suite(name, package, paths, extra, prepare=None, plugins=(), env=None
         run([*base, *ids, f"--junitxml={work / 'junit-retry.xml'}"], cwd=src, env=env,
             out=work / "pytest-retry.log", timeout=suite_timeout)
         retried = junit(work / "junit-retry.xml")
+        # why each failed, twice: CI's log keeps only this output, not pytest's logs
+        again_text = (work / "pytest-retry.log").read_text(errors="replace")
+        for text in (log_text, again_text):
+            for line in re.findall(r"^(?:FAILED|ERROR) \S+::\S+ - .*$", text, re.M)[:20]:
+                log(line[:300])
     if not results:
         log(log_text[-3000:])
     return summary(results, retried)
