@@ -116,9 +116,11 @@ def sdist(name, version, dest):
 # ---- results -----------------------------------------------------------------------
 
 def junit(path, repeated_names_are_tests=False):
-    """{test id: 'passed'|'failed'|'skipped'} from a JUnit XML file. pytest may list one
-    test twice (a teardown error after the call): the worst counts. node --test repeats
-    a name in different suites: each is a test of its own."""
+    """{test id: 'passed'|'failed'|'skipped'} from a JUnit XML file. pytest lists one test
+    more than once in two cases, and in both the last entry is its verdict: a teardown error
+    comes after the call that passed, and a test the suite marks flaky (pytest-rerunfailures)
+    has one entry per attempt, its failing subtests' reports wherever pytest put them. node
+    --test repeats a name in different suites: each is a test of its own."""
     out = {}
     try:
         root = ET.parse(path).getroot()
@@ -134,10 +136,20 @@ def junit(path, repeated_names_are_tests=False):
             while f"{key}#{n}" in out:
                 n += 1
             key = f"{key}#{n}"
-        elif out.get(key) == "failed":
-            continue
+        out.pop(key, None)  # keep the file's order: the last attempt is the last entry
         out[key] = state
     return out
+
+
+def pytest_failed(log_text):
+    """The JUnit ids (classname::name) of the tests pytest's own short summary reports failed
+    or errored, subtests included. `t/a/test_b.py::Cls::test_c[x]` is `t.a.test_b.Cls::test_c[x]`
+    in JUnit."""
+    ids = set()
+    for node in re.findall(r"^(?:FAILED|ERROR|SUBFAILED(?:\(.*?\))?) (\S+::\S+)", log_text, re.M):
+        path, *rest = node.split("::")
+        ids.add(".".join([path.removesuffix(".py").replace("/", "."), *rest[:-1]]) + "::" + rest[-1])
+    return ids
 
 
 def libtest(path):
@@ -197,6 +209,10 @@ def pytest_suite(name, package, paths, extra, prepare=None, plugins=(), env=None
     # pytest's own short summary names the failed tests as it takes them on the command line
     log_text = (work / "pytest.log").read_text(errors="replace")
     ids = sorted(set(re.findall(r"^(?:FAILED|ERROR) (\S+::\S+)", log_text, re.M)))
+    # a test fails if its last attempt failed or pytest says so: neither alone is trusted
+    # to hide the other's failure
+    for key in pytest_failed(log_text):
+        results[key] = "failed"
     retried = {}
     if RETRY and 0 < len(ids) <= 20:
         run([*base, *ids, f"--junitxml={work / 'junit-retry.xml'}"], cwd=src, env=env,
@@ -204,6 +220,8 @@ def pytest_suite(name, package, paths, extra, prepare=None, plugins=(), env=None
         retried = junit(work / "junit-retry.xml")
         # why each failed, twice: CI's log keeps only this output, not pytest's logs
         again_text = (work / "pytest-retry.log").read_text(errors="replace")
+        for key in pytest_failed(again_text):
+            retried[key] = "failed"
         for text in (log_text, again_text):
             for line in re.findall(r"^(?:FAILED|ERROR) \S+::\S+ - .*$", text, re.M)[:20]:
                 log(line[:300])
