@@ -144,7 +144,8 @@ def junit(path, repeated_names_are_tests=False):
 def pytest_failed(log_text):
     """The JUnit ids (classname::name) of the tests pytest's own short summary reports failed
     or errored, subtests included. `t/a/test_b.py::Cls::test_c[x]` is `t.a.test_b.Cls::test_c[x]`
-    in JUnit."""
+    in JUnit; callers only mark ids the JUnit file has, so a node id this spells otherwise
+    cannot count one failure twice."""
     ids = set()
     for node in re.findall(r"^(?:FAILED|ERROR|SUBFAILED(?:\(.*?\))?) (\S+::\S+)", log_text, re.M):
         path, *rest = node.split("::")
@@ -211,7 +212,7 @@ def pytest_suite(name, package, paths, extra, prepare=None, plugins=(), env=None
     ids = sorted(set(re.findall(r"^(?:FAILED|ERROR) (\S+::\S+)", log_text, re.M)))
     # a test fails if its last attempt failed or pytest says so: neither alone is trusted
     # to hide the other's failure
-    for key in pytest_failed(log_text):
+    for key in pytest_failed(log_text) & results.keys():
         results[key] = "failed"
     retried = {}
     if RETRY and 0 < len(ids) <= 20:
@@ -220,7 +221,7 @@ def pytest_suite(name, package, paths, extra, prepare=None, plugins=(), env=None
         retried = junit(work / "junit-retry.xml")
         # why each failed, twice: CI's log keeps only this output, not pytest's logs
         again_text = (work / "pytest-retry.log").read_text(errors="replace")
-        for key in pytest_failed(again_text):
+        for key in pytest_failed(again_text) & retried.keys():
             retried[key] = "failed"
         for text in (log_text, again_text):
             for line in re.findall(r"^(?:FAILED|ERROR) \S+::\S+ - .*$", text, re.M)[:20]:
