@@ -356,8 +356,16 @@ test('an administrator adds a user, a virtual host, a permission and a limit', a
   await login('ui-ops', 'ops-secret');
   await page.waitForSelector('#overview');
   assert.ok(await page.isHidden('#nav-admin'));
-  await management('DELETE', '/vhosts/ui-staging');
+
+  // the administrator removes that user while it is signed in: its next refresh is refused
+  // and the UI goes back to the login, saying why (the page polls every second, so the
+  // refusal is certain and comes within the wait)
+  allowedErrors.push(/status of 401/); // the refused refresh's own answer
   await management('DELETE', '/users/ui-ops');
+  await page.waitForSelector('#login-error:not([hidden])');
+  assert.match(await page.textContent('#login-error'), /^Signed out: /);
+  assert.ok(await page.isHidden('#app'));
+  await management('DELETE', '/vhosts/ui-staging');
 });
 
 test('the queue list stays usable with 10,000 queues: the server pages, filters and sorts', async () => {
