@@ -301,6 +301,7 @@ impl Connection {
                 vhost_deleted: self.session.vhost.deleted.subscribe(),
                 users_deleted: self.session.broker.users_deleted.subscribe(),
             }
+            .catch_up(self.session.broker.users.get(&self.session.user).is_none())
             .next(),
         );
         let hb = self.heartbeat;

@@ -38,6 +38,24 @@ pub struct Signals {
 }
 
 impl Signals {
+    /// Also report what happened before these receivers existed. A subscription starts
+    /// with the current value seen, and the connection subscribes only after its
+    /// handshake found the vhost and the user: a vhost deleted or a broker stopping in
+    /// between (another thread can run the whole deletion while this one is descheduled)
+    /// would otherwise leave the connection open on a vhost that is gone.
+    pub fn catch_up(mut self, user_gone: bool) -> Self {
+        if *self.vhost_deleted.borrow() {
+            self.vhost_deleted.mark_changed();
+        }
+        if *self.shutdown.borrow() {
+            self.shutdown.mark_changed();
+        }
+        if user_gone {
+            self.users_deleted.mark_changed();
+        }
+        self
+    }
+
     /// The next signal, and the receivers back for waiting on the one after.
     pub async fn next(mut self) -> (Signal, Self) {
         // a receiver whose sender is gone never fires again (shutdown's does: the broker
@@ -159,6 +177,47 @@ mod tests {
             "the send woke it, so it is polled and ready"
         );
         assert_eq!(polls.load(Ordering::SeqCst), 2);
+    }
+
+    #[tokio::test]
+    async fn a_vhost_deleted_before_the_connection_subscribed_still_closes_it() {
+        let (_alarm_tx, alarm) = watch::channel(false);
+        let (_shutdown_tx, shutdown) = watch::channel(false);
+        let (vhost_tx, _) = watch::channel(false);
+        let (_users_tx, users_deleted) = watch::channel(0u64);
+        // the deletion runs between the handshake and the connection's subscription
+        vhost_tx.send_replace(true);
+        let signals = Signals {
+            alarm,
+            shutdown,
+            vhost_deleted: vhost_tx.subscribe(),
+            users_deleted,
+        }
+        .catch_up(false);
+        let (signal, _) = tokio::time::timeout(std::time::Duration::from_secs(5), signals.next())
+            .await
+            .expect("the deletion is seen, not waited for");
+        assert_eq!(signal, Signal::VhostDeleted);
+    }
+
+    #[tokio::test]
+    async fn a_user_deleted_before_the_connection_subscribed_is_looked_at() {
+        let (_alarm_tx, alarm) = watch::channel(false);
+        let (_shutdown_tx, shutdown) = watch::channel(false);
+        let (_vhost_tx, vhost_deleted) = watch::channel(false);
+        let (users_tx, _) = watch::channel(0u64);
+        users_tx.send_modify(|n| *n += 1);
+        let signals = Signals {
+            alarm,
+            shutdown,
+            vhost_deleted,
+            users_deleted: users_tx.subscribe(),
+        }
+        .catch_up(true);
+        let (signal, _) = tokio::time::timeout(std::time::Duration::from_secs(5), signals.next())
+            .await
+            .expect("the deletion is seen, not waited for");
+        assert_eq!(signal, Signal::UserDeleted);
     }
 
     #[tokio::test]

@@ -362,7 +362,8 @@ impl Broker {
         for t in &self.accept_tasks {
             t.abort();
         }
-        let _ = self.state.shutdown.send(true);
+        // stored even with no connection watching: one that subscribes later reads it
+        self.state.shutdown.send_replace(true);
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         while self.state.connections.load(Ordering::Relaxed) > 0
             && tokio::time::Instant::now() < deadline

@@ -299,7 +299,8 @@ impl VHost {
     /// every queue (each actor removes its messages and definitions from the store) and
     /// every exchange with its bindings.
     pub async fn delete_everything(&self) {
-        let _ = self.deleted.send(true);
+        // stored even with no connection watching: one that subscribes later reads it
+        self.deleted.send_replace(true);
         let queues: Vec<Arc<QueueHandle>> = self.queues.iter().map(|q| q.clone()).collect();
         for q in queues {
             let _ = self.delete_queue(&q, false, false).await;
