@@ -179,62 +179,64 @@ mod tests {
         assert_eq!(polls.load(Ordering::SeqCst), 2);
     }
 
-    #[tokio::test]
-    async fn a_vhost_deleted_before_the_connection_subscribed_still_closes_it() {
-        let (_alarm_tx, alarm) = watch::channel(false);
-        let (_shutdown_tx, shutdown) = watch::channel(false);
-        let (vhost_tx, _) = watch::channel(false);
-        let (_users_tx, users_deleted) = watch::channel(0u64);
-        // the deletion runs between the handshake and the connection's subscription
-        vhost_tx.send_replace(true);
-        let signals = Signals {
-            alarm,
-            shutdown,
-            vhost_deleted: vhost_tx.subscribe(),
-            users_deleted,
-        }
-        .catch_up(false);
-        let (signal, _) = tokio::time::timeout(std::time::Duration::from_secs(5), signals.next())
-            .await
-            .expect("the deletion is seen, not waited for");
-        assert_eq!(signal, Signal::VhostDeleted);
+    /// The broker's side of the four channels.
+    struct Senders {
+        alarm: watch::Sender<bool>,
+        _shutdown: watch::Sender<bool>,
+        vhost_deleted: watch::Sender<bool>,
+        users_deleted: watch::Sender<u64>,
     }
 
-    #[tokio::test]
-    async fn a_user_deleted_before_the_connection_subscribed_is_looked_at() {
-        let (_alarm_tx, alarm) = watch::channel(false);
-        let (_shutdown_tx, shutdown) = watch::channel(false);
-        let (_vhost_tx, vhost_deleted) = watch::channel(false);
-        let (users_tx, _) = watch::channel(0u64);
-        users_tx.send_modify(|n| *n += 1);
+    /// A connection's signals over four quiet channels, and their senders.
+    fn quiet_signals() -> (Senders, Signals) {
+        let (alarm_tx, alarm) = watch::channel(false);
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let (vhost_tx, vhost_deleted) = watch::channel(false);
+        let (users_tx, users_deleted) = watch::channel(0u64);
+        let senders = Senders {
+            alarm: alarm_tx,
+            _shutdown: shutdown_tx,
+            vhost_deleted: vhost_tx,
+            users_deleted: users_tx,
+        };
         let signals = Signals {
             alarm,
             shutdown,
             vhost_deleted,
-            users_deleted: users_tx.subscribe(),
-        }
-        .catch_up(true);
-        let (signal, _) = tokio::time::timeout(std::time::Duration::from_secs(5), signals.next())
+            users_deleted,
+        };
+        (senders, signals)
+    }
+
+    async fn first(signals: Signals) -> Signal {
+        tokio::time::timeout(std::time::Duration::from_secs(5), signals.next())
             .await
-            .expect("the deletion is seen, not waited for");
-        assert_eq!(signal, Signal::UserDeleted);
+            .expect("the signal is seen, not waited for")
+            .0
+    }
+
+    #[tokio::test]
+    async fn a_vhost_deleted_before_the_connection_subscribed_still_closes_it() {
+        let (tx, mut signals) = quiet_signals();
+        // the deletion runs between the handshake and the connection's subscription
+        tx.vhost_deleted.send_replace(true);
+        signals.vhost_deleted = tx.vhost_deleted.subscribe();
+        assert_eq!(first(signals.catch_up(false)).await, Signal::VhostDeleted);
+    }
+
+    #[tokio::test]
+    async fn a_user_deleted_before_the_connection_subscribed_is_looked_at() {
+        let (tx, mut signals) = quiet_signals();
+        tx.users_deleted.send_modify(|n| *n += 1);
+        signals.users_deleted = tx.users_deleted.subscribe();
+        assert_eq!(first(signals.catch_up(true)).await, Signal::UserDeleted);
     }
 
     #[tokio::test]
     async fn a_signal_reaches_a_connection_waiting_through_it() {
-        let (alarm_tx, alarm) = watch::channel(false);
-        let (_shutdown_tx, shutdown) = watch::channel(false);
-        let (_vhost_tx, vhost_deleted) = watch::channel(false);
-        let (_users_tx, users_deleted) = watch::channel(0u64);
-        let mut signals = PolledOnWake::new(
-            Signals {
-                alarm,
-                shutdown,
-                vhost_deleted,
-                users_deleted,
-            }
-            .next(),
-        );
+        let (tx, quiet) = quiet_signals();
+        let alarm_tx = tx.alarm;
+        let mut signals = PolledOnWake::new(quiet.next());
         let raise = tokio::spawn(async move {
             tokio::task::yield_now().await;
             alarm_tx.send(true).expect("receiver alive");
