@@ -286,11 +286,11 @@ async fn publish(vhost: &VHost, dl: DeadLetter) {
         }
     };
     let m = &dl.message;
-    let headers = headers_of(&m.properties);
-    let expiration = peek_properties(&m.properties)
+    let headers = headers_of(m.properties());
+    let expiration = peek_properties(m.properties())
         .unwrap_or_default()
         .expiration
-        .map(|r| String::from_utf8_lossy(&m.properties[r]).into_owned());
+        .map(|r| String::from_utf8_lossy(&m.properties()[r]).into_owned());
     let (headers, keys) = after_death(
         headers,
         &Death {
@@ -303,7 +303,7 @@ async fn publish(vhost: &VHost, dl: DeadLetter) {
             time: now_secs(),
         },
     );
-    let Ok(properties) = rewrite_properties(&m.properties, Some(&headers), true) else {
+    let Ok(properties) = rewrite_properties(m.properties(), Some(&headers), true) else {
         return;
     };
     // a new message: published to the dead-letter exchange, stored under its own id

@@ -62,21 +62,21 @@ pub fn requested_delay(headers: &FieldTable) -> Option<u64> {
 /// 32-bit integer, as the plugin writes it), so a delayed exchange further on routes it
 /// at once and consumers can tell it was delayed.
 pub fn as_released(message: &Message, delay: u64) -> Message {
-    let mut headers = headers_of(&message.properties);
+    let mut headers = headers_of(message.properties());
     let negated = -(delay as i64);
     let value = match i32::try_from(negated) {
         Ok(n) => AMQPValue::LongInt(n),
         Err(_) => AMQPValue::LongLongInt(negated),
     };
     headers.insert("x-delay".into(), value);
-    match rewrite_properties(&message.properties, Some(&headers), false) {
+    match rewrite_properties(message.properties(), Some(&headers), false) {
         Ok(properties) => message.with_properties(properties),
-        Err(_) => message.with_properties(message.properties.clone()),
+        Err(_) => message.with_properties(message.content.properties_bytes()),
     }
 }
 
 fn size(m: &Message) -> usize {
-    m.properties.len() + m.body.len()
+    m.properties().len() + m.body().len()
 }
 
 /// One publish held back until `due` (wall-clock milliseconds).

@@ -100,8 +100,8 @@ impl Outbound {
         encode_content(
             &mut self.buf,
             channel,
-            &m.properties,
-            &m.body,
+            m.properties(),
+            m.body(),
             self.frame_max,
         );
     }

@@ -98,7 +98,7 @@ async fn aliveness_test(
         .await
         .flatten();
     match got {
-        Some((m, _)) if m.message.body.as_ref() == b"test_message" => {
+        Some((m, _)) if m.message.body() == b"test_message" => {
             Ok(Json(json!({"status": "ok"})).into_response())
         }
         _ => Ok((

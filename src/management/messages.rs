@@ -22,7 +22,7 @@ use super::{ApiError, Authenticated};
 use crate::broker::permissions::{Access, ResourceKind};
 use crate::broker::queue::QueueCmd;
 use crate::broker::BrokerState;
-use crate::model::message::{Accounted, Message};
+use crate::model::message::{Content, Message};
 use crate::protocol::content::peek_properties;
 
 type St = State<Arc<BrokerState>>;
@@ -158,14 +158,12 @@ async fn publish(
             })?),
         };
     let message = Arc::new(Message {
-        accounted: Accounted::new(&properties, &body),
+        content: Content::new(properties, body),
         persistent: peek.persistent(),
         priority: peek.priority.unwrap_or(0),
         expiration,
         exchange: exchange.into(),
         routing_key: routing_key.into(),
-        properties,
-        body,
         store_id: crate::model::message::next_store_id(),
     });
     state
@@ -240,7 +238,7 @@ async fn get_messages(
             .await
             .flatten();
         let Some((m, remaining)) = got else { break };
-        let body = &m.message.body;
+        let body = m.message.body();
         let shown = &body[..truncate.map_or(body.len(), |t| t.min(body.len()))];
         let (payload, encoding) = match std::str::from_utf8(shown) {
             Ok(s) if !base64_only => (s.to_owned(), "string"),
@@ -255,7 +253,7 @@ async fn get_messages(
             "exchange": m.message.exchange.as_ref(),
             "routing_key": m.message.routing_key.as_ref(),
             "message_count": remaining,
-            "properties": properties_to_json(&m.message.properties),
+            "properties": properties_to_json(m.message.properties()),
             "payload": payload,
             "payload_encoding": encoding,
         }));

@@ -182,8 +182,8 @@ impl Tables<'_> {
             let record = codec::encode_message(
                 &message.exchange,
                 &message.routing_key,
-                &message.properties,
-                &message.body,
+                message.properties(),
+                message.body(),
             );
             self.messages.insert(id, record.as_slice())?;
         }
@@ -382,14 +382,12 @@ mod tests {
 
     fn message(id: u64, body: &'static [u8]) -> Arc<Message> {
         Arc::new(Message {
-            accounted: crate::model::message::Accounted::new(
-                &Bytes::from_static(&[0, 0]),
-                &Bytes::from_static(body),
+            content: crate::model::message::Content::new(
+                Bytes::from_static(&[0, 0]),
+                Bytes::from_static(body),
             ),
             exchange: "ex".into(),
             routing_key: "rk".into(),
-            properties: Bytes::from_static(&[0, 0]),
-            body: Bytes::from_static(body),
             persistent: true,
             priority: 0,
             expiration: None,

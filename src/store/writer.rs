@@ -129,11 +129,9 @@ mod tests {
             queue: q.into(),
             seq,
             message: Arc::new(Message {
-                accounted: crate::model::message::Accounted::new(&Bytes::new(), &Bytes::new()),
+                content: crate::model::message::Content::new(Bytes::new(), Bytes::new()),
                 exchange: "".into(),
                 routing_key: q.into(),
-                properties: Bytes::new(),
-                body: Bytes::new(),
                 persistent: true,
                 priority: 0,
                 expiration: None,

@@ -506,7 +506,7 @@ impl QueueActor {
     }
 
     fn info(&mut self) -> QueueInfo {
-        let unacked_bytes = self.unacked.values().map(|m| m.message.body.len() as u64);
+        let unacked_bytes = self.unacked.values().map(|m| m.message.body().len() as u64);
         // what the store keeps: nothing without one, every message in a quorum queue,
         // else the persistent ones
         let messages_persistent = if !self.journal.stores(true) {
@@ -518,7 +518,7 @@ impl QueueActor {
             self.ready.persistent() + unacked.count()
         };
         let head_message_timestamp = match self.ready.head().map(|e| &e.payload) {
-            Some(Payload::Loaded(m)) => peek_properties(&m.properties)
+            Some(Payload::Loaded(m)) => peek_properties(m.properties())
                 .ok()
                 .and_then(|p| p.timestamp),
             _ => None,
@@ -601,7 +601,7 @@ impl QueueActor {
         if self.limits.refuses(
             self.ready.len(),
             self.ready.body_bytes(),
-            message.body.len(),
+            message.body().len(),
         ) {
             // reject-publish: refused before any consumer sees it, as RabbitMQ does
             if let Some(token) = &confirm {
@@ -768,12 +768,12 @@ fn earliest(a: Option<Instant>, b: Option<Instant>) -> Option<Instant> {
 
 /// The same message with `x-delivery-count` set, as a quorum queue redelivers it.
 fn with_delivery_count(m: &Arc<Message>, count: u32) -> Arc<Message> {
-    let mut headers = headers_of(&m.properties);
+    let mut headers = headers_of(m.properties());
     headers.insert(
         "x-delivery-count".into(),
         amq_protocol::types::AMQPValue::LongLongInt(i64::from(count)),
     );
-    let Ok(properties) = rewrite_properties(&m.properties, Some(&headers), false) else {
+    let Ok(properties) = rewrite_properties(m.properties(), Some(&headers), false) else {
         return m.clone();
     };
     Arc::new(m.with_properties(properties))

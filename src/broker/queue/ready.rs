@@ -62,14 +62,14 @@ impl ReadyEntry {
 
     fn bytes(&self) -> usize {
         match &self.payload {
-            Payload::Loaded(m) => m.body.len() + m.properties.len(),
+            Payload::Loaded(m) => m.body().len() + m.properties().len(),
             Payload::Paged { .. } => 0,
         }
     }
 
     fn body_bytes(&self) -> usize {
         match &self.payload {
-            Payload::Loaded(m) => m.body.len(),
+            Payload::Loaded(m) => m.body().len(),
             Payload::Paged { .. } => 0,
         }
     }
@@ -268,8 +268,8 @@ impl ReadyList {
         for (((l, i), _), m) in wanted.into_iter().zip(loaded) {
             match m {
                 Some(m) => {
-                    self.loaded_bytes += m.body.len() + m.properties.len();
-                    self.body_bytes += m.body.len();
+                    self.loaded_bytes += m.body().len() + m.properties().len();
+                    self.body_bytes += m.body().len();
                     self.paged -= 1;
                     // paged entries count as persistent; a loaded one says for itself
                     self.persistent -= usize::from(!m.persistent);
@@ -353,14 +353,12 @@ mod tests {
 
     fn message(priority: u8, store_id: u64) -> Arc<Message> {
         Arc::new(Message {
-            accounted: crate::model::message::Accounted::new(
-                &Bytes::new(),
-                &Bytes::from_static(b"0123456789"),
+            content: crate::model::message::Content::new(
+                Bytes::new(),
+                Bytes::from_static(b"0123456789"),
             ),
             exchange: "".into(),
             routing_key: "q".into(),
-            properties: Bytes::new(),
-            body: Bytes::from_static(b"0123456789"),
             persistent: store_id != 0,
             priority,
             expiration: None,

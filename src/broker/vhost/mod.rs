@@ -186,7 +186,7 @@ impl VHost {
         if !self.exchanges.get(message.exchange.as_ref())?.delayed {
             return None;
         }
-        requested_delay(&headers_of(&message.properties))
+        requested_delay(&headers_of(message.properties()))
     }
 
     /// Hand a message to this vhost's delay task, to be routed `delay` ms from now; the

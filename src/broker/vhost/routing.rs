@@ -60,7 +60,7 @@ impl VHost {
 
     /// `message` through exchange `x`, its headers decoded only if a headers exchange asks.
     fn route_via(&self, x: &Exchange, message: &Message, out: &mut Vec<Arc<QueueHandle>>) {
-        let props = &message.properties;
+        let props = message.properties();
         let mut headers = || {
             let range = peek_properties(props).ok()?.headers?;
             decode_headers(props, range).ok()

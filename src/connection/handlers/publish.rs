@@ -16,29 +16,10 @@ use crate::broker::queue::QueueHandle;
 use crate::connection::channel::{BodyParts, ChannelState, PendingPublish};
 use crate::connection::session::Session;
 use crate::connection::wake_order;
-use crate::model::message::Message;
+use crate::model::message::{Content, Message};
 use crate::protocol::content::{parse_header, peek_properties};
 use crate::protocol::{reply, AmqpError};
 use crate::store::{Completion, ConfirmToken};
-
-/// Small messages are copied out of the read buffer into one exact-size allocation: zero-copy
-/// slices would pin the whole read chunk, frame headers and method frames included, for as
-/// long as the message sits in a queue. Large bodies stay zero-copy.
-const COMPACT_BELOW: usize = 2048;
-
-fn compact(properties: Bytes, body: Bytes) -> (Bytes, Bytes) {
-    if properties.len() + body.len() > COMPACT_BELOW {
-        return (properties, body);
-    }
-    let mut both = bytes::BytesMut::with_capacity(properties.len() + body.len());
-    both.extend_from_slice(&properties);
-    both.extend_from_slice(&body);
-    let both = both.freeze();
-    (
-        both.slice(..properties.len()),
-        both.slice(properties.len()..),
-    )
-}
 
 /// The expiration property as RabbitMQ reads it (Erlang's `string:to_integer`, then its
 /// ten-year bound): milliseconds, or the term RabbitMQ puts in its 406 text.
@@ -227,16 +208,13 @@ async fn complete_publish(s: &mut Session, ch: &mut ChannelState) -> Result<(), 
             Some(rewritten) => rewritten,
             None => header.properties,
         };
-    let (properties, body) = compact(properties, p.body.into_bytes());
     let message = Arc::new(Message {
-        accounted: crate::model::message::Accounted::new(&properties, &body),
+        content: Content::new(properties, p.body.into_bytes()),
         persistent,
         priority: peek.priority.unwrap_or(0),
         expiration,
         exchange: p.exchange,
         routing_key: p.routing_key,
-        properties,
-        body,
         store_id: crate::model::message::next_store_id(),
     });
     s.broker
