@@ -1,0 +1,310 @@
+//! The floor under the fixed-rate rows of `bench/compare.sh` (latency-each, amqprs-10k): how
+//! much CPU a process spends per message when it does nothing but move bytes in the shape a
+//! broker moves them, so Warren's CPU per message can be split into what the sockets and
+//! wake-ups cost on this host and what Warren itself adds.
+//!
+//! The relay speaks no AMQP. It takes fixed-size records sized like a 100-byte message's
+//! frames: a publish (150 bytes) becomes a delivery (170 bytes) and each delivery is answered
+//! by an ack (21 bytes, a basic.ack frame). With `--workers 1` or more it hands them along
+//! Warren's hops (publisher connection task -> queue task with a prefetch of 200 -> consumer
+//! connection task, acks back to the queue task) on that many tokio workers; with
+//! `--workers 0` one task reads publishes and writes deliveries inline, the least any process
+//! can do for this traffic. The client is shaped like `warren-perf latency --write-per-publish
+//! --ack-every 1`: one thread, a 1 ms tick sending rate/1000 records each written on its own,
+//! an ack written per delivery. It reads the relay's CPU from /proc over the measured window.
+//!
+//! `cargo run --release --example relay_floor -- relay PORT [WORKERS]` in one shell,
+//! `cargo run --release --example relay_floor -- client PORT RATE SECONDS RELAY_PID` in another;
+//! the client prints one JSON object.
+use std::collections::VecDeque;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::mpsc;
+
+const PUBLISH: usize = 150; // ~ basic.publish + header + 100-byte body frames
+const DELIVER: usize = 170; // ~ basic.deliver + header + body
+const ACK: usize = 21; // basic.ack frame
+const PREFETCH: usize = 200;
+
+enum Cmd {
+    Publish(Vec<u8>),
+    Ack,
+    Consumer(mpsc::UnboundedSender<Vec<u8>>),
+}
+
+async fn queue(mut rx: mpsc::Receiver<Cmd>) {
+    let mut ready: VecDeque<Vec<u8>> = VecDeque::new();
+    let mut consumer: Option<mpsc::UnboundedSender<Vec<u8>>> = None;
+    let mut credit = PREFETCH;
+    while let Some(cmd) = rx.recv().await {
+        match cmd {
+            Cmd::Publish(m) => ready.push_back(m),
+            Cmd::Ack => credit += 1,
+            Cmd::Consumer(tx) => consumer = Some(tx),
+        }
+        if let Some(tx) = &consumer {
+            while credit > 0 {
+                let Some(m) = ready.pop_front() else { break };
+                credit -= 1;
+                let _ = tx.send(m);
+            }
+        }
+    }
+}
+
+async fn publisher_conn(mut s: TcpStream, q: mpsc::Sender<Cmd>) {
+    let mut buf = vec![0u8; 65536];
+    let mut have = 0;
+    loop {
+        let n = match s.read(&mut buf[have..]).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => n,
+        };
+        have += n;
+        let mut at = 0;
+        while have - at >= PUBLISH {
+            let mut d = vec![0u8; DELIVER];
+            d[..PUBLISH].copy_from_slice(&buf[at..at + PUBLISH]);
+            at += PUBLISH;
+            if q.send(Cmd::Publish(d)).await.is_err() {
+                return;
+            }
+        }
+        buf.copy_within(at..have, 0);
+        have -= at;
+    }
+}
+
+async fn consumer_conn(s: TcpStream, q: mpsc::Sender<Cmd>) {
+    let (mut r, mut w) = s.into_split();
+    let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
+    let _ = q.send(Cmd::Consumer(tx)).await;
+    let mut buf = vec![0u8; 65536];
+    let mut have = 0;
+    let mut out = Vec::new();
+    loop {
+        tokio::select! {
+            m = rx.recv() => {
+                let Some(m) = m else { return };
+                out.extend_from_slice(&m);
+                while let Ok(m) = rx.try_recv() { out.extend_from_slice(&m); }
+                if w.write_all(&out).await.is_err() { return; }
+                out.clear();
+            }
+            n = r.read(&mut buf[have..]) => {
+                let n = match n { Ok(0) | Err(_) => return, Ok(n) => n };
+                have += n;
+                let whole = have / ACK;
+                for _ in 0..whole {
+                    if q.send(Cmd::Ack).await.is_err() { return; }
+                }
+                buf.copy_within(whole * ACK..have, 0);
+                have -= whole * ACK;
+            }
+        }
+    }
+}
+
+/// No tasks between the sockets: one task reads publishes and writes deliveries inline, and
+/// counts acks; the least a process can do for this traffic.
+async fn direct(mut p: TcpStream, mut c: TcpStream) {
+    let mut pb = vec![0u8; 65536];
+    let mut cb = vec![0u8; 65536];
+    let (mut ph, mut ch) = (0usize, 0usize);
+    let mut out = Vec::new();
+    loop {
+        tokio::select! {
+            n = p.read(&mut pb[ph..]) => {
+                let n = match n { Ok(0) | Err(_) => return, Ok(n) => n };
+                ph += n;
+                let mut at = 0;
+                while ph - at >= PUBLISH {
+                    out.extend_from_slice(&pb[at..at + PUBLISH]);
+                    out.extend_from_slice(&[0u8; DELIVER - PUBLISH]);
+                    at += PUBLISH;
+                }
+                pb.copy_within(at..ph, 0);
+                ph -= at;
+                if c.write_all(&out).await.is_err() { return; }
+                out.clear();
+            }
+            n = c.read(&mut cb[ch..]) => {
+                let n = match n { Ok(0) | Err(_) => return, Ok(n) => n };
+                ch += n;
+                let whole = ch / ACK;
+                cb.copy_within(whole * ACK..ch, 0);
+                ch -= whole * ACK;
+            }
+        }
+    }
+}
+
+fn relay(port: u16, workers: usize) {
+    if workers == 0 {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("rt");
+        return rt.block_on(async move {
+            let l = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
+            loop {
+                let mut pc = (None, None);
+                for _ in 0..2 {
+                    let (mut s, _) = l.accept().await.expect("accept");
+                    s.set_nodelay(true).ok();
+                    let mut role = [0u8];
+                    s.read_exact(&mut role).await.expect("role");
+                    if role[0] == b'P' {
+                        pc.0 = Some(s)
+                    } else {
+                        pc.1 = Some(s)
+                    }
+                }
+                if let (Some(p), Some(c)) = pc {
+                    tokio::spawn(direct(p, c));
+                }
+            }
+        });
+    }
+    let rt = if workers == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(workers)
+            .enable_all()
+            .build()
+    }
+    .expect("runtime");
+    rt.block_on(async move {
+        let l = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
+        loop {
+            let (q, qrx) = mpsc::channel(4096);
+            tokio::spawn(queue(qrx));
+            for _ in 0..2 {
+                let (mut s, _) = l.accept().await.expect("accept");
+                s.set_nodelay(true).ok();
+                let mut role = [0u8];
+                s.read_exact(&mut role).await.expect("role");
+                if role[0] == b'P' {
+                    tokio::spawn(publisher_conn(s, q.clone()));
+                } else {
+                    tokio::spawn(consumer_conn(s, q.clone()));
+                }
+            }
+        }
+    });
+}
+
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    let f: Vec<&str> = stat
+        .rsplit_once(')')
+        .map(|x| x.1)
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
+    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (t(11) + t(12)) / 100.0
+}
+
+fn client(port: u16, rate: u64, secs: f64, pid: u32) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("rt");
+    rt.block_on(async move {
+        let mut c = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+        c.set_nodelay(true).ok();
+        c.write_all(b"C").await.expect("role");
+        let mut p = TcpStream::connect(("127.0.0.1", port)).await.expect("connect");
+        p.set_nodelay(true).ok();
+        p.write_all(b"P").await.expect("role");
+        let start = Instant::now();
+        let per_tick = (rate / 1000).max(1);
+        let producer = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_millis(1));
+            let mut rec = [7u8; PUBLISH];
+            // Runs until the consumer has its figures and aborts it: a publisher that stopped
+            // first would close its connection, and the relay the consumer's, mid-ack.
+            loop {
+                tick.tick().await;
+                for _ in 0..per_tick {
+                    let ns = start.elapsed().as_nanos() as u64;
+                    rec[..8].copy_from_slice(&ns.to_le_bytes());
+                    if p.write_all(&rec).await.is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+        let mut buf = vec![0u8; 65536];
+        let mut have = 0;
+        let mut lat: Vec<u64> = Vec::new();
+        let ack = [1u8; ACK];
+        let (mut cpu0, mut t0, mut n0) = (None, Instant::now(), 0u64);
+        let mut n = 0u64;
+        loop {
+            let r = match c.read(&mut buf[have..]).await {
+                Ok(0) | Err(_) => break,
+                Ok(r) => r,
+            };
+            have += r;
+            let mut at = 0;
+            while have - at >= DELIVER {
+                let ns = u64::from_le_bytes(buf[at..at + 8].try_into().expect("8"));
+                let now = start.elapsed().as_nanos() as u64;
+                at += DELIVER;
+                n += 1;
+                if start.elapsed().as_secs_f64() > 1.0 {
+                    if cpu0.is_none() {
+                        cpu0 = Some(cpu_secs(pid));
+                        t0 = Instant::now();
+                        n0 = n;
+                    }
+                    lat.push(now.saturating_sub(ns) / 1000);
+                }
+                if c.write_all(&ack).await.is_err() {
+                    break;
+                }
+            }
+            buf.copy_within(at..have, 0);
+            have -= at;
+            if start.elapsed().as_secs_f64() > secs + 1.0 {
+                break;
+            }
+        }
+        let cpu = cpu_secs(pid) - cpu0.unwrap_or(0.0);
+        let msgs = n - n0;
+        let el = t0.elapsed().as_secs_f64();
+        lat.sort_unstable();
+        let pct = |q: f64| lat.get(((lat.len() as f64) * q) as usize).copied().unwrap_or(0);
+        println!(
+            "{{\"msgs_per_s\": {:.0}, \"relay_cpu_us_per_msg\": {:.2}, \"latency_p50_us\": {}, \"latency_p99_us\": {}}}",
+            msgs as f64 / el,
+            cpu * 1e6 / msgs.max(1) as f64,
+            pct(0.5),
+            pct(0.99)
+        );
+        producer.abort();
+    });
+}
+
+fn main() {
+    let a: Vec<String> = std::env::args().collect();
+    let port: u16 = a.get(2).and_then(|v| v.parse().ok()).unwrap_or(5699);
+    match a.get(1).map(String::as_str) {
+        Some("relay") => relay(port, a.get(3).and_then(|v| v.parse().ok()).unwrap_or(2)),
+        Some("client") => client(
+            port,
+            a.get(3).and_then(|v| v.parse().ok()).unwrap_or(10000),
+            a.get(4).and_then(|v| v.parse().ok()).unwrap_or(4.0),
+            a.get(5).and_then(|v| v.parse().ok()).unwrap_or(0),
+        ),
+        _ => eprintln!(
+            "relay_floor relay PORT [WORKERS] | relay_floor client PORT RATE SECONDS RELAY_PID"
+        ),
+    }
+}
