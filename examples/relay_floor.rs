@@ -5,10 +5,10 @@
 //!
 //! The relay speaks no AMQP. It takes fixed-size records sized like a 100-byte message's
 //! frames: a publish (150 bytes) becomes a delivery (170 bytes) and each delivery is answered
-//! by an ack (21 bytes, a basic.ack frame). With `--workers 1` or more it hands them along
+//! by an ack (21 bytes, a basic.ack frame). With WORKERS 1 or more it hands them along
 //! Warren's hops (publisher connection task -> queue task with a prefetch of 200 -> consumer
 //! connection task, acks back to the queue task) on that many tokio workers; with
-//! `--workers 0` one task reads publishes and writes deliveries inline, the least any process
+//! WORKERS 0 one task reads publishes and writes deliveries inline, the least any process
 //! can do for this traffic. The client is shaped like `warren-perf latency --write-per-publish
 //! --ack-every 1`: one thread, a 1 ms tick sending rate/1000 records each written on its own,
 //! an ack written per delivery. It reads the relay's CPU from /proc over the measured window.
@@ -18,7 +18,7 @@
 //! the client prints one JSON object.
 use std::collections::VecDeque;
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
@@ -26,6 +26,50 @@ const PUBLISH: usize = 150; // ~ basic.publish + header + 100-byte body frames
 const DELIVER: usize = 170; // ~ basic.deliver + header + body
 const ACK: usize = 21; // basic.ack frame
 const PREFETCH: usize = 200;
+
+/// A read buffer that hands out whole fixed-size records and keeps a partial one for the
+/// next read, as every reader here needs.
+struct Records {
+    buf: Vec<u8>,
+    have: usize,
+    size: usize,
+}
+
+impl Records {
+    fn new(size: usize) -> Records {
+        Records {
+            buf: vec![0u8; 65536],
+            have: 0,
+            size,
+        }
+    }
+
+    /// One read; false at the end of the stream or on an error.
+    async fn fill<R: AsyncRead + Unpin>(&mut self, r: &mut R) -> bool {
+        match r.read(&mut self.buf[self.have..]).await {
+            Ok(0) | Err(_) => false,
+            Ok(n) => {
+                self.have += n;
+                true
+            }
+        }
+    }
+
+    fn whole(&self) -> usize {
+        self.have / self.size
+    }
+
+    fn record(&self, i: usize) -> &[u8] {
+        &self.buf[i * self.size..(i + 1) * self.size]
+    }
+
+    /// Drops the whole records, keeping the partial one at the front.
+    fn consume(&mut self) {
+        let used = self.whole() * self.size;
+        self.buf.copy_within(used..self.have, 0);
+        self.have -= used;
+    }
+}
 
 enum Cmd {
     Publish(Vec<u8>),
@@ -54,25 +98,16 @@ async fn queue(mut rx: mpsc::Receiver<Cmd>) {
 }
 
 async fn publisher_conn(mut s: TcpStream, q: mpsc::Sender<Cmd>) {
-    let mut buf = vec![0u8; 65536];
-    let mut have = 0;
-    loop {
-        let n = match s.read(&mut buf[have..]).await {
-            Ok(0) | Err(_) => return,
-            Ok(n) => n,
-        };
-        have += n;
-        let mut at = 0;
-        while have - at >= PUBLISH {
+    let mut publishes = Records::new(PUBLISH);
+    while publishes.fill(&mut s).await {
+        for i in 0..publishes.whole() {
             let mut d = vec![0u8; DELIVER];
-            d[..PUBLISH].copy_from_slice(&buf[at..at + PUBLISH]);
-            at += PUBLISH;
+            d[..PUBLISH].copy_from_slice(publishes.record(i));
             if q.send(Cmd::Publish(d)).await.is_err() {
                 return;
             }
         }
-        buf.copy_within(at..have, 0);
-        have -= at;
+        publishes.consume();
     }
 }
 
@@ -80,8 +115,7 @@ async fn consumer_conn(s: TcpStream, q: mpsc::Sender<Cmd>) {
     let (mut r, mut w) = s.into_split();
     let (tx, mut rx) = mpsc::unbounded_channel::<Vec<u8>>();
     let _ = q.send(Cmd::Consumer(tx)).await;
-    let mut buf = vec![0u8; 65536];
-    let mut have = 0;
+    let mut acks = Records::new(ACK);
     let mut out = Vec::new();
     loop {
         tokio::select! {
@@ -92,15 +126,12 @@ async fn consumer_conn(s: TcpStream, q: mpsc::Sender<Cmd>) {
                 if w.write_all(&out).await.is_err() { return; }
                 out.clear();
             }
-            n = r.read(&mut buf[have..]) => {
-                let n = match n { Ok(0) | Err(_) => return, Ok(n) => n };
-                have += n;
-                let whole = have / ACK;
-                for _ in 0..whole {
+            more = acks.fill(&mut r) => {
+                if !more { return; }
+                for _ in 0..acks.whole() {
                     if q.send(Cmd::Ack).await.is_err() { return; }
                 }
-                buf.copy_within(whole * ACK..have, 0);
-                have -= whole * ACK;
+                acks.consume();
             }
         }
     }
@@ -109,65 +140,49 @@ async fn consumer_conn(s: TcpStream, q: mpsc::Sender<Cmd>) {
 /// No tasks between the sockets: one task reads publishes and writes deliveries inline, and
 /// counts acks; the least a process can do for this traffic.
 async fn direct(mut p: TcpStream, mut c: TcpStream) {
-    let mut pb = vec![0u8; 65536];
-    let mut cb = vec![0u8; 65536];
-    let (mut ph, mut ch) = (0usize, 0usize);
+    let mut publishes = Records::new(PUBLISH);
+    let mut acks = Records::new(ACK);
     let mut out = Vec::new();
     loop {
         tokio::select! {
-            n = p.read(&mut pb[ph..]) => {
-                let n = match n { Ok(0) | Err(_) => return, Ok(n) => n };
-                ph += n;
-                let mut at = 0;
-                while ph - at >= PUBLISH {
-                    out.extend_from_slice(&pb[at..at + PUBLISH]);
+            more = publishes.fill(&mut p) => {
+                if !more { return; }
+                for i in 0..publishes.whole() {
+                    out.extend_from_slice(publishes.record(i));
                     out.extend_from_slice(&[0u8; DELIVER - PUBLISH]);
-                    at += PUBLISH;
                 }
-                pb.copy_within(at..ph, 0);
-                ph -= at;
+                publishes.consume();
                 if c.write_all(&out).await.is_err() { return; }
                 out.clear();
             }
-            n = c.read(&mut cb[ch..]) => {
-                let n = match n { Ok(0) | Err(_) => return, Ok(n) => n };
-                ch += n;
-                let whole = ch / ACK;
-                cb.copy_within(whole * ACK..ch, 0);
-                ch -= whole * ACK;
+            more = acks.fill(&mut c) => {
+                if !more { return; }
+                acks.consume();
             }
         }
     }
 }
 
-fn relay(port: u16, workers: usize) {
-    if workers == 0 {
-        let rt = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-            .expect("rt");
-        return rt.block_on(async move {
-            let l = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
-            loop {
-                let mut pc = (None, None);
-                for _ in 0..2 {
-                    let (mut s, _) = l.accept().await.expect("accept");
-                    s.set_nodelay(true).ok();
-                    let mut role = [0u8];
-                    s.read_exact(&mut role).await.expect("role");
-                    if role[0] == b'P' {
-                        pc.0 = Some(s)
-                    } else {
-                        pc.1 = Some(s)
-                    }
-                }
-                if let (Some(p), Some(c)) = pc {
-                    tokio::spawn(direct(p, c));
-                }
-            }
-        });
+/// Accepts a client's two connections and returns them as (publisher, consumer): each
+/// announces its role in its first byte.
+async fn accept_pair(l: &TcpListener) -> (TcpStream, TcpStream) {
+    let (mut publisher, mut consumer) = (None, None);
+    while publisher.is_none() || consumer.is_none() {
+        let (mut s, _) = l.accept().await.expect("accept");
+        s.set_nodelay(true).ok();
+        let mut role = [0u8];
+        s.read_exact(&mut role).await.expect("role");
+        if role[0] == b'P' {
+            publisher = Some(s);
+        } else {
+            consumer = Some(s);
+        }
     }
-    let rt = if workers == 1 {
+    (publisher.expect("publisher"), consumer.expect("consumer"))
+}
+
+fn relay(port: u16, workers: usize) {
+    let rt = if workers <= 1 {
         tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -181,19 +196,15 @@ fn relay(port: u16, workers: usize) {
     rt.block_on(async move {
         let l = TcpListener::bind(("127.0.0.1", port)).await.expect("bind");
         loop {
+            let (publisher, consumer) = accept_pair(&l).await;
+            if workers == 0 {
+                tokio::spawn(direct(publisher, consumer));
+                continue;
+            }
             let (q, qrx) = mpsc::channel(4096);
             tokio::spawn(queue(qrx));
-            for _ in 0..2 {
-                let (mut s, _) = l.accept().await.expect("accept");
-                s.set_nodelay(true).ok();
-                let mut role = [0u8];
-                s.read_exact(&mut role).await.expect("role");
-                if role[0] == b'P' {
-                    tokio::spawn(publisher_conn(s, q.clone()));
-                } else {
-                    tokio::spawn(consumer_conn(s, q.clone()));
-                }
-            }
+            tokio::spawn(publisher_conn(publisher, q.clone()));
+            tokio::spawn(consumer_conn(consumer, q));
         }
     });
 }
@@ -240,23 +251,15 @@ fn client(port: u16, rate: u64, secs: f64, pid: u32) {
                 }
             }
         });
-        let mut buf = vec![0u8; 65536];
-        let mut have = 0;
+        let mut deliveries = Records::new(DELIVER);
         let mut lat: Vec<u64> = Vec::new();
         let ack = [1u8; ACK];
         let (mut cpu0, mut t0, mut n0) = (None, Instant::now(), 0u64);
         let mut n = 0u64;
-        loop {
-            let r = match c.read(&mut buf[have..]).await {
-                Ok(0) | Err(_) => break,
-                Ok(r) => r,
-            };
-            have += r;
-            let mut at = 0;
-            while have - at >= DELIVER {
-                let ns = u64::from_le_bytes(buf[at..at + 8].try_into().expect("8"));
+        'run: while deliveries.fill(&mut c).await {
+            for i in 0..deliveries.whole() {
+                let sent = deliveries.record(i)[..8].try_into().map(u64::from_le_bytes);
                 let now = start.elapsed().as_nanos() as u64;
-                at += DELIVER;
                 n += 1;
                 if start.elapsed().as_secs_f64() > 1.0 {
                     if cpu0.is_none() {
@@ -264,14 +267,13 @@ fn client(port: u16, rate: u64, secs: f64, pid: u32) {
                         t0 = Instant::now();
                         n0 = n;
                     }
-                    lat.push(now.saturating_sub(ns) / 1000);
+                    lat.push(now.saturating_sub(sent.unwrap_or(now)) / 1000);
                 }
                 if c.write_all(&ack).await.is_err() {
-                    break;
+                    break 'run;
                 }
             }
-            buf.copy_within(at..have, 0);
-            have -= at;
+            deliveries.consume();
             if start.elapsed().as_secs_f64() > secs + 1.0 {
                 break;
             }
