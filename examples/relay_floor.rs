@@ -22,6 +22,11 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
+// warren-perf's /proc reader, so the relay's CPU is read as the broker's is.
+#[allow(dead_code)]
+#[path = "../src/bin/warren-perf/sample.rs"]
+mod sample;
+
 const PUBLISH: usize = 150; // ~ basic.publish + header + 100-byte body frames
 const DELIVER: usize = 170; // ~ basic.deliver + header + body
 const ACK: usize = 21; // basic.ack frame
@@ -209,19 +214,7 @@ fn relay(port: u16, workers: usize) {
     });
 }
 
-fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-    let f: Vec<&str> = stat
-        .rsplit_once(')')
-        .map(|x| x.1)
-        .unwrap_or("")
-        .split_whitespace()
-        .collect();
-    let t = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
-    (t(11) + t(12)) / 100.0
-}
-
-fn client(port: u16, rate: u64, secs: f64, pid: u32) {
+fn client(port: u16, rate: u64, secs: f64, relay: sample::Probe) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -254,7 +247,9 @@ fn client(port: u16, rate: u64, secs: f64, pid: u32) {
         let mut deliveries = Records::new(DELIVER);
         let mut lat: Vec<u64> = Vec::new();
         let ack = [1u8; ACK];
-        let (mut cpu0, mut t0, mut n0) = (None, Instant::now(), 0u64);
+        // Where the measured window opened (after a second of warm-up): the relay's CPU then,
+        // the time, and the deliveries counted so far.
+        let mut window = None;
         let mut n = 0u64;
         'run: while deliveries.fill(&mut c).await {
             for i in 0..deliveries.whole() {
@@ -262,10 +257,8 @@ fn client(port: u16, rate: u64, secs: f64, pid: u32) {
                 let now = start.elapsed().as_nanos() as u64;
                 n += 1;
                 if start.elapsed().as_secs_f64() > 1.0 {
-                    if cpu0.is_none() {
-                        cpu0 = Some(cpu_secs(pid));
-                        t0 = Instant::now();
-                        n0 = n;
+                    if window.is_none() {
+                        window = Some((relay.sample(), Instant::now(), n));
                     }
                     lat.push(now.saturating_sub(sent.unwrap_or(now)) / 1000);
                 }
@@ -278,7 +271,11 @@ fn client(port: u16, rate: u64, secs: f64, pid: u32) {
                 break;
             }
         }
-        let cpu = cpu_secs(pid) - cpu0.unwrap_or(0.0);
+        let (Some((Some(first), t0, n0)), Some(last)) = (window, relay.sample()) else {
+            eprintln!("relay_floor: no measured window, or the relay's CPU unreadable in /proc");
+            std::process::exit(1);
+        };
+        let cpu = last.cpu - first.cpu;
         let msgs = n - n0;
         let el = t0.elapsed().as_secs_f64();
         lat.sort_unstable();
@@ -294,19 +291,38 @@ fn client(port: u16, rate: u64, secs: f64, pid: u32) {
     });
 }
 
+const USAGE: &str =
+    "relay_floor relay PORT [WORKERS] | relay_floor client PORT RATE SECONDS RELAY_PID";
+
 fn main() {
-    let a: Vec<String> = std::env::args().collect();
-    let port: u16 = a.get(2).and_then(|v| v.parse().ok()).unwrap_or(5699);
-    match a.get(1).map(String::as_str) {
-        Some("relay") => relay(port, a.get(3).and_then(|v| v.parse().ok()).unwrap_or(2)),
-        Some("client") => client(
-            port,
-            a.get(3).and_then(|v| v.parse().ok()).unwrap_or(10000),
-            a.get(4).and_then(|v| v.parse().ok()).unwrap_or(4.0),
-            a.get(5).and_then(|v| v.parse().ok()).unwrap_or(0),
-        ),
-        _ => eprintln!(
-            "relay_floor relay PORT [WORKERS] | relay_floor client PORT RATE SECONDS RELAY_PID"
-        ),
+    let a: Vec<String> = std::env::args().skip(1).collect();
+    let arg = |i: usize| a.get(i).map(String::as_str).unwrap_or("");
+    // Every argument is required and parsed whole: a figure taken with a default the caller
+    // did not ask for would be reported as theirs.
+    match (arg(0), a.len()) {
+        ("relay", 2 | 3) => {
+            let (Ok(port), Ok(workers)) = (arg(1).parse(), a.get(2).map_or(Ok(2), |w| w.parse()))
+            else {
+                eprintln!("{USAGE}");
+                std::process::exit(2);
+            };
+            relay(port, workers)
+        }
+        ("client", 5) => {
+            let (Ok(port), Ok(rate), Ok(secs), Ok(pid)) = (
+                arg(1).parse(),
+                arg(2).parse(),
+                arg(3).parse(),
+                arg(4).parse::<u32>(),
+            ) else {
+                eprintln!("{USAGE}");
+                std::process::exit(2);
+            };
+            client(port, rate, secs, sample::Probe::broker(Some(pid)))
+        }
+        _ => {
+            eprintln!("{USAGE}");
+            std::process::exit(2);
+        }
     }
 }
