@@ -148,6 +148,8 @@ async fn a_queue_shows_what_is_persistent_in_memory_and_at_its_head() {
     // the head moves on: order-2 has no timestamp
     let first = get(&ch, "orders").await.unwrap();
     first.ack(Default::default()).await.unwrap();
+    // basic.ack has no reply: the queue settles it after the client has moved on
+    wait_until(|| async { queue(&api, "orders").await["messages_persistent"] == 1 }).await;
     let q = queue(&api, "orders").await;
     assert!(q["head_message_timestamp"].is_null());
     assert_eq!(q["messages_persistent"], 1);
