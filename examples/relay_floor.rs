@@ -26,6 +26,9 @@ use tokio::sync::mpsc;
 #[allow(dead_code)]
 #[path = "../src/bin/warren-perf/sample.rs"]
 mod sample;
+// ... and its percentiles, so the relay's p99 is taken as warren-perf takes the broker's.
+#[path = "../src/bin/warren-perf/percentile.rs"]
+mod percentile;
 
 const PUBLISH: usize = 150; // ~ basic.publish + header + 100-byte body frames
 const DELIVER: usize = 170; // ~ basic.deliver + header + body
@@ -245,7 +248,7 @@ fn client(port: u16, rate: u64, secs: f64, relay: sample::Probe) {
             }
         });
         let mut deliveries = Records::new(DELIVER);
-        let mut lat: Vec<u64> = Vec::new();
+        let mut lat: Vec<u32> = Vec::new();
         let ack = [1u8; ACK];
         // Where the measured window opened (after a second of warm-up): the relay's CPU then,
         // the time, and the deliveries counted so far.
@@ -260,7 +263,7 @@ fn client(port: u16, rate: u64, secs: f64, relay: sample::Probe) {
                     if window.is_none() {
                         window = Some((relay.sample(), Instant::now(), n));
                     }
-                    lat.push(now.saturating_sub(sent.unwrap_or(now)) / 1000);
+                    lat.push((now.saturating_sub(sent.unwrap_or(now)) / 1000) as u32);
                 }
                 if c.write_all(&ack).await.is_err() {
                     break 'run;
@@ -279,26 +282,25 @@ fn client(port: u16, rate: u64, secs: f64, relay: sample::Probe) {
         let msgs = n - n0;
         let el = t0.elapsed().as_secs_f64();
         lat.sort_unstable();
-        let pct = |q: f64| lat.get(((lat.len() as f64) * q) as usize).copied().unwrap_or(0);
         println!(
             "{{\"msgs_per_s\": {:.0}, \"relay_cpu_us_per_msg\": {:.2}, \"latency_p50_us\": {}, \"latency_p99_us\": {}}}",
             msgs as f64 / el,
             cpu * 1e6 / msgs.max(1) as f64,
-            pct(0.5),
-            pct(0.99)
+            percentile::percentile(&lat, 0.5),
+            percentile::percentile(&lat, 0.99)
         );
         producer.abort();
     });
 }
 
 const USAGE: &str =
-    "relay_floor relay PORT [WORKERS] | relay_floor client PORT RATE SECONDS RELAY_PID";
+    "relay_floor relay PORT [WORKERS, default 2] | relay_floor client PORT RATE SECONDS RELAY_PID";
 
 fn main() {
     let a: Vec<String> = std::env::args().skip(1).collect();
     let arg = |i: usize| a.get(i).map(String::as_str).unwrap_or("");
-    // Every argument is required and parsed whole: a figure taken with a default the caller
-    // did not ask for would be reported as theirs.
+    // Every argument is parsed whole, and only WORKERS has a default (the usage shows it): a
+    // figure taken with a default the caller did not ask for would be reported as theirs.
     match (arg(0), a.len()) {
         ("relay", 2 | 3) => {
             let (Ok(port), Ok(workers)) = (arg(1).parse(), a.get(2).map_or(Ok(2), |w| w.parse()))

@@ -10,6 +10,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::client::{confirm_of, Conn};
+use crate::percentile::percentile;
 use crate::scenarios::{Opts, Results};
 use warren::protocol::frame::{FRAME_BODY, FRAME_HEADER, FRAME_METHOD};
 use warren::protocol::method::{protocol::*, AMQPValue, FieldTable, LongString};
@@ -131,13 +132,6 @@ async fn publish(
     }
     writer.close().await;
     Ok(())
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted
-        .get(((sorted.len() as f64 - 1.0) * p).round() as usize)
-        .copied()
-        .unwrap_or(0.0)
 }
 
 pub async fn delayed(opts: Opts) -> std::io::Result<Results> {

@@ -11,6 +11,7 @@ use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use crate::client::{body_size, deliver_tag, Conn};
+use crate::percentile::percentile;
 use crate::scenarios::{
     consumer, cpu_results, measure, report_errors, spawn_logged, stop_all, Counters, Opts, Results,
 };
@@ -26,12 +27,6 @@ fn reply_to_props(reply_to: &str) -> Vec<u8> {
     let mut p = vec![0x02, 0x00, reply_to.len() as u8];
     p.extend_from_slice(reply_to.as_bytes());
     p
-}
-
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    sorted
-        .get(((sorted.len().max(1) - 1) as f64 * p).round() as usize)
-        .map_or(0.0, |v| f64::from(*v))
 }
 
 /// The server: each request is answered on its `reply_to` and acked.

@@ -11,6 +11,7 @@ mod deadletter;
 mod delayed;
 mod extensions;
 mod fleet;
+mod percentile;
 mod sample;
 mod scenarios;
 mod soak;

@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 
 use crate::client::{body_size, confirm_of, deliver_tag, Conn, Url};
+use crate::percentile::percentile;
 use crate::sample::{Probe, Sample};
 use warren::protocol::frame::{FRAME_BODY, FRAME_HEADER, FRAME_METHOD};
 
@@ -422,14 +423,6 @@ pub async fn throughput(opts: Opts, name: &'static str) -> std::io::Result<Resul
     cpu_results(&mut out, b0, b1, m0, m1, consumed.max(published), secs);
     report_errors(&c);
     Ok(out)
-}
-
-fn percentile(sorted: &[u32], p: f64) -> f64 {
-    if sorted.is_empty() {
-        return 0.0;
-    }
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i] as f64
 }
 
 pub async fn latency(opts: Opts) -> std::io::Result<Results> {
