@@ -103,8 +103,8 @@ pub struct ConnectionInfo {
     pub local: SocketAddr,
     pub user: String,
     pub vhost: String,
-    /// Set for a TLS connection.
-    pub tls: Option<TlsDetails>,
+    /// Set for a TLS connection; boxed, so a plain connection does not carry its space.
+    pub tls: Option<Box<TlsDetails>>,
     pub traffic: Arc<Traffic>,
     /// Byte rates, sampled when the management API asks.
     octet_rates: Mutex<Sampler<2>>,
@@ -128,7 +128,7 @@ impl ConnectionInfo {
         local: SocketAddr,
         user: String,
         vhost: String,
-        tls: Option<TlsDetails>,
+        tls: Option<Box<TlsDetails>>,
         traffic: Arc<Traffic>,
         client_properties: FieldTable,
         (frame_max, channel_max, heartbeat): (u32, u16, u16),

@@ -114,8 +114,9 @@ pub struct ChannelState {
     pub phase: Phase,
     pub link: Arc<ChannelLink>,
     pub pending: Option<PendingPublish>,
-    /// Publisher confirms, once confirm.select was seen.
-    pub confirms: Option<Confirms>,
+    /// Publisher confirms, once confirm.select was seen; boxed, as most channels never
+    /// select them.
+    pub confirms: Option<Box<Confirms>>,
     pub tx: Option<TxBuffer>,
     pub unacked: BTreeMap<u64, Unacked>,
     pub next_delivery_tag: u64,

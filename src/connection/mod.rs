@@ -164,7 +164,7 @@ pub fn serve<S: Socket>(
                     local,
                     n.user.clone(),
                     n.vhost.name.clone(),
-                    tls.as_ref().map(|t| t.details.clone()),
+                    tls.as_ref().map(|t| Box::new(t.details.clone())),
                     traffic,
                     std::mem::take(&mut n.client_properties),
                     (n.frame_max, n.channel_max, n.heartbeat),
