@@ -23,6 +23,9 @@
 #              real client libraries (examples/client_bench.rs with lapin or amqprs,
 #              bench/clients/pika_bench.py), one publish per call, acks every 1 or 100,
 #              single confirms, fixed rates
+# broker_switches_per_msg counts the context switches of all the broker's threads: at a
+# fixed rate nearly each is one sleep and one wake-up, which on this host cost as much as
+# a message's own work.
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 REPS=3; DURATION=10; OUT="$ROOT/bench/results.md"; SCEN=(); BASELINE=""
@@ -105,12 +108,12 @@ client_of() {
 }
 keys_of() {
   case "$1" in
-    throughput-*|deadletter-*|topic-*) echo "consumed_per_s broker_cpu_us_per_msg tool_cpu_us_per_msg broker_cpu_percent tool_cpu_percent" ;;
-    lapin-*|amqprs-*) echo "consumed_per_s broker_cpu_us_per_msg latency_p50_us latency_p99_us broker_cpu_percent tool_cpu_percent" ;;
-    pika-*) echo "consumed_per_s broker_cpu_us_per_msg latency_p50_us latency_p99_us broker_cpu_percent tool_busiest_process_cpu_percent" ;;
-    latency-each) echo "latency_p50_us latency_p99_us broker_cpu_us_per_msg" ;;
+    throughput-*|deadletter-*|topic-*) echo "consumed_per_s broker_cpu_us_per_msg broker_switches_per_msg tool_cpu_us_per_msg broker_cpu_percent tool_cpu_percent" ;;
+    lapin-*|amqprs-*) echo "consumed_per_s broker_cpu_us_per_msg broker_switches_per_msg latency_p50_us latency_p99_us broker_cpu_percent tool_cpu_percent" ;;
+    pika-*) echo "consumed_per_s broker_cpu_us_per_msg broker_switches_per_msg latency_p50_us latency_p99_us broker_cpu_percent tool_busiest_process_cpu_percent" ;;
+    latency-each) echo "latency_p50_us latency_p99_us broker_cpu_us_per_msg broker_switches_per_msg" ;;
     fleet-*) echo "idle_rss_kb_per_connection busy_consumed_per_s broker_cpu_percent broker_cpu_us_per_msg" ;;
-    rpc*) echo "round_trips_per_s rtt_p50_us rtt_p99_us broker_cpu_us_per_msg tool_cpu_us_per_msg" ;;
+    rpc*) echo "round_trips_per_s rtt_p50_us rtt_p99_us broker_cpu_us_per_msg broker_switches_per_msg tool_cpu_us_per_msg" ;;
     confirms*) echo "published_per_s broker_cpu_us_per_msg" ;;
     latency) echo "latency_p50_us latency_p99_us latency_p999_us broker_cpu_us_per_msg" ;;
     fanout) echo "delivered_per_s broker_cpu_us_per_msg" ;;

@@ -44,19 +44,11 @@ struct Opts {
     broker_pid: Option<u32>,
 }
 
-/// user + system CPU seconds and RSS in KB of a process, from /proc.
-fn sample(pid: u32) -> Option<(f64, u64)> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    let ticks: f64 = fields.get(11)?.parse::<f64>().ok()? + fields.get(12)?.parse::<f64>().ok()?;
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let rss = status
-        .lines()
-        .find(|l| l.starts_with("VmRSS:"))
-        .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
-        .unwrap_or(0);
-    Some((ticks / 100.0, rss))
-}
+/// CPU time, RSS and context switches from /proc, read as warren-perf reads them.
+#[path = "../src/bin/warren-perf/sample.rs"]
+#[allow(dead_code)] // warren-perf's `Probe` wrapper is not needed here
+mod sample;
+use sample::sample;
 
 fn now_ns() -> u64 {
     SystemTime::now()
@@ -289,13 +281,13 @@ async fn run(o: Opts) -> Result<String, BenchError> {
         c.published.load(Ordering::Relaxed),
         c.consumed.load(Ordering::Relaxed),
     );
-    let b0 = o.broker_pid.and_then(sample);
-    let own0 = sample(std::process::id());
+    let b0 = o.broker_pid.and_then(|p| sample(&p.to_string()));
+    let own0 = sample("self");
     let t0 = Instant::now();
     tokio::time::sleep(Duration::from_secs_f64(o.duration)).await;
     let secs = t0.elapsed().as_secs_f64();
-    let b1 = o.broker_pid.and_then(sample);
-    let own1 = sample(std::process::id());
+    let b1 = o.broker_pid.and_then(|p| sample(&p.to_string()));
+    let own1 = sample("self");
     let published = c.published.load(Ordering::Relaxed) - p0;
     let consumed = c.consumed.load(Ordering::Relaxed) - k0;
     c.stop.store(true, Ordering::Relaxed);
@@ -315,13 +307,11 @@ async fn run(o: Opts) -> Result<String, BenchError> {
     // The load generator's own CPU says whether it, not the broker, set the pace: the
     // client's publisher and consumer share this process's two tokio workers.
     if let (Some(a), Some(b)) = (own0, own1) {
-        fields.push(("tool_cpu_percent", (b.0 - a.0) * 100.0 / secs));
+        fields.push(("tool_cpu_percent", (b.cpu - a.cpu) * 100.0 / secs));
     }
     if let (Some(b0), Some(b1)) = (b0, b1) {
         let per = consumed.max(published).max(1) as f64;
-        fields.push(("broker_cpu_us_per_msg", (b1.0 - b0.0) * 1e6 / per));
-        fields.push(("broker_cpu_percent", (b1.0 - b0.0) * 100.0 / secs));
-        fields.push(("broker_rss_mb", b1.1 as f64 / 1024.0));
+        fields.extend(sample::broker_figures(&b0, &b1, per, secs));
     }
     let body: Vec<String> = fields
         .iter()

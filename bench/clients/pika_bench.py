@@ -11,6 +11,7 @@ import argparse
 import json
 import struct
 import multiprocessing as mp
+import os
 import time
 
 import pika
@@ -19,11 +20,21 @@ QUEUE = "client-bench"
 
 
 def sample(pid):
+    """CPU seconds, RSS in KB and context switches (all threads: the process's own status
+    counts only its main thread's) of a process."""
     try:
         stat = open("/proc/%d/stat" % pid).read().rsplit(")", 1)[1].split()
         cpu = (int(stat[11]) + int(stat[12])) / 100.0
         rss = next(int(l.split()[1]) for l in open("/proc/%d/status" % pid) if l.startswith("VmRSS:"))
-        return cpu, rss
+        switches = 0
+        for task in os.listdir("/proc/%d/task" % pid):
+            try:
+                for line in open("/proc/%d/task/%s/status" % (pid, task)):
+                    if "ctxt_switches:" in line:
+                        switches += int(line.split()[1])
+            except OSError:
+                pass  # a thread that ended since the listing
+        return cpu, rss, switches
     except (OSError, IndexError, ValueError, StopIteration):
         return None
 
@@ -136,6 +147,7 @@ def main():
         out["broker_cpu_us_per_msg"] = (b1[0] - b0[0]) * 1e6 / per
         out["broker_cpu_percent"] = (b1[0] - b0[0]) * 100 / secs
         out["broker_rss_mb"] = b1[1] / 1024
+        out["broker_switches_per_msg"] = (b1[2] - b0[2]) / per
     print(json.dumps(out))
 
 

@@ -366,9 +366,7 @@ pub(crate) fn cpu_results(
 ) {
     let per = per.max(1) as f64;
     if let (Some(b0), Some(b1)) = (b0, b1) {
-        out.push(("broker_cpu_us_per_msg", (b1.cpu - b0.cpu) * 1e6 / per));
-        out.push(("broker_cpu_percent", (b1.cpu - b0.cpu) * 100.0 / elapsed));
-        out.push(("broker_rss_mb", b1.rss_kb as f64 / 1024.0));
+        out.extend(crate::sample::broker_figures(&b0, &b1, per, elapsed));
     }
     out.push(("tool_cpu_us_per_msg", (m1.cpu - m0.cpu) * 1e6 / per));
     // warren-perf runs on one thread: near 100 here, it set the pace, not the broker.
