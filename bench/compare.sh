@@ -24,8 +24,8 @@
 #              bench/clients/pika_bench.py), one publish per call, acks every 1 or 100,
 #              single confirms, fixed rates
 # broker_switches_per_msg counts the context switches of all the broker's threads: at a
-# fixed rate nearly each is one sleep and one wake-up, which on this host cost as much as
-# a message's own work.
+# fixed rate nearly each is one sleep and one wake-up, which on this host costs either
+# broker 23-25 us (bench/results.md, 2026-12-07, seventeenth session).
 set -u
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 REPS=3; DURATION=10; OUT="$ROOT/bench/results.md"; SCEN=(); BASELINE=""

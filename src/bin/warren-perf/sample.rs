@@ -7,7 +7,8 @@ pub struct Sample {
     pub cpu: f64,
     pub rss_kb: u64,
     /// voluntary and involuntary context switches of all its threads so far: at a fixed
-    /// rate nearly each is a sleep and a wake-up, which cost as much as a message's work
+    /// rate nearly each is a sleep and a wake-up, which on this VM costs either broker
+    /// more than Warren's own work on a message
     pub switches: u64,
 }
 
