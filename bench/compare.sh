@@ -19,10 +19,11 @@
 #              each connection (PerfTest's channels per connection)
 #            lapin-ack1 lapin-ack100 lapin-confirm lapin-25k lapin-10k lapin-10k-ack100
 #            amqprs-ack1 amqprs-ack100 amqprs-25k amqprs-25k-ack100 amqprs-10k
-#            pika-ack1 pika-ack100 pika-5k:
+#            pika-ack1 pika-ack100 pika-5k java-ack1 java-ack100 java-10k:
 #              real client libraries (examples/client_bench.rs with lapin or amqprs,
-#              bench/clients/pika_bench.py), one publish per call, acks every 1 or 100,
-#              single confirms, fixed rates
+#              bench/clients/pika_bench.py, bench/clients/JavaBench.java with RabbitMQ's
+#              Java client, PerfTest's library), one publish per call, acks every 1 or
+#              100, single confirms, fixed rates
 # broker_switches_per_msg counts the context switches of all the broker's threads: at a
 # fixed rate nearly each is one sleep and one wake-up, which on this host costs either
 # broker 23-25 us (bench/results.md, 2026-12-07, seventeenth session).
@@ -52,6 +53,11 @@ fi
 LAPIN="$ROOT/target/release/examples/client_bench --client lapin"
 AMQPRS="$ROOT/target/release/examples/client_bench --client amqprs"
 PIKA="$VENV/bin/python $ROOT/bench/clients/pika_bench.py"
+if printf '%s\n' "${SCEN[@]}" | grep -q '^java-' &&
+   ! { command -v javac >/dev/null && [ -f /usr/share/java/amqp-client.jar ]; }; then
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq default-jdk-headless librabbitmq-client-java >/dev/null
+fi
+JAVA="java -cp /usr/share/java/amqp-client.jar:/usr/share/java/slf4j-api.jar $ROOT/bench/clients/JavaBench.java"
 PERF="$ROOT/target/release/warren-perf"
 ulimit -n 20000 2>/dev/null || ulimit -n "$(ulimit -Hn)"
 
@@ -104,12 +110,15 @@ client_of() {
     pika-ack1) echo "$PIKA --ack-every 1" ;;
     pika-ack100) echo "$PIKA --ack-every 100" ;;
     pika-5k) echo "$PIKA --ack-every 1 --rate 5000" ;;
+    java-ack1) echo "$JAVA --ack-every 1" ;;
+    java-ack100) echo "$JAVA --ack-every 100" ;;
+    java-10k) echo "$JAVA --ack-every 1 --rate 10000" ;;
   esac
 }
 keys_of() {
   case "$1" in
     throughput-*|deadletter-*|topic-*) echo "consumed_per_s broker_cpu_us_per_msg broker_switches_per_msg tool_cpu_us_per_msg broker_cpu_percent tool_cpu_percent" ;;
-    lapin-*|amqprs-*) echo "consumed_per_s broker_cpu_us_per_msg broker_switches_per_msg latency_p50_us latency_p99_us broker_cpu_percent tool_cpu_percent" ;;
+    lapin-*|amqprs-*|java-*) echo "consumed_per_s broker_cpu_us_per_msg broker_switches_per_msg latency_p50_us latency_p99_us broker_cpu_percent tool_cpu_percent" ;;
     pika-*) echo "consumed_per_s broker_cpu_us_per_msg broker_switches_per_msg latency_p50_us latency_p99_us broker_cpu_percent tool_busiest_process_cpu_percent" ;;
     latency-each) echo "latency_p50_us latency_p99_us broker_cpu_us_per_msg broker_switches_per_msg" ;;
     fleet-*) echo "idle_rss_kb_per_connection busy_consumed_per_s broker_cpu_percent broker_cpu_us_per_msg" ;;
