@@ -1,3 +1,7 @@
+//! Unit tests of the rabbitmq.conf reader: a key is applied, reported as not acted on, or
+//! stops start-up naming it, as the module promises. Most read conf text directly; the
+//! conf.d test writes its files to a temp dir of its own.
+
 use super::*;
 
 fn conf(text: &str) -> Result<(Config, Vec<String>), ConfigError> {
