@@ -19,7 +19,7 @@
 #              each connection (PerfTest's channels per connection)
 #            lapin-ack1 lapin-ack100 lapin-confirm lapin-25k lapin-10k lapin-10k-ack100
 #            amqprs-ack1 amqprs-ack100 amqprs-25k amqprs-25k-ack100 amqprs-10k
-#            pika-ack1 pika-ack100 pika-5k java-ack1 java-ack100 java-10k:
+#            pika-ack1 pika-ack100 pika-5k java-ack1 java-ack100 java-confirm java-10k:
 #              real client libraries (examples/client_bench.rs with lapin or amqprs,
 #              bench/clients/pika_bench.py, bench/clients/JavaBench.java with RabbitMQ's
 #              Java client, PerfTest's library), one publish per call, acks every 1 or
@@ -112,6 +112,7 @@ client_of() {
     pika-5k) echo "$PIKA --ack-every 1 --rate 5000" ;;
     java-ack1) echo "$JAVA --ack-every 1" ;;
     java-ack100) echo "$JAVA --ack-every 100" ;;
+    java-confirm) echo "$JAVA --ack-every 1 --confirm" ;;
     java-10k) echo "$JAVA --ack-every 1 --rate 10000" ;;
   esac
 }

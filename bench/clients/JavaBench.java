@@ -1,8 +1,9 @@
 // A load test the way a Java application (or RabbitMQ's own PerfTest) writes one with RabbitMQ's
 // Java client: a publisher on its own connection calling basicPublish per message (optionally at
-// a fixed --rate), a consumer on another connection with a prefetch that acks every --ack-every
-// messages (1 = each on its own). The client writes each publish and each ack as one flush of
-// its own, so the broker sees the writes as an application makes them.
+// a fixed --rate, and with --confirm waiting for each publish's confirm before the next), a
+// consumer on another connection with a prefetch that acks every --ack-every messages (1 = each
+// on its own). The client writes each publish and each ack as one flush of its own, so the
+// broker sees the writes as an application makes them.
 //
 // Run with the JDK's single-file launcher (bench/compare.sh java-* does, beside RabbitMQ):
 //   java -cp /usr/share/java/amqp-client.jar:/usr/share/java/slf4j-api.jar JavaBench.java \
@@ -75,13 +76,18 @@ public class JavaBench {
     public static void main(String[] argv) throws Exception {
         Map<String, String> o = new HashMap<>(Map.of("--url", "amqp://guest:guest@127.0.0.1:5672/%2F",
                 "--duration", "10", "--size", "100", "--ack-every", "1", "--prefetch", "200", "--rate", "0"));
-        for (int i = 0; i + 1 < argv.length; i += 2) {
-            if (!o.containsKey(argv[i]) && !argv[i].equals("--broker-pid")) {
-                System.err.println("unknown option " + argv[i]);
+        boolean confirm = false;
+        for (int i = 0; i < argv.length; i++) {
+            if (argv[i].equals("--confirm")) {
+                confirm = true;
+            } else if (i + 1 < argv.length && (o.containsKey(argv[i]) || argv[i].equals("--broker-pid"))) {
+                o.put(argv[i], argv[++i]);
+            } else {
+                System.err.println("unknown option or missing value: " + argv[i]);
                 System.exit(2);
             }
-            o.put(argv[i], argv[i + 1]);
         }
+        boolean confirms = confirm;
         double duration = Double.parseDouble(o.get("--duration"));
         int size = Math.max(8, Integer.parseInt(o.get("--size")));
         int ackEvery = Integer.parseInt(o.get("--ack-every"));
@@ -126,6 +132,9 @@ public class JavaBench {
         Thread publisher = new Thread(() -> {
             try {
                 Channel ch = publisherConn.createChannel();
+                // Reliable publishing as the client's guide shows it: each publish waits
+                // for the broker's confirm before the next.
+                if (confirms) ch.confirmSelect();
                 byte[] body = new byte[size];
                 long start = System.nanoTime(), n = 0;
                 while (!stop.get()) {
@@ -140,6 +149,7 @@ public class JavaBench {
                     }
                     ByteBuffer.wrap(body).putLong(System.nanoTime());
                     ch.basicPublish("", QUEUE, null, body);
+                    if (confirms) ch.waitForConfirmsOrDie(5_000);
                     n++;
                     published.incrementAndGet();
                 }
